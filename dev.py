@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Set up and run pdconnect's demo and checks on a fresh machine.
+
+    python3 dev.py demo    # build a virtual environment if needed, then run the demo
+    python3 dev.py test    # the same, then lint, type-check, build the docs and run every test
+
+Anything after ``test`` is passed to pytest (``python3 dev.py test -k sender``). Only
+Python 3.11+ and access to the package registries are needed; the virtual environment lives
+in ``.venv`` and is refreshed when ``setup.cfg`` changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PYTHON = BIN / "python"
+EXTRAS = "flask,test,docs"
+STAMP = VENV / ".pdconnect-installed"
+
+
+def run(*command: str | Path, env: dict[str, str] | None = None) -> None:
+    """Run a command from the repository root; stop with its status if it fails."""
+    printable = " ".join(str(part) for part in command)
+    print(f"\n$ {printable}", flush=True)
+    result = subprocess.run([str(part) for part in command], cwd=ROOT, env=env)
+    if result.returncode != 0:
+        print(f"\nFAILED ({result.returncode}): {printable}", file=sys.stderr)
+        sys.exit(result.returncode)
+
+
+def ensure_environment() -> None:
+    """Create ``.venv`` and install pdconnect with its extras, unless already up to date."""
+    wanted = hashlib.sha256((ROOT / "setup.cfg").read_bytes() + EXTRAS.encode()).hexdigest()
+    if STAMP.exists() and STAMP.read_text() == wanted and PYTHON.exists():
+        return
+    if not PYTHON.exists():
+        print(f"creating virtual environment in {VENV}", flush=True)
+        venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
+    run(PYTHON, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+    run(PYTHON, "-m", "pip", "install", "--quiet", "-e", f".[{EXTRAS}]")
+    STAMP.write_text(wanted)
+
+
+def demo() -> None:
+    ensure_environment()
+    run(PYTHON, "examples/quick_tour.py")
+
+
+def test(pytest_args: list[str]) -> None:
+    ensure_environment()
+    run(PYTHON, "-m", "ruff", "check", ".")
+    run(PYTHON, "-m", "ruff", "format", "--check", ".")
+    run(PYTHON, "-m", "mypy")
+    run(PYTHON, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", "docs", "build/docs")
+    run(PYTHON, "-m", "pytest", *pytest_args)
+
+
+def main(argv: list[str]) -> None:
+    if not argv or argv[0] not in ("demo", "test"):
+        sys.exit(__doc__)
+    if argv[0] == "demo":
+        demo()
+    else:
+        test(argv[1:])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

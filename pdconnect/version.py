@@ -1,0 +1,3 @@
+"""The version of pdconnect."""
+
+__version__ = "0.1.0"
