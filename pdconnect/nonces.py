@@ -1,0 +1,100 @@
+"""Nonce stores: remember which handshake states were used, so each works only once.
+
+A store only needs to remember a nonce until the state carrying it would be refused as
+expired anyway; after that the row can go.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+
+@runtime_checkable
+class NonceStore(Protocol):
+    """Where used handshake nonces are recorded."""
+
+    def consume(self, nonce: str, *, expires_at: float) -> bool:
+        """Record ``nonce`` as used until ``expires_at`` (Unix time).
+
+        Return ``True`` the first time a nonce is seen and ``False`` on every later call: the
+        check and the record must be one atomic step, even across processes for a shared store.
+        """
+        ...
+
+
+class MemoryNonceStore:
+    """A nonce store in this process's memory: for tests and single-process apps."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        self._used: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._now = clock
+
+    def consume(self, nonce: str, *, expires_at: float) -> bool:
+        now = self._now()
+        with self._lock:
+            self._purge(now)
+            if nonce in self._used:
+                return False
+            self._used[nonce] = expires_at
+            return True
+
+    def _purge(self, now: float) -> None:
+        expired = [n for n, until in self._used.items() if until < now]
+        for n in expired:
+            del self._used[n]
+
+    def __len__(self) -> int:
+        return len(self._used)
+
+
+class SqlNonceStore:
+    """A nonce store in a SQL table, shared by every process of a vendor's app.
+
+    ``engine`` is a SQLAlchemy engine or URL. The table (``pdconnect_used_nonces`` by
+    default) is created when missing unless ``create_table`` is false. Uniqueness of the
+    primary key makes :meth:`consume` atomic across processes.
+    """
+
+    _PURGE_EVERY = 64
+
+    def __init__(
+        self,
+        engine: sa.Engine | str,
+        *,
+        table_name: str = "pdconnect_used_nonces",
+        create_table: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.engine = sa.create_engine(engine) if isinstance(engine, str) else engine
+        metadata = sa.MetaData()
+        self.table = sa.Table(
+            table_name,
+            metadata,
+            sa.Column("nonce", sa.String(64), primary_key=True),
+            sa.Column("expires_at", sa.Float, nullable=False, index=True),
+        )
+        if create_table:
+            metadata.create_all(self.engine, checkfirst=True)
+        self._now = clock
+        self._calls = 0
+        self._lock = threading.Lock()
+
+    def consume(self, nonce: str, *, expires_at: float) -> bool:
+        with self._lock:
+            self._calls += 1
+            purge = self._calls % self._PURGE_EVERY == 0
+        try:
+            with self.engine.begin() as conn:
+                if purge:
+                    conn.execute(sa.delete(self.table).where(self.table.c.expires_at < self._now()))
+                conn.execute(sa.insert(self.table).values(nonce=nonce, expires_at=expires_at))
+        except IntegrityError:
+            return False
+        return True

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from pdconnect import MemoryNonceStore, NonceStore, SqlNonceStore
+from tests.conftest import FakeClock
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> NonceStore:
+    if request.param == "memory":
+        return MemoryNonceStore(clock=clock)
+    return SqlNonceStore(f"sqlite:///{tmp_path / 'nonces.db'}", clock=clock)
+
+
+def test_a_nonce_is_consumed_once(store: NonceStore, clock: FakeClock) -> None:
+    assert store.consume("n1", expires_at=clock.now + 600)
+    assert not store.consume("n1", expires_at=clock.now + 600)
+    assert store.consume("n2", expires_at=clock.now + 600)
+
+
+def test_stores_satisfy_the_protocol(store: NonceStore) -> None:
+    assert isinstance(store, NonceStore)
+
+
+def test_concurrent_consumers_see_exactly_one_success(store: NonceStore, clock: FakeClock) -> None:
+    results: list[bool] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(8)
+
+    def consume() -> None:
+        barrier.wait()
+        ok = store.consume("shared", expires_at=clock.now + 600)
+        with lock:
+            results.append(ok)
+
+    threads = [threading.Thread(target=consume) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [False] * 7 + [True]
+
+
+def test_memory_store_forgets_expired_nonces(clock: FakeClock) -> None:
+    store = MemoryNonceStore(clock=clock)
+    store.consume("old", expires_at=clock.now + 10)
+    clock.advance(11)
+    store.consume("new", expires_at=clock.now + 10)
+    assert len(store) == 1
+
+
+def test_sql_store_shared_by_two_instances_and_purges(tmp_path: Path, clock: FakeClock) -> None:
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    first = SqlNonceStore(url, clock=clock)
+    second = SqlNonceStore(url, clock=clock)
+    assert first.consume("n", expires_at=clock.now + 5)
+    assert not second.consume("n", expires_at=clock.now + 5)
+    clock.advance(10)
+    for i in range(SqlNonceStore._PURGE_EVERY):
+        second.consume(f"fresh-{i}", expires_at=clock.now + 5)
+    with second.engine.connect() as conn:
+        remaining = conn.execute(sa.select(second.table.c.nonce)).scalars().all()
+    assert "n" not in remaining
+
+
+def test_sql_store_accepts_an_engine_and_a_table_name(tmp_path: Path) -> None:
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'e.db'}")
+    store = SqlNonceStore(engine, table_name="my_nonces")
+    assert store.consume("x", expires_at=2e9)
+    assert sa.inspect(engine).has_table("my_nonces")
