@@ -1,0 +1,69 @@
+"""The ``pdconnect`` command: small tools for vendors' engineers.
+
+``pdconnect snippet`` prints the embeddable button; ``pdconnect check-key`` checks an
+integration key. Later commands (the sandbox, workers) register here too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from pdconnect.button import DEFAULT_LABEL, ButtonSize, ButtonTheme, embed_snippet
+from pdconnect.errors import PdConnectError
+from pdconnect.keys import classify_key, normalize_key
+from pdconnect.version import __version__
+
+
+def _snippet(args: argparse.Namespace) -> int:
+    sys.stdout.write(embed_snippet(args.href, label=args.label, size=args.size, theme=args.theme))
+    return 0
+
+
+def _check_key(args: argparse.Namespace) -> int:
+    raw = sys.stdin.readline() if args.key == "-" else args.key
+    key = normalize_key(raw)
+    print(f"valid {classify_key(key).value} key ending in {key[-4:]}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pdconnect", description="Vendor-side PagerDuty tools.")
+    parser.add_argument("--version", action="version", version=f"pdconnect {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    snippet = commands.add_parser(
+        "snippet",
+        help="print the self-contained 'Alert with PagerDuty' button HTML",
+        description="Print one block of HTML (no scripts, no external files) to paste into a page.",
+    )
+    snippet.add_argument("--href", default="/pagerduty/connect", help="where the button links (default: %(default)s)")
+    snippet.add_argument("--label", default=DEFAULT_LABEL, help="button text (default: %(default)s)")
+    snippet.add_argument("--size", choices=[s.value for s in ButtonSize], default=ButtonSize.MEDIUM.value)
+    snippet.add_argument("--theme", choices=[t.value for t in ButtonTheme], default=ButtonTheme.LIGHT.value)
+    snippet.set_defaults(handler=_snippet)
+
+    check = commands.add_parser(
+        "check-key",
+        help="check an integration key's format (use '-' to read it from stdin)",
+        description="Check that a key is 32 letters and digits and say whether it is a service or ruleset key.",
+    )
+    check.add_argument("key", help="the key, or '-' to read one line from stdin (keeps it out of the process list)")
+    check.set_defaults(handler=_check_key)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (2 for bad input)."""
+    args = build_parser().parse_args(argv)
+    try:
+        status: int = args.handler(args)
+    except PdConnectError as exc:
+        print(f"pdconnect: {exc}", file=sys.stderr)
+        return 2
+    return status
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
