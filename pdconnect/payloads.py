@@ -1,0 +1,354 @@
+"""Turning events into PagerDuty's JSON bodies, within PagerDuty's documented limits.
+
+Every limit is enforced here, before any request, because a 400 from PagerDuty loses the
+alert while a local check does not:
+
+- severity is one of ``critical``, ``error``, ``warning``, ``info``;
+- each action has its required fields (a trigger needs summary, source and severity;
+  acknowledge and resolve need a dedup key);
+- keys are 32 ASCII letters and digits; dedup keys are at most 255 characters;
+- summary and description are at most 1,024 characters: longer ones are cut, ending in an
+  ellipsis, with a logged warning;
+- the whole body is at most 512 KB: if it is larger, custom details are replaced by a short
+  note saying they were dropped (as Prometheus Alertmanager does), with a logged warning;
+- image sources are https URLs; timestamps carry a timezone.
+
+All problems found are reported together in one
+:class:`~pdconnect.errors.EventValidationError`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from pdconnect.errors import EventValidationError, InvalidIntegrationKey
+from pdconnect.events import AlertEvent, ChangeEvent, EventAction, Image, LegacyEvent, Link, Severity
+from pdconnect.keys import normalize_key
+
+logger = logging.getLogger("pdconnect")
+
+#: Events API v2 ``payload.summary`` and v1 ``description``: "maximum of 1024 characters".
+MAX_SUMMARY_LENGTH = 1024
+#: ``dedup_key`` / ``incident_key``: "maximum of 255 characters".
+MAX_DEDUP_KEY_LENGTH = 255
+#: "Events API payloads are limited to 512 KB". Counted as 512,000 bytes, like Alertmanager,
+#: so a body that fits here fits whichever way PagerDuty counts a kilobyte.
+MAX_BODY_BYTES = 512_000
+#: Replaces ``custom_details`` / ``details`` when the body is too large.
+DETAILS_DROPPED_NOTE = {
+    "pdconnect": "custom details were removed because the event exceeded PagerDuty's 512 KB limit",
+}
+_ELLIPSIS = "…"
+
+
+class _Checker:
+    """Collects every problem with one event, so the caller hears about all of them at once."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def fail(self, message: str) -> None:
+        self.problems.append(message)
+
+    def raise_if_any(self) -> None:
+        if self.problems:
+            raise EventValidationError(self.problems)
+
+    def key(self, value: object, name: str) -> str:
+        try:
+            return normalize_key(value, name=name)
+        except InvalidIntegrationKey as exc:
+            self.fail(str(exc))
+            return ""
+
+    def optional_text(self, value: object, name: str) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value.strip():
+            self.fail(f"{name} must be a non-empty string when given")
+            return None
+        return value
+
+    def required_text(self, value: object, name: str, action: str) -> str | None:
+        if value is None:
+            self.fail(f"{name} is required for {action} events")
+            return None
+        return self.optional_text(value, name)
+
+    def summary(self, value: object, name: str, action: str) -> str | None:
+        text = self.required_text(value, name, action)
+        if text is not None and len(text) > MAX_SUMMARY_LENGTH:
+            logger.warning(
+                "pdconnect: %s was %d characters, cut to PagerDuty's limit of %d",
+                name,
+                len(text),
+                MAX_SUMMARY_LENGTH,
+            )
+            text = text[: MAX_SUMMARY_LENGTH - len(_ELLIPSIS)] + _ELLIPSIS
+        return text
+
+    def dedup_key(self, value: object, name: str, *, required_for: str | None) -> str | None:
+        if value is None:
+            if required_for is not None:
+                self.fail(f"{name} is required for {required_for} events")
+            return None
+        if not isinstance(value, str) or not value:
+            self.fail(f"{name} must be a non-empty string")
+            return None
+        if len(value) > MAX_DEDUP_KEY_LENGTH:
+            self.fail(f"{name} is {len(value)} characters long; PagerDuty allows at most {MAX_DEDUP_KEY_LENGTH}")
+            return None
+        return value
+
+    def action(self, value: object, name: str) -> EventAction | None:
+        try:
+            return EventAction(str(value))
+        except ValueError:
+            self.fail(f"{name} must be one of trigger, acknowledge, resolve")
+            return None
+
+    def severity(self, value: object) -> str | None:
+        if value is None:
+            self.fail("severity is required for trigger events")
+            return None
+        try:
+            return Severity(str(value)).value
+        except ValueError:
+            self.fail("severity must be one of critical, error, warning, info")
+            return None
+
+    def timestamp(self, value: object) -> str | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            try:
+                parsed = datetime.fromisoformat(value)
+            except ValueError:
+                self.fail("timestamp must be an ISO 8601 date and time")
+                return None
+        elif isinstance(value, datetime):
+            parsed = value
+        else:
+            self.fail("timestamp must be a datetime or an ISO 8601 string")
+            return None
+        if parsed.tzinfo is None or parsed.utcoffset() is None:
+            self.fail("timestamp must carry a timezone (use datetime.now(timezone.utc))")
+            return None
+        return parsed.isoformat()
+
+    def url(self, value: object, name: str, *, https_only: bool = False, required: bool = False) -> str | None:
+        if value is None:
+            if required:
+                self.fail(f"{name} is required")
+            return None
+        try:
+            parts = urlsplit(value) if isinstance(value, str) else None
+        except ValueError:
+            parts = None
+        schemes = ("https",) if https_only else ("http", "https")
+        if parts is None or parts.scheme not in schemes or not parts.netloc:
+            self.fail(f"{name} must be an absolute {'https' if https_only else 'http(s)'} URL")
+            return None
+        assert isinstance(value, str)
+        return value
+
+    def details(self, value: object, name: str) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        if not isinstance(value, Mapping):
+            self.fail(f"{name} must be a mapping (a JSON object)")
+            return None
+        return dict(value)
+
+    def links(self, links: tuple[Link, ...]) -> list[dict[str, str]]:
+        result = []
+        for index, link in enumerate(links):
+            href = self.url(link.href, f"links[{index}].href", required=True)
+            entry = {"href": href or ""}
+            text = self.optional_text(link.text, f"links[{index}].text")
+            if text is not None:
+                entry["text"] = text
+            result.append(entry)
+        return result
+
+    def images(self, images: tuple[Image, ...]) -> list[dict[str, str]]:
+        result = []
+        for index, image in enumerate(images):
+            src = self.url(image.src, f"images[{index}].src", https_only=True, required=True)
+            entry = {"src": src or ""}
+            href = self.url(image.href, f"images[{index}].href")
+            if href is not None:
+                entry["href"] = href
+            alt = self.optional_text(image.alt, f"images[{index}].alt")
+            if alt is not None:
+                entry["alt"] = alt
+            result.append(entry)
+        return result
+
+
+def new_dedup_key() -> str:
+    """A fresh dedup key for a trigger the caller did not name (a random UUID, as PagerDuty makes)."""
+    return uuid.uuid4().hex
+
+
+def alert_body(
+    event: AlertEvent,
+    *,
+    routing_key: str,
+    client: str | None = None,
+    client_url: str | None = None,
+) -> dict[str, Any]:
+    """Return the ``/v2/enqueue`` body for ``event``, or raise listing every problem.
+
+    ``client`` and ``client_url`` are the sender's defaults; the event's own values win. They
+    are sent on triggers only, where PagerDuty uses them. A trigger without a dedup key gets
+    a new one here.
+    """
+    check = _Checker()
+    body: dict[str, Any] = {"routing_key": check.key(routing_key, "routing_key")}
+    action = check.action(event.action, "action")
+    body["event_action"] = action.value if action else None
+    if action is EventAction.TRIGGER:
+        dedup_key = check.dedup_key(event.dedup_key, "dedup_key", required_for=None) or new_dedup_key()
+        payload: dict[str, Any] = {
+            "summary": check.summary(event.summary, "summary", "trigger"),
+            "source": check.required_text(event.source, "source", "trigger"),
+            "severity": check.severity(event.severity),
+        }
+        optional = {
+            "timestamp": check.timestamp(event.timestamp),
+            "component": check.optional_text(event.component, "component"),
+            "group": check.optional_text(event.group, "group"),
+            "class": check.optional_text(event.event_class, "event_class"),
+            "custom_details": check.details(event.custom_details, "custom_details"),
+        }
+        payload.update({k: v for k, v in optional.items() if v is not None})
+        body["dedup_key"] = dedup_key
+        body["payload"] = payload
+        _add_context(body, check, event.links, event.images)
+        _add_client(body, check, event.client or client, event.client_url or client_url)
+    elif action is not None:
+        body["dedup_key"] = check.dedup_key(event.dedup_key, "dedup_key", required_for=action.value)
+    check.raise_if_any()
+    return body
+
+
+def change_body(event: ChangeEvent, *, routing_key: str) -> dict[str, Any]:
+    """Return the ``/v2/change/enqueue`` body for ``event``, or raise listing every problem."""
+    check = _Checker()
+    body: dict[str, Any] = {"routing_key": check.key(routing_key, "routing_key")}
+    payload: dict[str, Any] = {"summary": check.summary(event.summary, "summary", "change")}
+    optional = {
+        "source": check.optional_text(event.source, "source"),
+        "timestamp": check.timestamp(event.timestamp),
+        "custom_details": check.details(event.custom_details, "custom_details"),
+    }
+    payload.update({k: v for k, v in optional.items() if v is not None})
+    body["payload"] = payload
+    _add_context(body, check, event.links, event.images)
+    check.raise_if_any()
+    return body
+
+
+def legacy_body(
+    event: LegacyEvent,
+    *,
+    service_key: str,
+    vendor: str | None = None,
+    client: str | None = None,
+    client_url: str | None = None,
+) -> dict[str, Any]:
+    """Return the legacy ``create_event.json`` body, or raise listing every problem.
+
+    ``vendor`` (the vendor key) is added to every event, as the Connect guide requires;
+    ``client`` and ``client_url`` to triggers. ``links`` and ``images`` become ``contexts``.
+    """
+    check = _Checker()
+    body: dict[str, Any] = {"service_key": check.key(service_key, "service_key")}
+    action = check.action(event.event_type, "event_type")
+    body["event_type"] = action.value if action else None
+    if vendor:
+        body["vendor"] = vendor
+    if action is EventAction.TRIGGER:
+        body["incident_key"] = check.dedup_key(event.incident_key, "incident_key", required_for=None) or new_dedup_key()
+        body["description"] = check.summary(event.description, "description", "trigger")
+        details = check.details(event.details, "details")
+        if details is not None:
+            body["details"] = details
+        contexts: list[dict[str, str]] = [{"type": "link", **link} for link in check.links(event.links)]
+        contexts += [{"type": "image", **image} for image in check.images(event.images)]
+        if contexts:
+            body["contexts"] = contexts
+        _add_client(body, check, event.client or client, event.client_url or client_url)
+    elif action is not None:
+        body["incident_key"] = check.dedup_key(event.incident_key, "incident_key", required_for=action.value)
+    check.raise_if_any()
+    return body
+
+
+def _add_context(body: dict[str, Any], check: _Checker, links: tuple[Link, ...], images: tuple[Image, ...]) -> None:
+    if links:
+        body["links"] = check.links(links)
+    if images:
+        body["images"] = check.images(images)
+
+
+def _add_client(body: dict[str, Any], check: _Checker, client: str | None, client_url: str | None) -> None:
+    name = check.optional_text(client, "client")
+    if name is not None:
+        body["client"] = name
+    url = check.url(client_url, "client_url")
+    if url is not None:
+        body["client_url"] = url
+
+
+def check_vendor_fields(*, client: str | None, client_url: str | None) -> None:
+    """Raise :class:`~pdconnect.errors.EventValidationError` if a sender's defaults are unusable."""
+    check = _Checker()
+    _add_client({}, check, client, client_url)
+    check.raise_if_any()
+
+
+def encode_body(body: dict[str, Any]) -> bytes:
+    """Serialise a body as compact UTF-8 JSON that fits PagerDuty's size limit.
+
+    When it does not fit, the custom details (``payload.custom_details`` or ``details``) are
+    replaced by :data:`DETAILS_DROPPED_NOTE` and a warning is logged; if it still does not
+    fit, :class:`~pdconnect.errors.EventValidationError` is raised.
+    """
+    data = _dumps(body)
+    if len(data) <= MAX_BODY_BYTES:
+        return data
+    original = len(data)
+    body = dict(body)
+    if "payload" in body:
+        holder = body["payload"] = dict(body["payload"])
+        field = "custom_details"
+    else:
+        holder, field = body, "details"
+    if field in holder:
+        holder[field] = dict(DETAILS_DROPPED_NOTE)
+        data = _dumps(body)
+        if len(data) <= MAX_BODY_BYTES:
+            logger.warning(
+                "pdconnect: event body was %d bytes, over PagerDuty's 512 KB limit; %s dropped",
+                original,
+                field,
+            )
+            return data
+    raise EventValidationError([f"the event is {len(data)} bytes, over PagerDuty's limit of {MAX_BODY_BYTES} bytes"])
+
+
+def _dumps(body: dict[str, Any]) -> bytes:
+    try:
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError, RecursionError) as exc:
+        # Values JSON or UTF-8 cannot express (objects, NaN, lone surrogates, cycles).
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:100]
+        raise EventValidationError([f"the event is not JSON-serialisable: {reason}"]) from exc

@@ -1,0 +1,455 @@
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import requests
+import responses
+
+from pdconnect import (
+    AlertEvent,
+    ChangeEvent,
+    EventsApi,
+    LegacyEvent,
+    Region,
+    RetryPolicy,
+    Sender,
+    integration_from_key,
+)
+from pdconnect.errors import DeliveryFailed, EventRejected, EventValidationError
+from pdconnect.sender import ALERT_PATH, CHANGE_PATH, LEGACY_PATH
+from pdconnect.transport import HttpResponse, TransportError
+from tests.conftest import RULESET_KEY, SERVICE_KEY, VENDOR_KEY, FakeClock
+from tests.endpoint import recording_endpoint
+from tests.openapi import assert_valid_request
+
+US = "https://events.pagerduty.com"
+EU = "https://events.eu.pagerduty.com"
+ACCEPTED = {"status": "success", "message": "Event processed", "dedup_key": "k"}
+INVALID = {"status": "invalid event", "message": "Event object is invalid", "errors": ["severity is invalid"]}
+
+
+class Sleeper:
+    """Records waits instead of sleeping, and moves the fake clock by them."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.waits: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.clock.advance(seconds)
+
+
+@pytest.fixture
+def sleeper(clock: FakeClock) -> Sleeper:
+    return Sleeper(clock)
+
+
+@pytest.fixture
+def sender(sleeper: Sleeper, clock: FakeClock) -> Iterator[Sender]:
+    with Sender(
+        client="Acme Monitoring",
+        client_url="https://acme.example",
+        vendor_key=VENDOR_KEY,
+        retry=RetryPolicy(max_attempts=3, base_delay=1.0, max_delay=8.0, deadline=60.0),
+        sleep=sleeper,
+        clock=clock,
+        rng=random.Random(1),
+    ) as made:
+        yield made
+
+
+@pytest.fixture
+def mocked() -> Iterator[responses.RequestsMock]:
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+def _trigger(**kwargs: Any) -> AlertEvent:
+    return AlertEvent.trigger("CPU high on web-1", source="web-1", severity="critical", **kwargs)
+
+
+def _sent(call: Any) -> dict[str, Any]:
+    return json.loads(call.request.body)  # type: ignore[no-any-return]
+
+
+# -- the status table ------------------------------------------------------------------------
+
+STATUS_TABLE = [
+    # status, api, outcome, attempts
+    (202, EventsApi.V2, "delivered", 1),
+    (200, EventsApi.V1, "delivered", 1),
+    (400, EventsApi.V2, "rejected", 1),
+    (400, EventsApi.V1, "rejected", 1),
+    (401, EventsApi.V2, "rejected", 1),
+    (403, EventsApi.V2, "rejected", 1),
+    (403, EventsApi.V1, "failed", 3),
+    (404, EventsApi.V2, "rejected", 1),
+    (408, EventsApi.V2, "failed", 3),
+    (413, EventsApi.V2, "rejected", 1),
+    (429, EventsApi.V2, "failed", 3),
+    (429, EventsApi.V1, "failed", 3),
+    (500, EventsApi.V2, "failed", 3),
+    (502, EventsApi.V2, "failed", 3),
+    (503, EventsApi.V1, "failed", 3),
+    (504, EventsApi.V2, "failed", 3),
+]
+
+
+@pytest.mark.parametrize(("status", "api", "outcome", "attempts"), STATUS_TABLE)
+def test_every_status_code(
+    sender: Sender,
+    mocked: responses.RequestsMock,
+    sleeper: Sleeper,
+    status: int,
+    api: EventsApi,
+    outcome: str,
+    attempts: int,
+) -> None:
+    integration = integration_from_key(SERVICE_KEY, owner_id="o", events_api=api)
+    url = US + (ALERT_PATH if api is EventsApi.V2 else LEGACY_PATH)
+    body = ACCEPTED if status < 300 else INVALID if status == 400 else {}
+    mocked.add(responses.POST, url, json=body, status=status)
+    if outcome == "delivered":
+        result = sender.send(integration, _trigger())
+        assert (result.status, result.attempts) == (status, attempts)
+    elif outcome == "rejected":
+        with pytest.raises(EventRejected) as rejected:
+            sender.send(integration, _trigger())
+        assert (rejected.value.status, rejected.value.attempts) == (status, attempts)
+    else:
+        with pytest.raises(DeliveryFailed) as failed:
+            sender.send(integration, _trigger())
+        assert (failed.value.status, failed.value.attempts) == (status, attempts)
+    assert len(mocked.calls) == attempts
+    assert len(sleeper.waits) == attempts - 1
+
+
+def test_retries_then_delivers_with_the_same_body(sender: Sender, mocked: responses.RequestsMock) -> None:
+    mocked.add(responses.POST, US + ALERT_PATH, status=429)
+    mocked.add(responses.POST, US + ALERT_PATH, json={"status": "error"}, status=503)
+    mocked.add(responses.POST, US + ALERT_PATH, json=ACCEPTED, status=202)
+    result = sender.send(SERVICE_KEY, _trigger())
+    assert result.attempts == 3
+    bodies = [call.request.body for call in mocked.calls]
+    assert bodies[0] == bodies[1] == bodies[2], "the generated dedup key is stable across retries"
+    assert result.dedup_key == _sent(mocked.calls[0])["dedup_key"]
+
+
+def test_rejection_carries_pagerdutys_message_and_errors(sender: Sender, mocked: responses.RequestsMock) -> None:
+    mocked.add(responses.POST, US + ALERT_PATH, json=INVALID, status=400)
+    with pytest.raises(EventRejected) as info:
+        sender.send(SERVICE_KEY, _trigger())
+    assert info.value.pagerduty_message == "Event object is invalid"
+    assert info.value.errors == ("severity is invalid",)
+    assert "Event object is invalid: severity is invalid" in str(info.value)
+
+
+def test_a_server_echoing_the_key_does_not_leak_it(sender: Sender, mocked: responses.RequestsMock) -> None:
+    echo = {
+        "status": "invalid event",
+        "message": f"bad key {SERVICE_KEY}",
+        "errors": [f"routing_key {SERVICE_KEY} unknown"],
+    }
+    mocked.add(responses.POST, US + ALERT_PATH, json=echo, status=400)
+    with pytest.raises(EventRejected) as info:
+        sender.send(SERVICE_KEY, _trigger())
+    assert SERVICE_KEY not in str(info.value)
+    assert "****d1a6" in str(info.value)
+
+
+def test_redirects_are_not_followed(sender: Sender, mocked: responses.RequestsMock) -> None:
+    mocked.add(responses.POST, US + ALERT_PATH, status=302, headers={"Location": "https://elsewhere.example/x"})
+    mocked.add(responses.POST, "https://elsewhere.example/x", status=202, json=ACCEPTED)
+    with pytest.raises(EventRejected) as info:
+        sender.send(SERVICE_KEY, _trigger())
+    assert info.value.status == 302
+    assert [call.request.url for call in mocked.calls] == [US + ALERT_PATH]
+
+
+# -- waiting ---------------------------------------------------------------------------------
+
+
+def test_retry_after_is_honoured(sender: Sender, mocked: responses.RequestsMock, sleeper: Sleeper) -> None:
+    mocked.add(responses.POST, US + ALERT_PATH, status=429, headers={"Retry-After": "7"})
+    mocked.add(responses.POST, US + ALERT_PATH, status=503, headers={"Retry-After": "2"})
+    mocked.add(responses.POST, US + ALERT_PATH, json=ACCEPTED, status=202)
+    sender.send(SERVICE_KEY, _trigger())
+    assert sleeper.waits == [7.0, 2.0]
+
+
+def test_retry_after_longer_than_the_per_wait_cap_is_still_honoured(
+    sender: Sender, mocked: responses.RequestsMock, sleeper: Sleeper
+) -> None:
+    mocked.add(responses.POST, US + ALERT_PATH, status=429, headers={"Retry-After": "30"})
+    mocked.add(responses.POST, US + ALERT_PATH, json=ACCEPTED, status=202)
+    sender.send(SERVICE_KEY, _trigger())
+    assert sleeper.waits == [30.0]
+
+
+def test_retry_after_past_the_deadline_gives_up_at_once(
+    sender: Sender, mocked: responses.RequestsMock, sleeper: Sleeper
+) -> None:
+    mocked.add(responses.POST, US + ALERT_PATH, status=429, headers={"Retry-After": "3600"})
+    with pytest.raises(DeliveryFailed, match="deadline") as info:
+        sender.send(SERVICE_KEY, _trigger())
+    assert info.value.retry_after == 3600.0
+    assert info.value.attempts == 1
+    assert sleeper.waits == []
+
+
+def test_backoff_waits_are_jittered_and_capped(mocked: responses.RequestsMock, clock: FakeClock) -> None:
+    sleeper = Sleeper(clock)
+    policy = RetryPolicy(max_attempts=6, base_delay=1.0, max_delay=4.0, deadline=1000)
+    sender = Sender(retry=policy, sleep=sleeper, clock=clock, rng=random.Random(3))
+    mocked.add(responses.POST, US + ALERT_PATH, status=500)
+    with pytest.raises(DeliveryFailed):
+        sender.send(SERVICE_KEY, _trigger())
+    assert len(sleeper.waits) == 5
+    for retry, wait in enumerate(sleeper.waits, start=1):
+        assert 0 <= wait <= min(4.0, 2 ** (retry - 1))
+    assert len(set(sleeper.waits)) == 5, "waits are random, not fixed"
+
+
+def test_overall_deadline_counts_time_spent_in_requests(mocked: responses.RequestsMock, clock: FakeClock) -> None:
+    sleeper = Sleeper(clock)
+
+    def slow_failure(request: Any) -> tuple[int, dict[str, str], str]:
+        clock.advance(25)  # each request takes 25 s of the 60 s budget
+        return 503, {}, ""
+
+    mocked.add_callback(responses.POST, US + ALERT_PATH, callback=slow_failure)
+    sender = Sender(retry=RetryPolicy(max_attempts=10, base_delay=1, deadline=60), sleep=sleeper, clock=clock)
+    with pytest.raises(DeliveryFailed, match="deadline"):
+        sender.send(SERVICE_KEY, _trigger())
+    assert len(mocked.calls) == 3
+
+
+@pytest.mark.parametrize(
+    "failure", [requests.ConnectionError("reset"), requests.Timeout("slow"), requests.exceptions.ChunkedEncodingError()]
+)
+def test_network_errors_are_retried(sender: Sender, mocked: responses.RequestsMock, failure: Exception) -> None:
+    mocked.add(responses.POST, US + ALERT_PATH, body=failure)
+    mocked.add(responses.POST, US + ALERT_PATH, json=ACCEPTED, status=202)
+    assert sender.send(SERVICE_KEY, _trigger()).attempts == 2
+
+
+def test_network_errors_until_the_end(sender: Sender, mocked: responses.RequestsMock) -> None:
+    mocked.add(responses.POST, US + ALERT_PATH, body=requests.ConnectionError("refused"))
+    with pytest.raises(DeliveryFailed, match="connection failed") as info:
+        sender.send(SERVICE_KEY, _trigger())
+    assert info.value.status is None
+    assert info.value.attempts == 3
+
+
+def test_a_bad_url_is_not_retried(sleeper: Sleeper, clock: FakeClock) -> None:
+    class BrokenTransport:
+        calls = 0
+
+        def post(self, url: str, body: bytes, headers: Any, timeout: Any) -> HttpResponse:
+            self.calls += 1
+            raise TransportError("bad URL (InvalidURL)", retryable=False)
+
+        def close(self) -> None:
+            pass
+
+    transport = BrokenTransport()
+    sender = Sender(transport=transport, sleep=sleeper, clock=clock)
+    with pytest.raises(DeliveryFailed, match="bad URL"):
+        sender.send(SERVICE_KEY, _trigger())
+    assert transport.calls == 1
+
+
+# -- what is sent, and where -----------------------------------------------------------------
+
+
+def test_v2_trigger_request(sender: Sender, mocked: responses.RequestsMock) -> None:
+    mocked.add(responses.POST, US + ALERT_PATH, json=ACCEPTED, status=202)
+    result = sender.trigger(SERVICE_KEY, "CPU high", source="web-1", severity="critical", dedup_key="web-1/cpu")
+    assert result.dedup_key == "web-1/cpu"
+    assert result.message == "Event processed"
+    request = mocked.calls[0].request
+    assert request.headers["Content-Type"] == "application/json"
+    assert request.headers["User-Agent"].startswith("pdconnect/")
+    body = _sent(mocked.calls[0])
+    assert body["client"] == "Acme Monitoring"
+    assert body["client_url"] == "https://acme.example"
+    assert "vendor" not in body, "Events API v2 has no vendor field"
+    assert_valid_request("alert", body)
+
+
+def test_acknowledge_and_resolve_requests(sender: Sender, mocked: responses.RequestsMock) -> None:
+    mocked.add(responses.POST, US + ALERT_PATH, json=ACCEPTED, status=202)
+    sender.acknowledge(SERVICE_KEY, "web-1/cpu")
+    sender.resolve(SERVICE_KEY, "web-1/cpu")
+    bodies = [_sent(call) for call in mocked.calls]
+    assert bodies == [
+        {"routing_key": SERVICE_KEY, "event_action": "acknowledge", "dedup_key": "web-1/cpu"},
+        {"routing_key": SERVICE_KEY, "event_action": "resolve", "dedup_key": "web-1/cpu"},
+    ]
+
+
+def test_legacy_integration_speaks_the_integration_api(sender: Sender, mocked: responses.RequestsMock) -> None:
+    legacy = integration_from_key(SERVICE_KEY, owner_id="o", events_api=EventsApi.V1)
+    mocked.add(
+        responses.POST,
+        US + LEGACY_PATH,
+        json={"status": "success", "message": "Event processed", "incident_key": "x"},
+        status=200,
+    )
+    result = sender.trigger(legacy, "Disk full", source="db-1", severity="error", dedup_key="db-1/disk")
+    assert result.dedup_key == "db-1/disk"
+    body = _sent(mocked.calls[0])
+    assert body["vendor"] == VENDOR_KEY
+    assert body["service_key"] == SERVICE_KEY
+    assert body["description"] == "Disk full"
+    assert body["details"] == {"source": "db-1", "severity": "error"}
+    assert body["client"] == "Acme Monitoring"
+    sender.resolve(legacy, "db-1/disk")
+    assert _sent(mocked.calls[1]) == {
+        "service_key": SERVICE_KEY,
+        "event_type": "resolve",
+        "vendor": VENDOR_KEY,
+        "incident_key": "db-1/disk",
+    }
+
+
+def test_explicit_legacy_event_goes_to_the_legacy_api(sender: Sender, mocked: responses.RequestsMock) -> None:
+    mocked.add(responses.POST, US + LEGACY_PATH, json={"status": "success"}, status=200)
+    sender.send(SERVICE_KEY, LegacyEvent.trigger("d", incident_key="i"))
+    assert mocked.calls[0].request.url == US + LEGACY_PATH
+
+
+def test_change_event_request(sender: Sender, mocked: responses.RequestsMock) -> None:
+    mocked.add(
+        responses.POST, US + CHANGE_PATH, json={"status": "success", "message": "Change event processed"}, status=202
+    )
+    result = sender.change(SERVICE_KEY, "Deployed v1.2.3", source="ci", links=[{"href": "https://ci.example/1"}])
+    assert result.dedup_key is None
+    body = _sent(mocked.calls[0])
+    assert "client" not in body
+    assert_valid_request("change", body)
+
+
+def test_change_event_to_a_ruleset_is_refused_before_sending(sender: Sender, mocked: responses.RequestsMock) -> None:
+    with pytest.raises(EventValidationError, match="ruleset keys"):
+        sender.send(RULESET_KEY, ChangeEvent(summary="deploy"))
+    assert not mocked.calls
+
+
+def test_invalid_events_never_reach_the_network(sender: Sender, mocked: responses.RequestsMock) -> None:
+    with pytest.raises(EventValidationError):
+        sender.trigger(SERVICE_KEY, "", source="", severity="loud")
+    with pytest.raises(EventValidationError, match="routing_key"):
+        sender.resolve("not-a-key", "k")
+    assert not mocked.calls
+
+
+def test_eu_integrations_go_to_the_eu_host(sender: Sender, mocked: responses.RequestsMock) -> None:
+    mocked.add(responses.POST, EU + ALERT_PATH, json=ACCEPTED, status=202)
+    sender.send(integration_from_key(SERVICE_KEY, owner_id="o", region=Region.EU), _trigger())
+    assert mocked.calls[0].request.url == EU + ALERT_PATH
+
+
+def test_one_base_url_for_everything(mocked: responses.RequestsMock) -> None:
+    sender = Sender(events_base_url="http://127.0.0.1:8181/")
+    mocked.add(responses.POST, "http://127.0.0.1:8181" + ALERT_PATH, json=ACCEPTED, status=202)
+    sender.send(integration_from_key(SERVICE_KEY, owner_id="o", region=Region.EU), _trigger())
+    assert len(mocked.calls) == 1
+
+
+def test_per_region_base_urls(mocked: responses.RequestsMock) -> None:
+    sender = Sender(events_base_urls={Region.US: "http://127.0.0.1:1", Region.EU: "http://127.0.0.1:2"})
+    mocked.add(responses.POST, "http://127.0.0.1:2" + ALERT_PATH, json=ACCEPTED, status=202)
+    sender.send(integration_from_key(SERVICE_KEY, owner_id="o", region=Region.EU), _trigger())
+    assert len(mocked.calls) == 1
+
+
+def test_a_passed_in_session_is_used(mocked: responses.RequestsMock) -> None:
+    session = requests.Session()
+    session.headers["X-Vendor-Proxy"] = "yes"
+    mocked.add(responses.POST, US + ALERT_PATH, json=ACCEPTED, status=202)
+    with Sender(session=session) as sender:
+        sender.send(SERVICE_KEY, _trigger())
+    assert mocked.calls[0].request.headers["X-Vendor-Proxy"] == "yes"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"client_url": "not a url"}, EventValidationError),
+        ({"client": ""}, EventValidationError),
+        ({"events_base_url": "events.pagerduty.com"}, ValueError),
+        ({"events_base_url": "http://a", "events_base_urls": {}}, ValueError),
+        ({"session": requests.Session(), "transport": object()}, ValueError),
+    ],
+)
+def test_bad_sender_configuration_fails_at_construction(kwargs: dict[str, Any], error: type[Exception]) -> None:
+    with pytest.raises(error):
+        Sender(**kwargs)
+
+
+def test_sending_something_else_is_a_type_error(sender: Sender) -> None:
+    with pytest.raises(TypeError):
+        sender.send(SERVICE_KEY, {"event_action": "trigger"})  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        sender.send(42, _trigger())  # type: ignore[arg-type]
+
+
+def test_prepared_event_repr_hides_the_key(sender: Sender) -> None:
+    prepared = sender.prepare(SERVICE_KEY, _trigger())
+    assert SERVICE_KEY not in repr(prepared)
+    assert prepared.kind.value == "alert" and prepared.action == "trigger"
+
+
+# -- secrets in logs -------------------------------------------------------------------------
+
+
+def test_no_key_in_any_log_record(
+    sender: Sender, mocked: responses.RequestsMock, caplog: pytest.LogCaptureFixture
+) -> None:
+    legacy = integration_from_key(SERVICE_KEY, owner_id="o", events_api=EventsApi.V1)
+    mocked.add(responses.POST, US + ALERT_PATH, status=429, headers={"Retry-After": "1"})
+    mocked.add(responses.POST, US + ALERT_PATH, json=ACCEPTED, status=202)
+    mocked.add(responses.POST, US + ALERT_PATH, json={**INVALID, "message": SERVICE_KEY}, status=400)
+    mocked.add(responses.POST, US + LEGACY_PATH, body=requests.ConnectionError(f"refused {SERVICE_KEY}"))
+    with caplog.at_level(logging.DEBUG):
+        sender.send(SERVICE_KEY, _trigger())
+        with pytest.raises(EventRejected):
+            sender.send(SERVICE_KEY, _trigger())
+        with pytest.raises(DeliveryFailed):
+            sender.send(legacy, _trigger(custom_details={"x": "y" * 600_000}))
+    assert caplog.records
+    for record in caplog.records:
+        assert SERVICE_KEY not in record.getMessage()
+        assert SERVICE_KEY not in json.dumps(getattr(record, "pdconnect_event", {}))
+    assert any(getattr(r, "pdconnect_event", {}).get("outcome") == "delivered" for r in caplog.records)
+
+
+# -- threads ---------------------------------------------------------------------------------
+
+
+def test_one_sender_shared_by_many_threads() -> None:
+    with recording_endpoint() as endpoint, Sender(events_base_url=endpoint.url, client="Acme") as sender:
+
+        def send(i: int) -> str | None:
+            return sender.trigger(
+                SERVICE_KEY, f"alert {i}", source=f"host-{i}", severity="info", dedup_key=f"k-{i}"
+            ).dedup_key
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            keys = list(pool.map(send, range(200)))
+    assert keys == [f"k-{i}" for i in range(200)]
+    received = sorted(body["dedup_key"] for body in endpoint.bodies)
+    assert received == sorted(keys)
+    for body in endpoint.bodies:
+        i = int(body["dedup_key"].split("-")[1])
+        assert body["payload"]["summary"] == f"alert {i}"
+        assert body["payload"]["source"] == f"host-{i}"
+        assert body["client"] == "Acme"
