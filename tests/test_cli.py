@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pdconnect.cli import main
+from tests.conftest import RULESET_KEY, SERVICE_KEY
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_snippet(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["snippet", "--href", "https://v.example/pagerduty/connect", "--theme", "dark", "--size", "large"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("<!-- Alert with PagerDuty button")
+    assert 'href="https://v.example/pagerduty/connect"' in out
+    assert "pdconnect-button--dark" in out
+    assert "pdconnect-button--large" in out
+
+
+def test_snippet_refuses_a_javascript_link(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["snippet", "--href", "javascript:alert(1)"]) == 2
+    assert "pdconnect:" in capsys.readouterr().err
+
+
+def test_check_key(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-key", SERVICE_KEY]) == 0
+    out = capsys.readouterr().out
+    assert out == "valid service key ending in d1a6\n"
+
+
+def test_check_key_from_stdin(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(RULESET_KEY + "\n"))
+    assert main(["check-key", "-"]) == 0
+    assert capsys.readouterr().out == "valid ruleset key ending in WHIN\n"
+
+
+def test_check_key_refuses_without_echoing(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check-key", SERVICE_KEY + "zz"]) == 2
+    err = capsys.readouterr().err
+    assert "34" in err
+    assert SERVICE_KEY not in err
+
+
+def test_console_script_is_installed() -> None:
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "pdconnect"), "--version"], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.startswith("pdconnect ")
+
+
+def test_the_readme_demo_runs() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "quick_tour.py")], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "StateReplayed" in out
+    assert out.count("trigger -> HTTP") == 2
+    assert "trigger -> HTTP 200" in out, "the Connect-era integration used the legacy API"
+    assert "trigger -> HTTP 202" in out
+    assert SERVICE_KEY not in out
