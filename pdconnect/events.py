@@ -183,7 +183,8 @@ class LegacyEvent:
     """A legacy Integration API event (Events API v1, ``create_event.json``).
 
     ``links`` and ``images`` become the ``contexts`` list. The sender adds ``vendor`` (the
-    Connect guide requires it) and, on triggers, ``client`` and ``client_url``.
+    Connect guide requires it) and, on triggers, ``client`` and ``client_url``; values set
+    on the event win over the sender's.
     """
 
     event_type: EventAction | str
@@ -194,6 +195,7 @@ class LegacyEvent:
     images: tuple[Image, ...] = field(default=())
     client: str | None = None
     client_url: str | None = None
+    vendor: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "links", coerce_links(self.links))
@@ -210,6 +212,7 @@ class LegacyEvent:
         images: Iterable[ImageLike] = (),
         client: str | None = None,
         client_url: str | None = None,
+        vendor: str | None = None,
     ) -> LegacyEvent:
         """A trigger; without ``incident_key`` the sender makes a stable one."""
         return cls(
@@ -221,6 +224,7 @@ class LegacyEvent:
             images=coerce_images(images),
             client=client,
             client_url=client_url,
+            vendor=vendor,
         )
 
     @classmethod

@@ -267,12 +267,14 @@ def legacy_body(
     """Return the legacy ``create_event.json`` body, or raise listing every problem.
 
     ``vendor`` (the vendor key) is added to every event, as the Connect guide requires;
-    ``client`` and ``client_url`` to triggers. ``links`` and ``images`` become ``contexts``.
+    ``client`` and ``client_url`` to triggers. The event's own values win over these
+    defaults. ``links`` and ``images`` become ``contexts``.
     """
     check = _Checker()
     body: dict[str, Any] = {"service_key": check.key(service_key, "service_key")}
     action = check.action(event.event_type, "event_type")
     body["event_type"] = action.value if action else None
+    vendor = check.optional_text(event.vendor, "vendor") or vendor
     if vendor:
         body["vendor"] = vendor
     if action is EventAction.TRIGGER:

@@ -64,3 +64,8 @@ def test_the_readme_demo_runs() -> None:
     assert "trigger -> HTTP 200" in out, "the Connect-era integration used the legacy API"
     assert "trigger -> HTTP 202" in out
     assert SERVICE_KEY not in out
+
+
+def test_the_core_imports_no_web_framework() -> None:
+    code = "import sys, pdconnect, pdconnect.cli; bad = {'flask', 'werkzeug', 'jinja2'} & set(sys.modules); assert not bad, bad"
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -119,6 +119,18 @@ def test_legacy_trigger_carries_vendor_client_and_contexts() -> None:
     assert_valid_request("legacy", body, extra_fields=frozenset({"vendor"}))
 
 
+def test_legacy_event_overrides_the_vendor_fields() -> None:
+    event = LegacyEvent.trigger("d", client="Mine", client_url="https://mine.example", vendor="ad2938f1f094d65d86fa")
+    body = legacy_body(
+        event, service_key=SERVICE_KEY, vendor=VENDOR_KEY, client="Acme", client_url="https://acme.example"
+    )
+    assert (body["vendor"], body["client"], body["client_url"]) == (
+        "ad2938f1f094d65d86fa",
+        "Mine",
+        "https://mine.example",
+    )
+
+
 @pytest.mark.parametrize("event", [LegacyEvent.acknowledge("k"), LegacyEvent.resolve("k")])
 def test_legacy_acknowledge_and_resolve(event: LegacyEvent) -> None:
     body = legacy_body(event, service_key=SERVICE_KEY, vendor=VENDOR_KEY, client="Acme")
