@@ -4,15 +4,18 @@
     python3 dev.py demo    # build a virtual environment if needed, then run the demo
     python3 dev.py test    # the same, then lint, type-check, build the docs and run every test
 
-Anything after ``test`` is passed to pytest (``python3 dev.py test -k sender``). Only
-Python 3.11+ and access to the package registries are needed; the virtual environment lives
-in ``.venv`` and is refreshed when ``setup.cfg`` changes.
+Anything after ``test`` is passed to pytest (``python3 dev.py test -k sender``), and anything
+after ``demo`` to the demo (``--exit`` to stop when it is done). Only Python 3.11+ and access
+to the package registries are needed (plus Debian's packages for Chromium, which the test
+command installs for the browser tests); the virtual environment lives in ``.venv`` and is
+refreshed when ``setup.cfg`` changes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -22,7 +25,7 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / "python"
-EXTRAS = "flask,test,docs"
+EXTRAS = "flask,tls,test,docs"
 STAMP = VENV / ".pdconnect-installed"
 
 
@@ -49,13 +52,27 @@ def ensure_environment() -> None:
     STAMP.write_text(wanted)
 
 
-def demo() -> None:
+def ensure_chromium() -> None:
+    """Install Debian's Chromium for the browser tests when it is missing (Playwright drives it)."""
+    if shutil.which("chromium") or os.environ.get("PDCONNECT_CHROMIUM"):
+        return
+    apt = shutil.which("apt-get")
+    if apt is None:
+        sys.exit("The browser tests need Chromium: install it, or set PDCONNECT_CHROMIUM to its path.")
+    prefix = [] if os.geteuid() == 0 else ["sudo"]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    run(*prefix, apt, "update", "-qq", env=env)
+    run(*prefix, apt, "install", "-y", "-qq", "chromium", "fonts-dejavu-core", env=env)
+
+
+def demo(args: list[str]) -> None:
     ensure_environment()
-    run(PYTHON, "examples/quick_tour.py")
+    run(PYTHON, "examples/sandbox_demo.py", *args)
 
 
 def test(pytest_args: list[str]) -> None:
     ensure_environment()
+    ensure_chromium()
     run(PYTHON, "-m", "ruff", "check", ".")
     run(PYTHON, "-m", "ruff", "format", "--check", ".")
     run(PYTHON, "-m", "mypy")
@@ -67,7 +84,7 @@ def main(argv: list[str]) -> None:
     if not argv or argv[0] not in ("demo", "test"):
         sys.exit(__doc__)
     if argv[0] == "demo":
-        demo()
+        demo(argv[1:])
     else:
         test(argv[1:])
 

@@ -1,7 +1,7 @@
 """The ``pdconnect`` command: small tools for vendors' engineers.
 
 ``pdconnect snippet`` prints the embeddable button; ``pdconnect check-key`` checks an
-integration key. Later commands (the sandbox, workers) register here too.
+integration key; ``pdconnect sandbox`` runs a local PagerDuty.
 """
 
 from __future__ import annotations
@@ -51,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("key", help="the key, or '-' to read one line from stdin (keeps it out of the process list)")
     check.set_defaults(handler=_check_key)
+
+    from pdconnect.sandbox.cli import add_parser as add_sandbox
+
+    add_sandbox(commands)
     return parser
 
 

@@ -65,7 +65,15 @@ class RequestsTransport:
 
     def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: tuple[float, float]) -> HttpResponse:
         try:
-            response = self.session.post(url, data=body, headers=dict(headers), timeout=timeout, allow_redirects=False)
+            response = self.session.post(
+                url,
+                data=body,
+                headers=dict(headers),
+                timeout=timeout,
+                allow_redirects=False,
+                # requests lets REQUESTS_CA_BUNDLE override the session's own setting unless it is passed.
+                verify=self.session.verify,
+            )
         except requests.Timeout as exc:
             raise TransportError(f"timed out ({type(exc).__name__})") from exc
         except requests.ConnectionError as exc:

@@ -55,6 +55,24 @@ def test_console_script_is_installed() -> None:
 
 def test_the_readme_demo_runs() -> None:
     result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "sandbox_demo.py"), "--exit", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "PagerDuty sandbox running at http://127.0.0.1:" in out
+    assert "StateReplayed" in out
+    assert out.count("trigger via") == 3
+    assert "trigger via v1 -> HTTP 200" in out
+    assert out.count("trigger via v2 -> HTTP 202") == 2
+    assert "is acknowledged" in out
+    assert out.count(": resolved") == 3
+
+
+def test_the_core_only_tour_runs() -> None:
+    result = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "quick_tour.py")], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr

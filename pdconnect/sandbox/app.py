@@ -1,0 +1,550 @@
+"""The sandbox's HTTP face: a WSGI application over :class:`~pdconnect.sandbox.engine.Sandbox`.
+
+PagerDuty's own paths (``/connect``, ``/install/integration``, ``/v2/enqueue``,
+``/v2/change/enqueue``, ``/generic/2010-04-15/create_event.json``, ``/webhook_subscriptions``)
+behave like PagerDuty's; the sandbox's own pages live beside them, and its control API under
+``/_sandbox/api/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import Map, Rule
+from werkzeug.wrappers import Request, Response
+
+from pdconnect.sandbox import pages
+from pdconnect.sandbox.engine import Answer, Sandbox, SandboxError
+from pdconnect.sandbox.faults import Decision, FaultPlan, FaultSpecError
+from pdconnect.sandbox.model import (
+    Account,
+    Alert,
+    App,
+    ChangeEvent,
+    EscalationPolicy,
+    Incident,
+    IntegrationKey,
+    Ruleset,
+    Service,
+    Subscription,
+    User,
+)
+from pdconnect.urls import add_query_params
+
+#: The environ key where the HTTP layer leaves its fault decision for an events request.
+FAULT_ENVIRON_KEY = "pdconnect.sandbox.fault"
+EVENT_PATHS = frozenset({"/v2/enqueue", "/v2/change/enqueue", "/generic/2010-04-15/create_event.json"})
+LOGIN_COOKIE = "pdsandbox_account"
+_MAX_READ = 1024 * 1024
+
+Handler = Callable[..., Response]
+
+URLS = Map(
+    [
+        Rule("/", endpoint="overview", methods=["GET"]),
+        Rule("/v2/enqueue", endpoint="alert_event", methods=["POST"]),
+        Rule("/v2/change/enqueue", endpoint="change_event", methods=["POST"]),
+        Rule("/generic/2010-04-15/create_event.json", endpoint="legacy_event", methods=["POST"]),
+        Rule("/connect", endpoint="connect", methods=["GET", "POST"]),
+        Rule("/install/integration", endpoint="install", methods=["GET", "POST"]),
+        Rule("/login", endpoint="login", methods=["POST"]),
+        Rule("/logout", endpoint="logout", methods=["GET"]),
+        Rule("/services", endpoint="create_service", methods=["POST"]),
+        Rule("/services/<service_id>", endpoint="service", methods=["GET"]),
+        Rule("/services/<service_id>/integrations", endpoint="add_integration", methods=["POST"]),
+        Rule("/incidents", endpoint="incidents", methods=["GET"]),
+        Rule("/incidents/<incident_id>", endpoint="incident", methods=["GET"]),
+        Rule("/incidents/<incident_id>/actions", endpoint="incident_action", methods=["POST"]),
+        Rule("/webhooks", endpoint="webhooks", methods=["GET", "POST"]),
+        Rule("/webhooks/<subscription_id>/delete", endpoint="delete_webhook", methods=["POST"]),
+        Rule("/apps", endpoint="apps", methods=["GET", "POST"]),
+        Rule("/received", endpoint="received_page", methods=["GET"]),
+        Rule("/webhook_subscriptions", endpoint="api_subscriptions", methods=["GET", "POST"]),
+        Rule("/webhook_subscriptions/<subscription_id>", endpoint="api_subscription", methods=["GET", "DELETE"]),
+        Rule("/_sandbox/api/state", endpoint="api_state", methods=["GET"]),
+        Rule("/_sandbox/api/received", endpoint="api_received", methods=["GET"]),
+        Rule("/_sandbox/api/incidents", endpoint="api_incidents", methods=["GET"]),
+        Rule("/_sandbox/api/incidents/<incident_id>", endpoint="api_incident", methods=["GET"]),
+        Rule("/_sandbox/api/incidents/<incident_id>/actions", endpoint="api_incident_action", methods=["POST"]),
+        Rule("/_sandbox/api/deliveries", endpoint="api_deliveries", methods=["GET"]),
+        Rule("/_sandbox/api/reset", endpoint="api_reset", methods=["POST"]),
+        Rule("/_sandbox/api/faults", endpoint="api_faults", methods=["GET", "PUT"]),
+        Rule("/_sandbox/api/settings", endpoint="api_settings", methods=["GET", "PUT"]),
+        Rule("/_sandbox/api/apps", endpoint="api_apps", methods=["POST"]),
+        Rule("/_sandbox/api/accounts", endpoint="api_accounts", methods=["POST"]),
+        Rule("/_sandbox/api/services", endpoint="api_services", methods=["POST"]),
+    ]
+)
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(json.dumps(data, default=str), status=status, headers=headers, mimetype="application/json")
+
+
+def _html(text: str, status: int = 200) -> Response:
+    return Response(text, status=status, mimetype="text/html")
+
+
+def _redirect(location: str, status: int = 302) -> Response:
+    return Response("", status=status, headers={"Location": location})
+
+
+def _record(obj: Any) -> dict[str, Any]:
+    return dataclasses.asdict(obj)
+
+
+def _public_subscription(subscription: Subscription, *, with_secret: bool = False) -> dict[str, Any]:
+    """A subscription in PagerDuty's REST shape; the secret only when it was just created."""
+    delivery: dict[str, Any] = {
+        "type": "http_delivery_method",
+        "url": subscription.url,
+        "temporarily_disabled": subscription.disabled_until is not None,
+    }
+    if with_secret:
+        delivery["secret"] = subscription.secret
+    return {
+        "id": subscription.id,
+        "type": "webhook_subscription",
+        "active": subscription.active,
+        "description": subscription.description,
+        "delivery_method": delivery,
+        "events": subscription.events,
+        "filter": {"type": subscription.filter_type, "id": subscription.filter_id},
+        "version": subscription.version,
+    }
+
+
+def _absolute_url(value: str | None) -> bool:
+    if not value:
+        return False
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+def _local_path(value: str | None) -> str:
+    """Only paths on this sandbox may be redirected to after a logout."""
+    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
+        return value
+    return "/"
+
+
+class SandboxApp:
+    """WSGI application serving one :class:`Sandbox`."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        request = Request(environ)
+        request.max_content_length = _MAX_READ
+        adapter = URLS.bind_to_environ(environ)
+        try:
+            endpoint, args = adapter.match()
+            handler: Handler = getattr(self, f"on_{endpoint}")
+            response = handler(request, **args)
+        except SandboxError as exc:
+            response = self._error(request, exc.message, exc.status)
+        except HTTPException as exc:
+            response = exc.get_response(environ)
+        return response(environ, start_response)
+
+    def _error(self, request: Request, message: str, status: int) -> Response:
+        if request.path.startswith(("/_sandbox/api/", "/webhook_subscriptions")):
+            return _json({"error": {"message": message}}, status)
+        return _html(pages.error_page(message), status)
+
+    def _body(self, request: Request) -> dict[str, Any]:
+        try:
+            data = json.loads(request.get_data() or b"{}")
+        except ValueError as exc:
+            raise SandboxError("The body is not JSON.") from exc
+        if not isinstance(data, dict):
+            raise SandboxError("The body must be a JSON object.")
+        return data
+
+    def _logged_in(self, request: Request) -> Account | None:
+        return self.sandbox.store.get(Account, request.cookies.get(LOGIN_COOKIE))
+
+    # -- the events endpoints ----------------------------------------------------------------
+
+    def events_answer(self, path: str, raw: bytes, decision: Decision) -> Answer:
+        """The answer to a POST on one of the events paths (also used by the server's fast path)."""
+        api, handle = {
+            "/v2/enqueue": ("v2", self.sandbox.handle_alert),
+            "/v2/change/enqueue": ("change", self.sandbox.handle_change),
+            "/generic/2010-04-15/create_event.json": ("v1", self.sandbox.handle_legacy),
+        }[path]
+        if decision.status is not None:
+            return self.sandbox.faulted(api, path, raw, decision)
+        return handle(raw)
+
+    def _events(self, request: Request) -> Response:
+        decision: Decision = request.environ.get(FAULT_ENVIRON_KEY) or self.sandbox.fault()
+        answer = self.events_answer(request.path, request.get_data(cache=False), decision)
+        return _json(answer.body, answer.status, answer.headers)
+
+    def on_alert_event(self, request: Request) -> Response:
+        return self._events(request)
+
+    def on_change_event(self, request: Request) -> Response:
+        return self._events(request)
+
+    def on_legacy_event(self, request: Request) -> Response:
+        return self._events(request)
+
+    # -- the handshakes ----------------------------------------------------------------------
+
+    def on_connect(self, request: Request) -> Response:
+        source = request.form if request.method == "POST" else request.args
+        vendor, callback = source.get("vendor"), source.get("callback")
+        if not vendor or not vendor.strip():
+            raise SandboxError("The vendor parameter is missing.")
+        if not _absolute_url(callback):
+            raise SandboxError("The callback parameter must be an absolute URL.")
+        assert callback is not None
+        if request.method == "POST":
+            if request.form.get("decision") == "cancel":
+                return _redirect(add_query_params(callback, {"error": "cancelled"}))
+            account = self._logged_in(request)
+            if account is None:
+                raise SandboxError("Log in first.", status=401)
+            return _redirect(
+                self.sandbox.complete_connect(
+                    vendor=vendor,
+                    callback=callback,
+                    account=account.id,
+                    service_id=request.form.get("service_id") or None,
+                    new_service=request.form.get("new_service"),
+                )
+            )
+        account = self._logged_in(request)
+        if account is None:
+            return self._login_form("connect", {"vendor": vendor, "callback": callback})
+        return _html(
+            pages.connect_page(
+                vendor=vendor, callback=callback, account=account, services=self.sandbox.services(account.id)
+            )
+        )
+
+    def on_install(self, request: Request) -> Response:
+        source = request.form if request.method == "POST" else request.args
+        app_id, redirect_url = source.get("app_id"), source.get("redirect_url")
+        app = self.sandbox.app_for(app_id, redirect_url)
+        assert redirect_url is not None
+        if request.method == "POST":
+            if request.form.get("decision") == "cancel":
+                # UNCONFIRMED: PagerDuty documents no cancel answer for this flow; this mirrors Connect.
+                return _redirect(add_query_params(redirect_url, {"error": "cancelled"}))
+            account = self._logged_in(request)
+            if account is None:
+                raise SandboxError("Log in first.", status=401)
+            return _redirect(
+                self.sandbox.complete_install(
+                    app_id=app.id,
+                    redirect_url=redirect_url,
+                    account=account.id,
+                    service_ids=request.form.getlist("service_ids"),
+                    new_service=request.form.get("new_service"),
+                    ruleset_ids=request.form.getlist("ruleset_ids"),
+                )
+            )
+        account = self._logged_in(request)
+        if account is None:
+            return self._login_form("install", {"app_id": app.id, "redirect_url": redirect_url, "version": "2"})
+        rulesets = [r for r in self.sandbox.store.all(Ruleset) if r.account == account.id]
+        return _html(
+            pages.install_page(
+                app=app,
+                redirect_url=redirect_url,
+                account=account,
+                services=self.sandbox.services(account.id),
+                rulesets=rulesets,
+            )
+        )
+
+    def _login_form(self, flow: str, carry: dict[str, str]) -> Response:
+        title, intro = {
+            "connect": ("Log in to PagerDuty", f"Log in to connect {carry.get('vendor')} to PagerDuty."),
+            "install": ("Log in to PagerDuty", "Log in to install this integration."),
+        }[flow]
+        return _html(
+            pages.login_page(
+                title=title,
+                intro=intro,
+                carry={"flow": flow, **carry},
+                accounts=self.sandbox.store.all(Account),
+                cancel=True,
+            )
+        )
+
+    def on_login(self, request: Request) -> Response:
+        form = request.form
+        flow = form.get("flow")
+        if flow == "connect":
+            query = {"vendor": form.get("vendor", ""), "callback": form.get("callback", "")}
+            target = "/connect?" + urlencode(query)
+            back = query["callback"]
+            if not query["vendor"] or not _absolute_url(back):
+                raise SandboxError("The vendor or callback parameter is missing.")
+        elif flow == "install":
+            query = {"app_id": form.get("app_id", ""), "redirect_url": form.get("redirect_url", ""), "version": "2"}
+            self.sandbox.app_for(query["app_id"], query["redirect_url"])
+            target = "/install/integration?" + urlencode(query)
+            back = query["redirect_url"]
+        else:
+            raise SandboxError("Unknown flow.")
+        if form.get("decision") == "cancel":
+            return _redirect(add_query_params(back, {"error": "cancelled"}))
+        account = self.sandbox.login(form.get("subdomain", ""))
+        response = _redirect(target, 303)
+        response.set_cookie(LOGIN_COOKIE, account.id, httponly=True, samesite="Lax")
+        return response
+
+    def on_logout(self, request: Request) -> Response:
+        response = _redirect(_local_path(request.args.get("next")))
+        response.delete_cookie(LOGIN_COOKIE)
+        return response
+
+    # -- pages -------------------------------------------------------------------------------
+
+    def on_overview(self, request: Request) -> Response:
+        store = self.sandbox.store
+        with store.lock:
+            text = pages.overview(
+                store.all(Account),
+                store.all(Service),
+                store.all(IntegrationKey),
+                store.all(Ruleset),
+                store.all(Incident),
+                self.sandbox.base_url,
+            )
+        return _html(text)
+
+    def on_create_service(self, request: Request) -> Response:
+        service, _ = self.sandbox.create_service(request.form.get("account", ""), request.form.get("name", ""))
+        return _redirect(f"/services/{service.id}", 303)
+
+    def on_service(self, request: Request, service_id: str) -> Response:
+        store = self.sandbox.store
+        with store.lock:
+            service = store.get(Service, service_id)
+            if service is None:
+                raise SandboxError("No such service.", status=404)
+            incidents = [i for i in self.sandbox.incidents() if i.service == service_id]
+            changes = [c for c in store.all(ChangeEvent) if c.service == service_id]
+            text = pages.service_page(service, self.sandbox.keys_of(service_id), incidents, changes)
+        return _html(text)
+
+    def on_add_integration(self, request: Request, service_id: str) -> Response:
+        self.sandbox.add_integration(service_id, "events_api_v2", "Events API V2")
+        return _redirect(f"/services/{service_id}", 303)
+
+    def on_incidents(self, request: Request) -> Response:
+        return _html(pages.incidents_page(self.sandbox.incidents()))
+
+    def on_incident(self, request: Request, incident_id: str) -> Response:
+        store = self.sandbox.store
+        with store.lock:
+            incident = store.get(Incident, incident_id)
+            if incident is None:
+                raise SandboxError("No such incident.", status=404)
+            text = pages.incident_page(
+                incident,
+                store.get(Service, incident.service),
+                self.sandbox.users(incident.account),
+                self.sandbox.policies(incident.account),
+                [store.get(Alert, a) for a in incident.alerts],
+                notice=request.args.get("done"),
+            )
+        return _html(text)
+
+    def on_incident_action(self, request: Request, incident_id: str) -> Response:
+        form = request.form
+        options = {k: v for k, v in form.items() if k in ("assignee", "escalation_policy", "note", "priority")}
+        account = self._logged_in(request)
+        incident = self.sandbox.store.get(Incident, incident_id)
+        user = None
+        if account is not None and incident is not None and account.id == incident.account:
+            user = next((u.id for u in self.sandbox.users(account.id)), None)
+        action = form.get("action", "")
+        self.sandbox.act(incident_id, action, user_id=user, **options)
+        return _redirect(f"/incidents/{incident_id}?" + urlencode({"done": f"Done: {action}."}), 303)
+
+    def on_webhooks(self, request: Request) -> Response:
+        created = None
+        if request.method == "POST":
+            scope = request.form.get("scope", "account")
+            created = self.sandbox.subscribe(
+                request.form.get("url", ""),
+                events=request.form.getlist("events") or None,
+                filter_type="account_reference" if scope == "account" else "service_reference",
+                filter_id=None if scope == "account" else scope,
+                version=request.form.get("version", "v3"),
+            )
+        store = self.sandbox.store
+        with store.lock:
+            text = pages.webhooks_page(store.all(Subscription), self.sandbox.deliveries(), store.all(Service), created)
+        return _html(text, 201 if created else 200)
+
+    def on_delete_webhook(self, request: Request, subscription_id: str) -> Response:
+        self.sandbox.unsubscribe(subscription_id)
+        return _redirect("/webhooks", 303)
+
+    def on_apps(self, request: Request) -> Response:
+        if request.method == "POST":
+            urls = [line.strip() for line in request.form.get("redirect_urls", "").splitlines() if line.strip()]
+            self.sandbox.register_app(request.form.get("app_id", "").strip(), urls, request.form.get("name") or None)
+            return _redirect("/apps", 303)
+        return _html(pages.apps_page(self.sandbox.store.all(App)))
+
+    def on_received_page(self, request: Request) -> Response:
+        return _html(pages.received_page(self.sandbox.received()))
+
+    # -- PagerDuty's REST shape for webhook subscriptions ------------------------------------
+
+    def on_api_subscriptions(self, request: Request) -> Response:
+        if request.method == "GET":
+            subscriptions = self.sandbox.store.all(Subscription)
+            return _json({"webhook_subscriptions": [_public_subscription(s) for s in subscriptions]})
+        body = self._body(request).get("webhook_subscription")
+        if not isinstance(body, dict):
+            raise SandboxError("The body needs a webhook_subscription object.")
+        delivery = body.get("delivery_method") or {}
+        filter_ = body.get("filter") or {"type": "account_reference"}
+        subscription = self.sandbox.subscribe(
+            str(delivery.get("url", "")),
+            events=body.get("events"),
+            filter_type=str(filter_.get("type")),
+            filter_id=filter_.get("id"),
+            version=str(body.get("version", "v3")),
+            description=str(body.get("description", "")),
+        )
+        return _json({"webhook_subscription": _public_subscription(subscription, with_secret=True)}, 201)
+
+    def on_api_subscription(self, request: Request, subscription_id: str) -> Response:
+        if request.method == "DELETE":
+            self.sandbox.unsubscribe(subscription_id)
+            return Response(status=204)
+        subscription = self.sandbox.store.get(Subscription, subscription_id)
+        if subscription is None:
+            raise SandboxError("No such subscription.", status=404)
+        return _json({"webhook_subscription": _public_subscription(subscription)})
+
+    # -- the control API ---------------------------------------------------------------------
+
+    def on_api_state(self, request: Request) -> Response:
+        sandbox, store = self.sandbox, self.sandbox.store
+        with store.lock:
+            state = {
+                "accounts": [_record(a) for a in store.all(Account)],
+                "users": [_record(u) for u in store.all(User)],
+                "escalation_policies": [_record(p) for p in store.all(EscalationPolicy)],
+                "services": [
+                    {**_record(s), "integration_keys": [_record(k) for k in sandbox.keys_of(s.id)]}
+                    for s in store.all(Service)
+                ],
+                "rulesets": [_record(r) for r in store.all(Ruleset)],
+                "apps": [_record(a) for a in store.all(App)],
+                "webhook_subscriptions": [_public_subscription(s) for s in store.all(Subscription)],
+                "settings": self._settings(),
+                "faults": sandbox.faults.plan.to_dict(),
+            }
+        return _json(state)
+
+    def on_api_received(self, request: Request) -> Response:
+        try:
+            since = int(request.args.get("since", "0"))
+        except ValueError as exc:
+            raise SandboxError("since must be a number") from exc
+        records = self.sandbox.received(since=since, routing_key=request.args.get("routing_key"))
+        return _json({"received": [_record(r) for r in records]})
+
+    def _incident_json(self, incident: Incident) -> dict[str, Any]:
+        alerts = [self.sandbox.store.get(Alert, a) for a in incident.alerts]
+        return {**_record(incident), "alerts": [_record(a) for a in alerts if a is not None]}
+
+    def on_api_incidents(self, request: Request) -> Response:
+        with self.sandbox.store.lock:
+            return _json({"incidents": [self._incident_json(i) for i in self.sandbox.incidents()]})
+
+    def on_api_incident(self, request: Request, incident_id: str) -> Response:
+        with self.sandbox.store.lock:
+            incident = self.sandbox.store.get(Incident, incident_id)
+            if incident is None:
+                raise SandboxError("No such incident.", status=404)
+            return _json({"incident": self._incident_json(incident)})
+
+    def on_api_incident_action(self, request: Request, incident_id: str) -> Response:
+        body = self._body(request)
+        options = {k: str(v) for k, v in body.items() if k in ("assignee", "escalation_policy", "note", "priority")}
+        incident = self.sandbox.act(incident_id, str(body.get("action", "")), user_id=body.get("user"), **options)
+        with self.sandbox.store.lock:
+            return _json({"incident": self._incident_json(incident)})
+
+    def on_api_deliveries(self, request: Request) -> Response:
+        return _json({"deliveries": [_record(d) for d in self.sandbox.deliveries()]})
+
+    def on_api_reset(self, request: Request) -> Response:
+        body = self._body(request)
+        self.sandbox.reset(seed=bool(body.get("seed", True)))
+        return _json({"reset": True})
+
+    def on_api_faults(self, request: Request) -> Response:
+        if request.method == "PUT":
+            body = self._body(request)
+            try:
+                plan = FaultPlan.parse(body["spec"]) if "spec" in body else FaultPlan.from_dict(body)
+            except FaultSpecError as exc:
+                raise SandboxError(str(exc)) from exc
+            self.sandbox.faults.set(plan)
+        return _json(self.sandbox.faults.plan.to_dict())
+
+    def _settings(self) -> dict[str, Any]:
+        settings = self.sandbox.settings
+        return {
+            "rate_limit": settings.rate_limit,
+            "account_name_field": settings.account_name_field,
+            "allow_remote_webhooks": settings.allow_remote_webhooks,
+        }
+
+    def on_api_settings(self, request: Request) -> Response:
+        if request.method == "PUT":
+            body = self._body(request)
+            settings = self.sandbox.settings
+            if "rate_limit" in body:
+                limit = body["rate_limit"]
+                if limit is not None and (not isinstance(limit, int) or limit < 1):
+                    raise SandboxError("rate_limit must be a positive number or null")
+                settings.rate_limit = limit
+                self.sandbox.limiter.limit = limit
+            if "account_name_field" in body:
+                if body["account_name_field"] not in ("name", "Name", "both"):
+                    raise SandboxError("account_name_field must be name, Name or both")
+                settings.account_name_field = body["account_name_field"]
+        return _json(self._settings())
+
+    def on_api_apps(self, request: Request) -> Response:
+        body = self._body(request)
+        urls = body.get("redirect_urls")
+        if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+            raise SandboxError("redirect_urls must be a list of URLs")
+        app = self.sandbox.register_app(str(body.get("app_id", "")), urls, body.get("name"))
+        return _json({"app": _record(app)}, 201)
+
+    def on_api_accounts(self, request: Request) -> Response:
+        body = self._body(request)
+        account = self.sandbox.create_account(str(body.get("subdomain", "")), body.get("name"))
+        return _json({"account": _record(account)}, 201)
+
+    def on_api_services(self, request: Request) -> Response:
+        body = self._body(request)
+        service, key = self.sandbox.create_service(str(body.get("account", "")), str(body.get("name", "")))
+        return _json({"service": _record(service), "integration_key": key.id if key else None}, 201)

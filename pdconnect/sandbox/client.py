@@ -1,0 +1,253 @@
+"""Drive a running sandbox over HTTP: click through the handshake pages without a browser,
+act as a responder, and read back what the sandbox received.
+
+Works with an in-process sandbox (the pytest fixture) and with one started by
+``pdconnect sandbox`` in another process alike.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import re
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import requests
+
+
+def _page_message(response: requests.Response) -> str:
+    """The message of a sandbox error page, or the start of any other answer."""
+    found = re.search(r"<p data-error>(.*?)</p>", response.text, re.S)
+    return html.unescape(found.group(1)) if found else response.text[:300]
+
+
+class SandboxClientError(AssertionError):
+    """The sandbox did not answer as a test expected (an ``AssertionError``, so pytest shows it plainly)."""
+
+
+class SandboxClient:
+    """A browser-less user of the sandbox's pages and control API at ``url``."""
+
+    def __init__(self, url: str, *, verify: bool | str = True) -> None:
+        self.url = url.rstrip("/")
+        self.verify = verify
+        self.http = requests.Session()
+        # Passed on every request: requests lets REQUESTS_CA_BUNDLE override a session's own ``verify``.
+        self.http.request = functools.partial(self.http.request, verify=verify)  # type: ignore[method-assign]
+
+    def close(self) -> None:
+        self.http.close()
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def _api(self, method: str, path: str, json: Any = None, **params: Any) -> Any:
+        response = self.http.request(method, self.url + path, json=json, params=params or None, timeout=10)
+        if response.status_code >= 400:
+            raise SandboxClientError(f"{method} {path} answered {response.status_code}: {response.text[:300]}")
+        return response.json() if response.content else None
+
+    def _follow_to_vendor(self, response: requests.Response) -> str:
+        """Follow the sandbox's own redirects; return the first URL that leaves the sandbox."""
+        for _ in range(10):
+            if response.status_code not in (301, 302, 303, 307, 308):
+                raise SandboxClientError(f"expected a redirect, got {response.status_code}: {_page_message(response)}")
+            location = response.headers["Location"]
+            absolute = requests.compat.urljoin(response.url, location)
+            if not absolute.startswith(self.url + "/"):
+                return str(absolute)
+            response = self.http.get(absolute, allow_redirects=False, timeout=10)
+        raise SandboxClientError("too many redirects inside the sandbox")
+
+    def _on_sandbox(self, url: str) -> str:
+        if not url.startswith(self.url + "/"):
+            raise SandboxClientError(f"{url} is not on this sandbox ({self.url}); point the vendor's base URL here")
+        return url
+
+    # -- state -------------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """Accounts, services with their keys, rulesets, apps, subscriptions, settings, faults."""
+        result: dict[str, Any] = self._api("GET", "/_sandbox/api/state")
+        return result
+
+    def service(self, name: str, *, account: str = "acme") -> dict[str, Any]:
+        for service in self.state()["services"]:
+            if service["name"] == name and service["account"] == account:
+                return dict(service)
+        raise SandboxClientError(f"no service named {name!r} in account {account!r}")
+
+    def service_key(self, name: str = "Checkout API", *, account: str = "acme") -> str:
+        """The first Events API v2 key of the named service (the seed has "Checkout API" and "Database")."""
+        for key in self.service(name, account=account)["integration_keys"]:
+            if key["kind"] == "events_api_v2":
+                return str(key["id"])
+        raise SandboxClientError(f"service {name!r} has no Events API v2 key")
+
+    def ruleset_key(self, name: str = "Global Event Rules") -> str:
+        for ruleset in self.state()["rulesets"]:
+            if ruleset["name"] == name:
+                return str(ruleset["key"])
+        raise SandboxClientError(f"no ruleset named {name!r}")
+
+    def create_service(self, name: str, *, account: str = "acme") -> tuple[str, str]:
+        """Make a service; returns its id and its Events API v2 key."""
+        created = self._api("POST", "/_sandbox/api/services", json={"account": account, "name": name})
+        return created["service"]["id"], created["integration_key"]
+
+    def register_app(self, app_id: str, redirect_urls: list[str], name: str | None = None) -> None:
+        """Allow the install flow for ``app_id`` with these redirect URLs."""
+        self._api("POST", "/_sandbox/api/apps", json={"app_id": app_id, "redirect_urls": redirect_urls, "name": name})
+
+    def reset(self, *, seed: bool = True) -> None:
+        self.http.cookies.clear()
+        self._api("POST", "/_sandbox/api/reset", json={"seed": seed})
+
+    def set_faults(self, spec: str | None = None, **plan: Any) -> dict[str, Any]:
+        """Inject faults: a spec like ``"429=0.1,503=0.1,retry-after=1"`` or plan fields."""
+        body = {"spec": spec} if spec is not None else plan
+        result: dict[str, Any] = self._api("PUT", "/_sandbox/api/faults", json=body)
+        return result
+
+    def set_settings(self, **settings: Any) -> dict[str, Any]:
+        """Change ``rate_limit`` (``None`` turns it off) or ``account_name_field``."""
+        result: dict[str, Any] = self._api("PUT", "/_sandbox/api/settings", json=settings)
+        return result
+
+    # -- the handshakes, without a browser ---------------------------------------------------
+
+    def _login(self, account: str) -> None:
+        if self.http.cookies.get("pdsandbox_account") != account:
+            self.http.cookies.clear()
+
+    def connect(
+        self,
+        connect_url: str,
+        *,
+        account: str = "acme",
+        service: str | None = "Checkout API",
+        new_service: str | None = None,
+        cancel: bool = False,
+    ) -> str:
+        """Walk the Connect pages as a user would; return the callback URL the browser is sent to.
+
+        Picks the existing ``service`` by name, or creates ``new_service``; with ``cancel``
+        the user presses Cancel instead.
+        """
+        query = parse_qs(urlsplit(self._on_sandbox(connect_url)).query)
+        carry = {"vendor": query.get("vendor", [""])[0], "callback": query.get("callback", [""])[0]}
+        page = self.http.get(connect_url, timeout=10)
+        if page.status_code != 200:
+            raise SandboxClientError(f"the Connect page answered {page.status_code}: {_page_message(page)}")
+        self._login(account)
+        if cancel:
+            response = self.http.post(
+                self.url + "/connect", data={**carry, "decision": "cancel"}, allow_redirects=False
+            )
+            return self._follow_to_vendor(response)
+        response = self.http.post(
+            self.url + "/login",
+            data={"flow": "connect", **carry, "subdomain": account, "decision": "login"},
+            allow_redirects=False,
+        )
+        if response.status_code != 303:
+            raise SandboxClientError(f"logging in answered {response.status_code}: {_page_message(response)}")
+        form = {**carry, "decision": "connect"}
+        if new_service:
+            form["new_service"] = new_service
+        elif service:
+            form["service_id"] = self.service(service, account=account)["id"]
+        response = self.http.post(self.url + "/connect", data=form, allow_redirects=False)
+        return self._follow_to_vendor(response)
+
+    def install(
+        self,
+        install_url: str,
+        *,
+        account: str = "acme",
+        services: list[str] | tuple[str, ...] = ("Checkout API",),
+        new_service: str | None = None,
+        rulesets: list[str] | tuple[str, ...] = (),
+        cancel: bool = False,
+    ) -> str:
+        """Walk the install-flow pages; return the redirect URL (with ``config``) the browser is sent to."""
+        query = parse_qs(urlsplit(self._on_sandbox(install_url)).query)
+        carry = {
+            "app_id": query.get("app_id", [""])[0],
+            "redirect_url": query.get("redirect_url", [""])[0],
+            "version": "2",
+        }
+        page = self.http.get(install_url, timeout=10)
+        if page.status_code != 200:
+            raise SandboxClientError(f"the install page answered {page.status_code}: {_page_message(page)}")
+        self._login(account)
+        if cancel:
+            response = self.http.post(
+                self.url + "/install/integration", data={**carry, "decision": "cancel"}, allow_redirects=False
+            )
+            return self._follow_to_vendor(response)
+        response = self.http.post(
+            self.url + "/login",
+            data={"flow": "install", **carry, "subdomain": account, "decision": "login"},
+            allow_redirects=False,
+        )
+        if response.status_code != 303:
+            raise SandboxClientError(f"logging in answered {response.status_code}: {_page_message(response)}")
+        state = self.state()
+        by_name = {s["name"]: s["id"] for s in state["services"] if s["account"] == account}
+        rules = {r["name"]: r["id"] for r in state["rulesets"] if r["account"] == account}
+        form: list[tuple[str, str]] = [*carry.items(), ("decision", "connect")]
+        form += [("service_ids", by_name[name]) for name in services]
+        form += [("ruleset_ids", rules[name]) for name in rulesets]
+        if new_service:
+            form.append(("new_service", new_service))
+        response = self.http.post(self.url + "/install/integration", data=form, allow_redirects=False)
+        return self._follow_to_vendor(response)
+
+    # -- incidents, events, webhooks ---------------------------------------------------------
+
+    def received(self, *, routing_key: str | None = None, since: int = 0) -> list[dict[str, Any]]:
+        """Every request the events endpoints received (body, answer and outcome), oldest first."""
+        params: dict[str, Any] = {"since": since}
+        if routing_key:
+            params["routing_key"] = routing_key
+        result: list[dict[str, Any]] = self._api("GET", "/_sandbox/api/received", **params)["received"]
+        return result
+
+    def incidents(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._api("GET", "/_sandbox/api/incidents")["incidents"]
+        return result
+
+    def incidents_for(self, dedup_key: str) -> list[dict[str, Any]]:
+        """Incidents opened with ``dedup_key``, oldest first."""
+        return [i for i in self.incidents() if i["incident_key"] == dedup_key]
+
+    def incident_for(self, dedup_key: str) -> dict[str, Any]:
+        """The latest incident with ``dedup_key``."""
+        found = self.incidents_for(dedup_key)
+        if not found:
+            raise SandboxClientError(f"no incident with dedup key {dedup_key!r}")
+        return found[-1]
+
+    def act(self, incident_id: str, action: str, **options: str) -> dict[str, Any]:
+        """Act as a responder: acknowledge, unacknowledge, resolve, reassign, escalate, delegate,
+        annotate (``note=``) or priority (``priority=``)."""
+        result: dict[str, Any] = self._api(
+            "POST", f"/_sandbox/api/incidents/{incident_id}/actions", json={"action": action, **options}
+        )["incident"]
+        return result
+
+    def subscribe(self, url: str, **fields: Any) -> dict[str, Any]:
+        """Create a webhook subscription in PagerDuty's REST shape; the answer holds the secret.
+
+        ``fields`` may hold ``events``, ``filter`` (``{"type": ..., "id": ...}``), ``version``
+        (``v3`` or ``v2``) and ``description``.
+        """
+        body = {"webhook_subscription": {"delivery_method": {"type": "http_delivery_method", "url": url}, **fields}}
+        result: dict[str, Any] = self._api("POST", "/webhook_subscriptions", json=body)["webhook_subscription"]
+        return result
+
+    def deliveries(self) -> list[dict[str, Any]]:
+        """Every webhook queued, with its attempts and state, oldest first."""
+        result: list[dict[str, Any]] = self._api("GET", "/_sandbox/api/deliveries")["deliveries"]
+        return result

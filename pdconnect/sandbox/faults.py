@@ -1,0 +1,204 @@
+"""Fault injection for the sandbox's events endpoints, and its per-key rate limiter.
+
+A :class:`FaultPlan` says what share of requests to the events endpoints fail and how:
+429 with or without ``Retry-After``, 500/502/503/504, added latency, dropped connections
+(reset without an answer), and "down" for a period (every connection dropped). It is set
+from the command line (``--faults "429=0.05,503=0.05,retry-after=1,latency=50"``) or the
+control API, and draws from its own seeded random generator, so a run can be repeated.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar
+
+
+class FaultSpecError(ValueError):
+    """A fault specification could not be read."""
+
+
+@dataclass
+class FaultPlan:
+    """The shares (0 to 1) and settings of injected faults; all off by default."""
+
+    rate_429: float = 0.0
+    rate_429_retry_after: float = 0.0
+    retry_after: float = 1.0
+    rate_500: float = 0.0
+    rate_502: float = 0.0
+    rate_503: float = 0.0
+    rate_504: float = 0.0
+    rate_drop: float = 0.0
+    latency_ms: float = 0.0
+    down_for: float = 0.0
+    seed: int | None = None
+
+    _RATES: ClassVar[tuple[str, ...]] = (
+        "rate_429",
+        "rate_429_retry_after",
+        "rate_500",
+        "rate_502",
+        "rate_503",
+        "rate_504",
+        "rate_drop",
+    )
+    _ALIASES: ClassVar[dict[str, str]] = {
+        "429": "rate_429",
+        "429-retry-after": "rate_429_retry_after",
+        "429ra": "rate_429_retry_after",
+        "500": "rate_500",
+        "502": "rate_502",
+        "503": "rate_503",
+        "504": "rate_504",
+        "drop": "rate_drop",
+        "latency": "latency_ms",
+        "retry-after": "retry_after",
+        "down": "down_for",
+        "seed": "seed",
+    }
+
+    def __post_init__(self) -> None:
+        for name in self._RATES:
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise FaultSpecError(f"{name} must be between 0 and 1")
+        if sum(getattr(self, name) for name in self._RATES) > 1.0:
+            raise FaultSpecError("the fault rates add up to more than 1")
+        if self.latency_ms < 0 or self.retry_after < 0 or self.down_for < 0:
+            raise FaultSpecError("latency, retry-after and down must not be negative")
+
+    @classmethod
+    def parse(cls, spec: str) -> FaultPlan:
+        """Read ``name=value`` pairs separated by commas.
+
+        Names: ``429``, ``429-retry-after``, ``500``, ``502``, ``503``, ``504``, ``5xx``
+        (spread over the four), ``drop`` (shares from 0 to 1); ``retry-after`` (seconds sent
+        with ``429-retry-after``), ``latency`` (milliseconds added to every answer), ``down``
+        (seconds from now during which every connection is dropped), ``seed``.
+        """
+        values: dict[str, Any] = {}
+        for part in filter(None, (p.strip() for p in spec.split(","))):
+            name, sep, raw = part.partition("=")
+            name = name.strip().lower()
+            if not sep:
+                raise FaultSpecError(f"expected name=value, got {part!r}")
+            try:
+                number = float(raw.strip().removesuffix("ms").removesuffix("s"))
+            except ValueError as exc:
+                raise FaultSpecError(f"{name}: {raw!r} is not a number") from exc
+            if name == "5xx":
+                for code in ("rate_500", "rate_502", "rate_503", "rate_504"):
+                    values[code] = values.get(code, 0.0) + number / 4
+            elif name in cls._ALIASES:
+                values[cls._ALIASES[name]] = int(number) if name == "seed" else number
+            else:
+                raise FaultSpecError(f"unknown fault {name!r}")
+        return cls(**values)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FaultPlan:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise FaultSpecError(f"unknown fault settings: {sorted(unknown)}")
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise FaultSpecError(str(exc)) from exc
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def active(self) -> bool:
+        return any(getattr(self, name) for name in self._RATES) or bool(self.latency_ms or self.down_for)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do to one request: drop it, answer it with a status, and how long to wait first."""
+
+    delay: float = 0.0
+    drop: bool = False
+    status: int | None = None
+    retry_after: float | None = None
+
+
+@dataclass
+class Faults:
+    """Applies a :class:`FaultPlan`, one decision per request; safe across threads."""
+
+    plan: FaultPlan = field(default_factory=FaultPlan)
+    clock: Callable[[], float] = time.monotonic
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self.set(self.plan)
+
+    def set(self, plan: FaultPlan) -> None:
+        with self._lock:
+            self.plan = plan
+            self._rng = random.Random(plan.seed)  # noqa: S311 -- simulation, not secrecy
+            self._down_until = self.clock() + plan.down_for if plan.down_for else None
+
+    def decide(self) -> Decision:
+        plan = self.plan
+        if not plan.active:
+            return Decision()
+        with self._lock:
+            delay = plan.latency_ms / 1000.0
+            if self._down_until is not None and self.clock() < self._down_until:
+                return Decision(delay=delay, drop=True)
+            roll = self._rng.random()
+        for name, outcome in (
+            ("rate_drop", Decision(delay=delay, drop=True)),
+            ("rate_429", Decision(delay=delay, status=429)),
+            ("rate_429_retry_after", Decision(delay=delay, status=429, retry_after=plan.retry_after)),
+            ("rate_500", Decision(delay=delay, status=500)),
+            ("rate_502", Decision(delay=delay, status=502)),
+            ("rate_503", Decision(delay=delay, status=503)),
+            ("rate_504", Decision(delay=delay, status=504)),
+        ):
+            share = getattr(plan, name)
+            if roll < share:
+                return outcome
+            roll -= share
+        return Decision(delay=delay)
+
+
+class RateLimiter:
+    """PagerDuty's per-key limit: at most ``limit`` events in any 60-second window.
+
+    ``limit=None`` turns it off (for benchmarks).
+    """
+
+    WINDOW = 60.0
+
+    def __init__(self, limit: int | None = 120, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self._clock = clock
+        self._seen: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, key: str) -> bool:
+        """Count one event for ``key``; ``False`` when the key is over its limit."""
+        if self.limit is None:
+            return True
+        now = self._clock()
+        with self._lock:
+            stamps = self._seen.setdefault(key, deque())
+            while stamps and stamps[0] <= now - self.WINDOW:
+                stamps.popleft()
+            if len(stamps) >= self.limit:
+                return False
+            stamps.append(now)
+            return True
+
+    def reset(self) -> None:
+        with self._lock:
+            self._seen.clear()

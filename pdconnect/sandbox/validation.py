@@ -1,0 +1,183 @@
+"""How the sandbox's events endpoints read a request, and the errors PagerDuty answers with.
+
+The 400 bodies follow PagerDuty's documented shape (``status``, ``message``, ``errors``).
+The error strings PagerDuty is known to send are used as they are: "Length of
+'routing_key' is incorrect (should be 32 characters)", "'routing_key' cannot contain
+non-alphanumeric characters.", "'event_action' is missing or blank" (client issue
+reports and go-pagerduty's tests), and the v1 "event_type is invalid (must be one of:
+trigger acknowledge resolve)" (PagerDuty developer docs). The others are written in the same
+style; which exact words PagerDuty uses for them is not documented.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from typing import Any
+
+#: "Events API payloads are limited to 512 KB."
+MAX_BODY_BYTES = 512 * 1024
+MAX_DEDUP_KEY = 255
+MAX_SUMMARY = 1024
+ACTIONS = ("trigger", "acknowledge", "resolve")
+SEVERITIES = ("critical", "error", "warning", "info")
+_ALNUM = re.compile(r"[A-Za-z0-9]*")
+
+INVALID_EVENT = {"status": "invalid event", "message": "Event object is invalid"}
+
+
+def unrecognized(v1: bool) -> dict[str, Any]:
+    """The answer to a body that is not a JSON object (SCHEMA-E2 ``Error`` example)."""
+    status = "unrecognized object" if v1 else "Unrecognized object"
+    return {"status": status, "message": "Event object format is unrecognized", "errors": ["JSON parse error"]}
+
+
+def invalid(errors: list[str]) -> dict[str, Any]:
+    return {**INVALID_EVENT, "errors": errors}
+
+
+def parse_object(raw: bytes) -> dict[str, Any] | None:
+    """The request body as a JSON object, or ``None`` if it is not one."""
+    try:
+        doc = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _blank(value: object) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _no_text(value: object) -> bool:
+    """Missing, blank, or not a string at all."""
+    return not isinstance(value, str) or not value.strip()
+
+
+def check_key(value: object, name: str) -> list[str]:
+    """PagerDuty's two key checks: length and characters."""
+    if _blank(value):
+        return [f"'{name}' cannot be blank"]
+    if not isinstance(value, str):
+        return [f"'{name}' must be a string"]
+    errors = []
+    if len(value) != 32:
+        errors.append(f"Length of '{name}' is incorrect (should be 32 characters)")
+    if not _ALNUM.fullmatch(value):
+        errors.append(f"'{name}' cannot contain non-alphanumeric characters.")
+    return errors
+
+
+def check_alert(doc: dict[str, Any]) -> list[str]:
+    """Problems with an Events API v2 alert event (``/v2/enqueue``)."""
+    errors = check_key(doc.get("routing_key"), "routing_key")
+    action = doc.get("event_action")
+    if _blank(action):
+        errors.append("'event_action' is missing or blank")
+    elif action not in ACTIONS:
+        errors.append("'event_action' is invalid (must be one of: trigger acknowledge resolve)")
+    errors += _check_dedup_key(doc.get("dedup_key"), "dedup_key", required=action in ("acknowledge", "resolve"))
+    if action == "trigger":
+        payload = doc.get("payload")
+        if not isinstance(payload, dict):
+            errors.append("'payload' is missing or blank")
+        else:
+            if _no_text(payload.get("summary")):
+                errors.append("'payload.summary' is missing or blank")
+            if _no_text(payload.get("source")):
+                errors.append("'payload.source' is missing or blank")
+            severity = payload.get("severity")
+            if _blank(severity):
+                errors.append("'payload.severity' is missing or blank")
+            elif severity not in SEVERITIES:
+                errors.append("'payload.severity' is invalid (must be one of: critical error warning info)")
+            if "custom_details" in payload and not isinstance(payload["custom_details"], dict | str | None):
+                errors.append("'payload.custom_details' must be an object")
+            if "timestamp" in payload and not _timestamp_ok(payload["timestamp"]):
+                errors.append("'payload.timestamp' is not a valid ISO 8601 timestamp")
+    errors += _check_context(doc)
+    return errors
+
+
+def check_change(doc: dict[str, Any]) -> list[str]:
+    """Problems with a change event (``/v2/change/enqueue``)."""
+    errors = check_key(doc.get("routing_key"), "routing_key")
+    payload = doc.get("payload")
+    if not isinstance(payload, dict):
+        errors.append("'payload' is missing or blank")
+    elif _no_text(payload.get("summary")):
+        errors.append("'payload.summary' is missing or blank")
+    elif "timestamp" in payload and not _timestamp_ok(payload["timestamp"]):
+        errors.append("'payload.timestamp' is not a valid ISO 8601 timestamp")
+    errors += _check_context(doc)
+    return errors
+
+
+def check_legacy(doc: dict[str, Any]) -> list[str]:
+    """Problems with a legacy Integration API event (``create_event.json``)."""
+    errors = check_key(doc.get("service_key"), "service_key")
+    event_type = doc.get("event_type")
+    if event_type not in ACTIONS:
+        errors.append("event_type is invalid (must be one of: trigger acknowledge resolve)")
+    errors += _check_dedup_key(
+        doc.get("incident_key"), "incident_key", required=event_type in ("acknowledge", "resolve")
+    )
+    if event_type == "trigger" and _no_text(doc.get("description")):
+        errors.append("'description' is missing or blank")
+    if "details" in doc and not isinstance(doc["details"], dict | str | None):
+        errors.append("'details' must be an object")
+    contexts = doc.get("contexts")
+    if contexts is not None:
+        if not isinstance(contexts, list):
+            errors.append("'contexts' must be an array")
+        else:
+            for index, context in enumerate(contexts):
+                kind = context.get("type") if isinstance(context, dict) else None
+                if kind == "link" and _blank(context.get("href")):
+                    errors.append(f"'contexts[{index}].href' is missing or blank")
+                elif kind == "image" and _blank(context.get("src")):
+                    errors.append(f"'contexts[{index}].src' is missing or blank")
+                elif kind not in ("link", "image"):
+                    errors.append(f"'contexts[{index}].type' is invalid (must be one of: link image)")
+    return errors
+
+
+def _check_dedup_key(value: object, name: str, *, required: bool) -> list[str]:
+    if value is None:
+        return [f"'{name}' is missing or blank"] if required else []
+    if not isinstance(value, str) or (required and not value.strip()):
+        return [f"'{name}' is missing or blank"]
+    if len(value) > MAX_DEDUP_KEY:
+        return [f"'{name}' is too long (maximum is {MAX_DEDUP_KEY} characters)"]
+    return []
+
+
+def _check_context(doc: dict[str, Any]) -> list[str]:
+    errors = []
+    for name, required in (("links", "href"), ("images", "src")):
+        items = doc.get(name)
+        if items is None:
+            continue
+        if not isinstance(items, list):
+            errors.append(f"'{name}' must be an array")
+            continue
+        for index, item in enumerate(items):
+            if not isinstance(item, dict) or _blank(item.get(required)):
+                errors.append(f"'{name}[{index}].{required}' is missing or blank")
+    return errors
+
+
+def _timestamp_ok(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+def urgency(severity: str) -> str:
+    """PagerDuty's default mapping: critical and error page with high urgency."""
+    return "high" if severity in ("critical", "error") else "low"
