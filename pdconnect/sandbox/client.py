@@ -116,9 +116,26 @@ class SandboxClient:
 
     # -- the handshakes, without a browser ---------------------------------------------------
 
-    def _login(self, account: str) -> None:
+    def _walk(self, flow: str, url: str, carry: dict[str, str], account: str, cancel: bool) -> bool:
+        """Open a handshake page and log in (or prepare to cancel); True when the form is next."""
+        page = self.http.get(url, timeout=10)
+        if page.status_code != 200:
+            raise SandboxClientError(f"the {flow} page answered {page.status_code}: {_page_message(page)}")
         if self.http.cookies.get("pdsandbox_account") != account:
             self.http.cookies.clear()
+        if cancel:
+            return False
+        response = self.http.post(
+            self.url + "/login",
+            data={"flow": flow, **carry, "subdomain": account, "decision": "login"},
+            allow_redirects=False,
+        )
+        if response.status_code != 303:
+            raise SandboxClientError(f"logging in answered {response.status_code}: {_page_message(response)}")
+        return True
+
+    def _submit(self, path: str, form: dict[str, str] | list[tuple[str, str]]) -> str:
+        return self._follow_to_vendor(self.http.post(self.url + path, data=form, allow_redirects=False))
 
     def connect(
         self,
@@ -136,29 +153,14 @@ class SandboxClient:
         """
         query = parse_qs(urlsplit(self._on_sandbox(connect_url)).query)
         carry = {"vendor": query.get("vendor", [""])[0], "callback": query.get("callback", [""])[0]}
-        page = self.http.get(connect_url, timeout=10)
-        if page.status_code != 200:
-            raise SandboxClientError(f"the Connect page answered {page.status_code}: {_page_message(page)}")
-        self._login(account)
-        if cancel:
-            response = self.http.post(
-                self.url + "/connect", data={**carry, "decision": "cancel"}, allow_redirects=False
-            )
-            return self._follow_to_vendor(response)
-        response = self.http.post(
-            self.url + "/login",
-            data={"flow": "connect", **carry, "subdomain": account, "decision": "login"},
-            allow_redirects=False,
-        )
-        if response.status_code != 303:
-            raise SandboxClientError(f"logging in answered {response.status_code}: {_page_message(response)}")
+        if not self._walk("connect", connect_url, carry, account, cancel):
+            return self._submit("/connect", {**carry, "decision": "cancel"})
         form = {**carry, "decision": "connect"}
         if new_service:
             form["new_service"] = new_service
         elif service:
             form["service_id"] = self.service(service, account=account)["id"]
-        response = self.http.post(self.url + "/connect", data=form, allow_redirects=False)
-        return self._follow_to_vendor(response)
+        return self._submit("/connect", form)
 
     def install(
         self,
@@ -177,22 +179,8 @@ class SandboxClient:
             "redirect_url": query.get("redirect_url", [""])[0],
             "version": "2",
         }
-        page = self.http.get(install_url, timeout=10)
-        if page.status_code != 200:
-            raise SandboxClientError(f"the install page answered {page.status_code}: {_page_message(page)}")
-        self._login(account)
-        if cancel:
-            response = self.http.post(
-                self.url + "/install/integration", data={**carry, "decision": "cancel"}, allow_redirects=False
-            )
-            return self._follow_to_vendor(response)
-        response = self.http.post(
-            self.url + "/login",
-            data={"flow": "install", **carry, "subdomain": account, "decision": "login"},
-            allow_redirects=False,
-        )
-        if response.status_code != 303:
-            raise SandboxClientError(f"logging in answered {response.status_code}: {_page_message(response)}")
+        if not self._walk("install", install_url, carry, account, cancel):
+            return self._submit("/install/integration", {**carry, "decision": "cancel"})
         state = self.state()
         by_name = {s["name"]: s["id"] for s in state["services"] if s["account"] == account}
         rules = {r["name"]: r["id"] for r in state["rulesets"] if r["account"] == account}
@@ -201,8 +189,7 @@ class SandboxClient:
         form += [("ruleset_ids", rules[name]) for name in rulesets]
         if new_service:
             form.append(("new_service", new_service))
-        response = self.http.post(self.url + "/install/integration", data=form, allow_redirects=False)
-        return self._follow_to_vendor(response)
+        return self._submit("/install/integration", form)
 
     # -- incidents, events, webhooks ---------------------------------------------------------
 
