@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.servers import serving
+
 
 class RecordingEndpoint:
     """Accepts every POST with 202 and the dedup key, like the Events API, and records the bodies."""
@@ -48,11 +50,5 @@ class RecordingEndpoint:
 @contextmanager
 def recording_endpoint() -> Iterator[RecordingEndpoint]:
     endpoint = RecordingEndpoint()
-    thread = threading.Thread(target=endpoint.server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(endpoint.server):
         yield endpoint
-    finally:
-        endpoint.server.shutdown()
-        endpoint.server.server_close()
-        thread.join()

@@ -8,6 +8,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from tests.servers import serving
+
 
 @dataclass
 class Received:
@@ -53,12 +55,8 @@ class WebhookReceiver:
 @contextmanager
 def webhook_receiver() -> Iterator[WebhookReceiver]:
     receiver = WebhookReceiver()
-    thread = threading.Thread(target=receiver.server.serve_forever, daemon=True)
-    thread.start()
     try:
-        yield receiver
+        with serving(receiver.server):
+            yield receiver
     finally:
         receiver.release.set()
-        receiver.server.shutdown()
-        receiver.server.server_close()
-        thread.join()
