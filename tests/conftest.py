@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from pdconnect import Handshake, MemoryNonceStore, new_session_binding
+
+# No timing thresholds in tests: Hypothesis' per-example deadline and its "slow input" check
+# are timing judgements, and would fail on a loaded machine rather than on a real bug.
+settings.register_profile("pdconnect", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("pdconnect")
 
 SERVICE_KEY = "e93facc04764012d7bfb002500d5d1a6"
 OTHER_SERVICE_KEY = "737ea619db564d41bd9824063e1f6b08"

@@ -320,6 +320,8 @@ class SandboxApp:
         with store.lock:
             text = pages.overview(
                 store.all(Account),
+                store.all(User),
+                store.all(EscalationPolicy),
                 store.all(Service),
                 store.all(IntegrationKey),
                 store.all(Ruleset),

@@ -55,6 +55,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument(
         "--allow-remote-webhooks", action="store_true", help="let webhook subscriptions point off this machine"
     )
+    parser.add_argument(
+        "--webhook-retry-delays",
+        default="0.2,0.5,1,2,4",
+        metavar="SECONDS,...",
+        help="waits between webhook attempts; PagerDuty's hours scaled down (default: %(default)s)",
+    )
     parser.add_argument("--no-seed", action="store_true", help="start empty instead of with the demo account")
     parser.set_defaults(handler=run)
 
@@ -66,6 +72,7 @@ def build_server(args: argparse.Namespace) -> SandboxServer:
     from pdconnect.sandbox.faults import FaultPlan, FaultSpecError
     from pdconnect.sandbox.server import SandboxServer
     from pdconnect.sandbox.tls import make_certificates
+    from pdconnect.sandbox.webhooks import RetrySchedule
 
     try:
         faults = FaultPlan.parse(args.faults)
@@ -77,7 +84,14 @@ def build_server(args: argparse.Namespace) -> SandboxServer:
         rate_limit = int(args.rate_limit)
     else:
         raise SystemExit("pdconnect sandbox: --rate-limit must be a positive number or 'off'")
+    try:
+        delays = tuple(float(d) for d in args.webhook_retry_delays.split(",") if d.strip())
+    except ValueError as exc:
+        raise SystemExit("pdconnect sandbox: --webhook-retry-delays must be numbers separated by commas") from exc
+    if any(d < 0 for d in delays):
+        raise SystemExit("pdconnect sandbox: --webhook-retry-delays must not be negative")
     settings = SandboxSettings(
+        webhook_schedule=RetrySchedule(delays=delays),
         rate_limit=rate_limit,
         account_name_field=args.account_name_field,
         allow_remote_webhooks=args.allow_remote_webhooks,

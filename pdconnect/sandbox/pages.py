@@ -99,6 +99,8 @@ def json_block(data: Any) -> Markup:
 
 def overview(
     accounts: Sequence[Account],
+    users: Sequence[User],
+    policies: Sequence[EscalationPolicy],
     services: Sequence[Service],
     keys: Sequence[IntegrationKey],
     rulesets: Sequence[Ruleset],
@@ -131,6 +133,8 @@ def overview(
         "<code>{base}/generic/2010-04-15/create_event.json</code>. Connect: <code>{base}/connect</code>. "
         "Install flow: <code>{base}/install/integration</code>.</p>"
         "<p>{n_accounts} account(s), {n_open} open incident(s).</p></section>"
+        "<section><h2>Accounts</h2><table><tr><th>Subdomain</th><th>Name</th><th>Responders</th>"
+        "<th>Escalation policies</th></tr>{account_rows}</table></section>"
         "<section><h2>Services and integration keys</h2><table><tr><th>Account</th><th>Service</th>"
         "<th>Keys</th></tr>{rows}</table>"
         '<form method="post" action="/services"><label for="new-service">New service in account</label>'
@@ -143,6 +147,15 @@ def overview(
         n_accounts=len(accounts),
         n_open=len(open_incidents),
         rows=join(rows),
+        account_rows=join(
+            Markup("<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>").format(
+                a.id,
+                a.name,
+                ", ".join(u.name for u in users if u.account == a.id),
+                ", ".join(p.name for p in policies if p.account == a.id),
+            )
+            for a in accounts
+        ),
         rulesets=ruleset_rows,
         account_options=join(Markup('<option value="{0}">{0}</option>').format(a.id) for a in accounts),
     )

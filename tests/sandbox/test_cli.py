@@ -81,6 +81,7 @@ def test_tls_flag(tmp_path: Path) -> None:
         (["--faults", "teapot=1"], "unknown fault"),
         (["--rate-limit", "lots"], "--rate-limit"),
         (["--app", "nourl"], "APP_ID=URL"),
+        (["--webhook-retry-delays", "1,soon"], "--webhook-retry-delays"),
     ],
 )
 def test_bad_flags(args: list[str], message: str) -> None:

@@ -7,6 +7,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pdconnect import Cancelled, Connected, EventsApi, Handshake, KeyType, new_session_binding
 from pdconnect.sandbox.pytest_plugin import PagerDutySandbox
@@ -187,3 +189,45 @@ def test_keys_from_the_install_flow_send_events(pagerduty_sandbox: PagerDutySand
     with Sender(events_base_url=pagerduty_sandbox.url) as sender:
         sender.trigger(integration, "It broke", source="app", severity="error", dedup_key="broke")
     assert pagerduty_sandbox.incident_for("broke")["status"] == "triggered"
+
+
+_params = st.lists(
+    st.tuples(
+        st.sampled_from(["vendor", "callback", "app_id", "redirect_url", "version", "x"]),
+        st.one_of(st.text(max_size=40), st.just(CALLBACK), st.just(APP_ID), st.just("http://[::1")),
+    ),
+    max_size=5,
+)
+
+
+@settings(max_examples=80, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(params=_params, path=st.sampled_from(["/connect", "/install/integration"]))
+def test_any_handshake_query_gets_a_page_never_a_server_error(
+    pagerduty_sandbox: PagerDutySandbox, handshake: Handshake, params: list[tuple[str, str]], path: str
+) -> None:
+    response = requests.get(pagerduty_sandbox.url + path + "?" + urlencode(params), allow_redirects=False, timeout=10)
+    assert response.status_code in (200, 400, 404)
+    assert "Location" not in response.headers
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    path=st.sampled_from(
+        ["/_sandbox/api/apps", "/_sandbox/api/accounts", "/_sandbox/api/services", "/webhook_subscriptions"]
+    ),
+    body=st.one_of(
+        st.binary(max_size=40),
+        st.dictionaries(
+            st.sampled_from(["app_id", "redirect_urls", "subdomain", "name", "account", "webhook_subscription"]),
+            st.one_of(st.none(), st.integers(), st.text(max_size=20), st.lists(st.text(max_size=10), max_size=2)),
+            max_size=4,
+        ).map(lambda d: json.dumps(d).encode()),
+    ),
+)
+def test_control_api_answers_bad_bodies_with_a_4xx_json_reason(
+    pagerduty_sandbox: PagerDutySandbox, handshake: Handshake, path: str, body: bytes
+) -> None:
+    response = requests.post(pagerduty_sandbox.url + path, data=body, timeout=10)
+    assert response.status_code in (201, 400, 404), response.text[:200]
+    if response.status_code >= 400:
+        assert response.json()["error"]["message"]
