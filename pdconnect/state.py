@@ -61,7 +61,8 @@ def new_session_binding() -> str:
     return secrets.token_urlsafe(32)
 
 
-def _binding_digest(session_binding: str) -> str:
+def binding_digest(session_binding: str) -> str:
+    """What a state carries of the session binding: a truncated SHA-256, never the value."""
     if not isinstance(session_binding, str) or len(session_binding) < _MIN_BINDING_LENGTH:
         raise ValueError(
             f"session_binding must be a string of at least {_MIN_BINDING_LENGTH} characters; "
@@ -130,7 +131,7 @@ class StateManager:
             "f": flow.value,
             "n": secrets.token_urlsafe(16),
             "o": owner_id,
-            "b": _binding_digest(session_binding),
+            "b": binding_digest(session_binding),
         }
         token = self._serializer.dumps(payload)
         assert isinstance(token, str)
@@ -166,7 +167,7 @@ class StateManager:
         if flow is not None and state.flow is not flow:
             raise StateInvalid(f"the handshake state was issued for the {state.flow.value} flow")
         try:
-            expected = _binding_digest(session_binding)
+            expected = binding_digest(session_binding)
         except ValueError as exc:
             raise StateSessionMismatch("this browser session has no handshake in progress") from exc
         if not hmac.compare_digest(expected, payload["b"]):

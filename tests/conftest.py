@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import uuid
+from collections.abc import Iterator
+
 import pytest
+import sqlalchemy as sa
 from hypothesis import HealthCheck, settings
 
 from pdconnect import Handshake, MemoryNonceStore, new_session_binding
@@ -54,3 +59,33 @@ def handshake(clock: FakeClock) -> Handshake:
         nonce_store=MemoryNonceStore(clock=clock),
         clock=clock,
     )
+
+
+#: The PostgreSQL server the storage and outbox tests use (this machine kind runs one on loopback).
+POSTGRES_URL = os.environ.get("PDCONNECT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def postgres_engine() -> Iterator[sa.Engine]:
+    """An engine on the test PostgreSQL server; skipped (or failed, in CI) when it is not reachable.
+
+    ``.ci/run`` sets ``PDCONNECT_REQUIRE_POSTGRES=1``, which turns the skip into a failure so that
+    CI never passes without having run the PostgreSQL tests.
+    """
+    engine = sa.create_engine(POSTGRES_URL, pool_pre_ping=True)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("select 1"))
+    except Exception as exc:
+        engine.dispose()
+        reason = f"PostgreSQL not reachable at {POSTGRES_URL} ({type(exc).__name__}); set PDCONNECT_TEST_POSTGRES_URL"
+        if os.environ.get("PDCONNECT_REQUIRE_POSTGRES") == "1":
+            pytest.fail(reason + " -- required here (PDCONNECT_REQUIRE_POSTGRES=1)")
+        pytest.skip(reason)
+    yield engine
+    engine.dispose()
+
+
+def unique_table(prefix: str) -> str:
+    """A table name no other test run uses, so runs sharing one database never collide."""
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"

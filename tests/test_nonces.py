@@ -1,20 +1,27 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from pdconnect import MemoryNonceStore, NonceStore, SqlNonceStore
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, unique_table
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> NonceStore:
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Iterator[NonceStore]:
     if request.param == "memory":
-        return MemoryNonceStore(clock=clock)
-    return SqlNonceStore(f"sqlite:///{tmp_path / 'nonces.db'}", clock=clock)
+        yield MemoryNonceStore(clock=clock)
+    elif request.param == "sqlite":
+        yield SqlNonceStore(f"sqlite:///{tmp_path / 'nonces.db'}", clock=clock)
+    else:
+        engine = request.getfixturevalue("postgres_engine")
+        made = SqlNonceStore(engine, table_name=unique_table("pdc_nonces"), clock=clock)
+        yield made
+        made.table.drop(engine)
 
 
 def test_a_nonce_is_consumed_once(store: NonceStore, clock: FakeClock) -> None:

@@ -1,0 +1,353 @@
+"""Where a vendor keeps its users' integrations: a small interface, in memory or in SQL.
+
+Every operation takes the owner id (the vendor's user or organisation) and touches only that
+owner's records: one owner can never read, change or delete another's integrations, whatever
+ids it passes.
+
+Saving is an *upsert per PagerDuty target*: connecting the same service again for the same
+owner updates that owner's record (new key, new names) instead of adding a second one. The
+target is recognised by the account and service id when PagerDuty gave them (the install
+flow), else by the account and service name (Connect), else by the key itself (a pasted key).
+Another owner connecting the same service gets a record of its own and never renames or
+takes over the first (Sentry once had exactly that bug).
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
+from datetime import UTC, datetime
+from typing import Any, Protocol, runtime_checkable
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from pdconnect.integration import EventsApi, Integration, Origin, Region
+from pdconnect.keys import KeyType, redact
+
+
+@dataclass(frozen=True, repr=False)
+class StoredIntegration(Integration):
+    """An :class:`~pdconnect.integration.Integration` as stored: with its id and health.
+
+    ``failing_since`` and ``failure_reason`` are set by
+    :meth:`IntegrationStore.mark_failing` (for example when PagerDuty rejects the key) and
+    cleared by :meth:`IntegrationStore.mark_working`. It is still an ``Integration``, so it
+    can be handed to a :class:`~pdconnect.sender.Sender` as it is.
+    """
+
+    id: str = ""
+    updated_at: datetime | None = None
+    failing_since: datetime | None = None
+    failure_reason: str | None = None
+
+    def __repr__(self) -> str:
+        base = super().__repr__()[len("Integration(") : -1]
+        health = f", failing since {self.failing_since.isoformat()}" if self.failing_since else ""
+        return f"StoredIntegration(id={self.id!r}, {base}{health})"
+
+    __str__ = __repr__
+
+    @property
+    def failing(self) -> bool:
+        return self.failing_since is not None
+
+
+def natural_key(integration: Integration) -> str:
+    """What makes two integrations of one owner "the same PagerDuty target"."""
+    account = integration.account or ""
+    if integration.service_id:
+        return f"id:{account}:{integration.service_id}"
+    if integration.service_name and integration.origin is not Origin.PASTED:
+        return f"name:{integration.origin.value}:{account}:{integration.service_name}"
+    return f"key:{integration.integration_key}"
+
+
+@runtime_checkable
+class IntegrationStore(Protocol):
+    """Saving, finding and removing integrations, always within one owner's records."""
+
+    def save(self, integration: Integration) -> StoredIntegration:
+        """Add the integration, or update the owner's record for the same PagerDuty target."""
+        ...
+
+    def get(self, owner_id: str, integration_id: str) -> StoredIntegration | None:
+        """The owner's integration with this id, or ``None`` (also for another owner's id)."""
+        ...
+
+    def list(self, owner_id: str) -> list[StoredIntegration]:
+        """The owner's integrations, oldest first."""
+        ...
+
+    def delete(self, owner_id: str, integration_id: str) -> bool:
+        """Disconnect: remove the owner's integration; ``False`` if the owner has no such id."""
+        ...
+
+    def mark_failing(self, owner_id: str, integration_id: str, reason: str) -> bool:
+        """Record that sending with this integration fails (the first time and the reason are kept)."""
+        ...
+
+    def mark_working(self, owner_id: str, integration_id: str) -> bool:
+        """Clear a failing mark."""
+        ...
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+class MemoryIntegrationStore:
+    """An :class:`IntegrationStore` in this process's memory, for tests and demos."""
+
+    def __init__(self) -> None:
+        self._records: dict[str, StoredIntegration] = {}
+        self._lock = threading.Lock()
+
+    def save(self, integration: Integration) -> StoredIntegration:
+        key = natural_key(integration)
+        with self._lock:
+            for record in self._records.values():
+                if record.owner_id == integration.owner_id and natural_key(record) == key:
+                    updated = _stored(integration, record.id, failing_since=None, failure_reason=None)
+                    self._records[record.id] = updated
+                    return updated
+            stored = _stored(integration, _new_id())
+            self._records[stored.id] = stored
+            return stored
+
+    def get(self, owner_id: str, integration_id: str) -> StoredIntegration | None:
+        record = self._records.get(integration_id)
+        return record if record is not None and record.owner_id == owner_id else None
+
+    def list(self, owner_id: str) -> list[StoredIntegration]:
+        with self._lock:
+            return [r for r in self._records.values() if r.owner_id == owner_id]
+
+    def delete(self, owner_id: str, integration_id: str) -> bool:
+        with self._lock:
+            if self.get(owner_id, integration_id) is None:
+                return False
+            del self._records[integration_id]
+            return True
+
+    def mark_failing(self, owner_id: str, integration_id: str, reason: str) -> bool:
+        return self._update(
+            owner_id,
+            integration_id,
+            lambda r: replace(r, failing_since=r.failing_since or _now(), failure_reason=reason[:500]),
+        )
+
+    def mark_working(self, owner_id: str, integration_id: str) -> bool:
+        return self._update(owner_id, integration_id, lambda r: replace(r, failing_since=None, failure_reason=None))
+
+    def _update(
+        self, owner_id: str, integration_id: str, change: Callable[[StoredIntegration], StoredIntegration]
+    ) -> bool:
+        with self._lock:
+            record = self.get(owner_id, integration_id)
+            if record is None:
+                return False
+            self._records[integration_id] = change(record)
+            return True
+
+
+def _stored(integration: Integration, record_id: str, **health: Any) -> StoredIntegration:
+    values = {f.name: getattr(integration, f.name) for f in fields(Integration)}
+    return StoredIntegration(**values, id=record_id, updated_at=_now(), **health)
+
+
+class KeyCipher(Protocol):
+    """Encrypts integration keys at rest (for example with a KMS or Fernet); optional."""
+
+    def encrypt(self, plaintext: str) -> str: ...
+
+    def decrypt(self, ciphertext: str) -> str: ...
+
+
+class SqlIntegrationStore:
+    """An :class:`IntegrationStore` in a SQL table, through SQLAlchemy Core.
+
+    ``engine`` is an engine or a URL (SQLite, PostgreSQL, or anything SQLAlchemy speaks).
+    The table is created when missing unless ``create_tables`` is false (then run
+    :meth:`create_tables` yourself, or ``pdconnect db init``). ``cipher`` encrypts keys at
+    rest if given; without one they are stored as they are (they can only send events, but
+    they can page your customer: protect the database).
+    """
+
+    def __init__(
+        self,
+        engine: sa.Engine | str,
+        *,
+        table_name: str = "pdconnect_integrations",
+        create_tables: bool = True,
+        cipher: KeyCipher | None = None,
+    ) -> None:
+        self.engine = sa.create_engine(engine) if isinstance(engine, str) else engine
+        self.cipher = cipher
+        self.metadata = sa.MetaData()
+        self.table = sa.Table(
+            table_name,
+            self.metadata,
+            sa.Column("id", sa.String(32), primary_key=True),
+            sa.Column("owner_id", sa.String(255), nullable=False),
+            sa.Column("natural_key", sa.String(600), nullable=False),
+            sa.Column("integration_key", sa.Text, nullable=False),
+            sa.Column("key_hint", sa.String(8), nullable=False),
+            sa.Column("origin", sa.String(16), nullable=False),
+            sa.Column("events_api", sa.String(8), nullable=False),
+            sa.Column("key_type", sa.String(16), nullable=False),
+            sa.Column("region", sa.String(8), nullable=False),
+            sa.Column("account", sa.String(255)),
+            sa.Column("account_name", sa.String(255)),
+            sa.Column("service_name", sa.String(255)),
+            sa.Column("service_id", sa.String(255)),
+            sa.Column("target_type", sa.String(255)),
+            sa.Column("connected_at", sa.DateTime(timezone=True), nullable=False),
+            sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+            sa.Column("failing_since", sa.DateTime(timezone=True)),
+            sa.Column("failure_reason", sa.String(500)),
+            sa.UniqueConstraint("owner_id", "natural_key", name=f"{table_name}_owner_target"),
+            sa.Index(f"{table_name}_owner", "owner_id"),
+        )
+        if create_tables:
+            self.create_tables()
+
+    def create_tables(self) -> None:
+        """Create the table (and its indexes) if it does not exist."""
+        self.metadata.create_all(self.engine, checkfirst=True)
+
+    def __repr__(self) -> str:
+        return (
+            f"SqlIntegrationStore({self.engine.url.render_as_string(hide_password=True)!r}, table={self.table.name!r})"
+        )
+
+    # -- rows <-> records --------------------------------------------------------------------
+
+    def _row(self, integration: Integration) -> dict[str, Any]:
+        key = integration.integration_key
+        return {
+            "owner_id": integration.owner_id,
+            "natural_key": natural_key(integration),
+            "integration_key": self.cipher.encrypt(key) if self.cipher else key,
+            "key_hint": redact(key)[-4:],
+            "origin": integration.origin.value,
+            "events_api": integration.events_api.value,
+            "key_type": integration.key_type.value,
+            "region": integration.region.value,
+            "account": integration.account,
+            "account_name": integration.account_name,
+            "service_name": integration.service_name,
+            "service_id": integration.service_id,
+            "target_type": integration.target_type,
+            "connected_at": integration.connected_at,
+            "updated_at": _now(),
+            "failing_since": None,
+            "failure_reason": None,
+        }
+
+    def _record(self, row: sa.Row[Any]) -> StoredIntegration:
+        data = row._mapping
+        key = data["integration_key"]
+        return StoredIntegration(
+            owner_id=data["owner_id"],
+            integration_key=self.cipher.decrypt(key) if self.cipher else key,
+            origin=Origin(data["origin"]),
+            events_api=EventsApi(data["events_api"]),
+            key_type=KeyType(data["key_type"]),
+            region=Region(data["region"]),
+            account=data["account"],
+            account_name=data["account_name"],
+            service_name=data["service_name"],
+            service_id=data["service_id"],
+            target_type=data["target_type"],
+            connected_at=_aware(data["connected_at"]) or _now(),
+            id=data["id"],
+            updated_at=_aware(data["updated_at"]),
+            failing_since=_aware(data["failing_since"]),
+            failure_reason=data["failure_reason"],
+        )
+
+    def _owned(self, owner_id: str, integration_id: str) -> sa.ColumnElement[bool]:
+        return sa.and_(self.table.c.owner_id == owner_id, self.table.c.id == integration_id)
+
+    # -- the interface -----------------------------------------------------------------------
+
+    def save(self, integration: Integration) -> StoredIntegration:
+        row = self._row(integration)
+        table = self.table
+        for _ in range(2):
+            try:
+                with self.engine.begin() as conn:
+                    existing = conn.execute(
+                        sa.select(table.c.id).where(
+                            table.c.owner_id == row["owner_id"], table.c.natural_key == row["natural_key"]
+                        )
+                    ).scalar_one_or_none()
+                    if existing is None:
+                        record_id = _new_id()
+                        conn.execute(sa.insert(table).values(id=record_id, **row))
+                    else:
+                        record_id = existing
+                        conn.execute(sa.update(table).where(table.c.id == record_id).values(**row))
+                    stored = conn.execute(sa.select(table).where(table.c.id == record_id)).one()
+                    return self._record(stored)
+            except IntegrityError:
+                # Another process saved the same target between our select and insert:
+                # the second pass finds its row and updates it.
+                continue
+        raise RuntimeError("could not save the integration after a concurrent insert")
+
+    def get(self, owner_id: str, integration_id: str) -> StoredIntegration | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(self.table).where(self._owned(owner_id, integration_id))).one_or_none()
+        return self._record(row) if row is not None else None
+
+    def list(self, owner_id: str) -> list[StoredIntegration]:
+        query = (
+            sa.select(self.table)
+            .where(self.table.c.owner_id == owner_id)
+            .order_by(self.table.c.connected_at, self.table.c.id)
+        )
+        with self.engine.connect() as conn:
+            return [self._record(row) for row in conn.execute(query)]
+
+    def delete(self, owner_id: str, integration_id: str) -> bool:
+        with self.engine.begin() as conn:
+            result = conn.execute(sa.delete(self.table).where(self._owned(owner_id, integration_id)))
+        return bool(result.rowcount)
+
+    def mark_failing(self, owner_id: str, integration_id: str, reason: str) -> bool:
+        table = self.table
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                sa.update(table)
+                .where(self._owned(owner_id, integration_id))
+                .values(
+                    failing_since=sa.func.coalesce(table.c.failing_since, _now()),
+                    failure_reason=reason[:500],
+                    updated_at=_now(),
+                )
+            )
+        return bool(result.rowcount)
+
+    def mark_working(self, owner_id: str, integration_id: str) -> bool:
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                sa.update(self.table)
+                .where(self._owned(owner_id, integration_id))
+                .values(failing_since=None, failure_reason=None, updated_at=_now())
+            )
+        return bool(result.rowcount)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes for timezone-aware columns; they were stored in UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)

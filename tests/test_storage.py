@@ -1,0 +1,228 @@
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from pdconnect import EventsApi, Integration, KeyType, Origin, Region, integration_from_key
+from pdconnect.storage import IntegrationStore, MemoryIntegrationStore, SqlIntegrationStore, StoredIntegration
+from tests.conftest import OTHER_SERVICE_KEY, RULESET_KEY, SERVICE_KEY, unique_table
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[IntegrationStore]:
+    if request.param == "memory":
+        yield MemoryIntegrationStore()
+    elif request.param == "sqlite":
+        yield SqlIntegrationStore(f"sqlite:///{tmp_path / 'integrations.db'}")
+    else:
+        engine = request.getfixturevalue("postgres_engine")
+        made = SqlIntegrationStore(engine, table_name=unique_table("pdc_integrations"))
+        yield made
+        made.table.drop(engine)
+
+
+def installed(
+    owner: str, key: str = SERVICE_KEY, *, service_id: str = "PSVC001", name: str = "Checkout"
+) -> Integration:
+    return Integration(
+        owner_id=owner,
+        integration_key=key,
+        origin=Origin.INSTALL,
+        events_api=EventsApi.V2,
+        key_type=KeyType.SERVICE,
+        account="acme",
+        account_name="Acme Corp",
+        service_name=name,
+        service_id=service_id,
+        target_type="service",
+    )
+
+
+def connected(owner: str, key: str = SERVICE_KEY, *, name: str = "Database") -> Integration:
+    return Integration(
+        owner_id=owner,
+        integration_key=key,
+        origin=Origin.CONNECT,
+        events_api=EventsApi.V1,
+        key_type=KeyType.SERVICE,
+        account="acme",
+        service_name=name,
+    )
+
+
+def test_save_get_list_delete(store: IntegrationStore) -> None:
+    saved = store.save(installed("org-1"))
+    assert isinstance(saved, StoredIntegration)
+    assert saved.id
+    assert store.get("org-1", saved.id) == saved
+    assert store.list("org-1") == [saved]
+    assert saved.integration_key == SERVICE_KEY
+    assert (saved.service_id, saved.account_name, saved.target_type) == ("PSVC001", "Acme Corp", "service")
+    assert saved.connected_at.tzinfo is not None
+    assert store.delete("org-1", saved.id)
+    assert store.get("org-1", saved.id) is None
+    assert store.list("org-1") == []
+    assert not store.delete("org-1", saved.id)
+
+
+def test_every_field_round_trips(store: IntegrationStore) -> None:
+    original = Integration(
+        owner_id="org-1",
+        integration_key=RULESET_KEY,
+        origin=Origin.INSTALL,
+        events_api=EventsApi.V2,
+        key_type=KeyType.RULESET,
+        region=Region.EU,
+        account="acme-eu",
+        account_name="Acme EU",
+        service_name="Global Event Rules",
+        service_id="PRULE01",
+        target_type="global_rule_set",
+    )
+    saved = store.save(original)
+    loaded = store.get("org-1", saved.id)
+    assert loaded is not None
+    for field in ("owner_id", "integration_key", "origin", "events_api", "key_type", "region", "account",
+                  "account_name", "service_name", "service_id", "target_type"):  # fmt: skip
+        assert getattr(loaded, field) == getattr(original, field), field
+    assert abs((loaded.connected_at - original.connected_at).total_seconds()) < 1
+
+
+def test_owners_are_isolated(store: IntegrationStore) -> None:
+    mine = store.save(installed("org-1"))
+    theirs = store.save(installed("org-2", OTHER_SERVICE_KEY, service_id="POTHER1", name="Theirs"))
+    assert store.list("org-1") == [mine]
+    assert store.list("org-2") == [theirs]
+    # Knowing another owner's id gives nothing.
+    assert store.get("org-1", theirs.id) is None
+    assert not store.delete("org-1", theirs.id)
+    assert not store.mark_failing("org-1", theirs.id, "nope")
+    assert store.get("org-2", theirs.id) == theirs
+
+
+def test_connecting_the_same_service_again_updates_the_record(store: IntegrationStore) -> None:
+    first = store.save(installed("org-1", SERVICE_KEY))
+    second = store.save(installed("org-1", OTHER_SERVICE_KEY, name="Checkout (renamed)"))
+    assert second.id == first.id
+    assert store.list("org-1") == [second]
+    assert second.integration_key == OTHER_SERVICE_KEY
+    assert second.service_name == "Checkout (renamed)"
+
+
+def test_connect_flow_recognises_the_service_by_account_and_name(store: IntegrationStore) -> None:
+    first = store.save(connected("org-1", SERVICE_KEY))
+    second = store.save(connected("org-1", OTHER_SERVICE_KEY))
+    assert second.id == first.id
+    assert len(store.list("org-1")) == 1
+    other_service = store.save(connected("org-1", RULESET_KEY, name="Web"))
+    assert other_service.id != first.id
+
+
+def test_pasted_keys_are_recognised_by_the_key(store: IntegrationStore) -> None:
+    first = store.save(integration_from_key(SERVICE_KEY, owner_id="org-1", service_name="A"))
+    again = store.save(integration_from_key(SERVICE_KEY, owner_id="org-1", service_name="B"))
+    other = store.save(integration_from_key(OTHER_SERVICE_KEY, owner_id="org-1", service_name="A"))
+    assert again.id == first.id
+    assert again.service_name == "B"
+    assert other.id != first.id
+
+
+def test_another_owner_never_renames_or_takes_over(store: IntegrationStore) -> None:
+    """Sentry's bug: a later install by another organisation renamed the first one's record."""
+    mine = store.save(installed("org-1", SERVICE_KEY, name="Checkout"))
+    store.save(installed("org-2", OTHER_SERVICE_KEY, name="Renamed by someone else"))
+    assert store.get("org-1", mine.id) == mine
+    assert [r.owner_id for r in store.list("org-1")] == ["org-1"]
+    assert len(store.list("org-2")) == 1
+    assert store.list("org-2")[0].id != mine.id
+
+
+def test_failing_marks(store: IntegrationStore) -> None:
+    saved = store.save(installed("org-1"))
+    assert store.mark_failing("org-1", saved.id, "PagerDuty rejected the key (HTTP 400)")
+    first = store.get("org-1", saved.id)
+    assert first is not None
+    assert first.failing
+    assert first.failure_reason == "PagerDuty rejected the key (HTTP 400)"
+    assert store.mark_failing("org-1", saved.id, "still rejected")
+    second = store.get("org-1", saved.id)
+    assert second is not None
+    assert second.failing_since == first.failing_since, "the first failure time is kept"
+    assert second.failure_reason == "still rejected"
+    assert store.mark_working("org-1", saved.id)
+    healed = store.get("org-1", saved.id)
+    assert healed is not None
+    assert not healed.failing
+    assert healed.failure_reason is None
+    assert not store.mark_working("org-1", "nope")
+
+
+def test_reconnecting_clears_a_failing_mark(store: IntegrationStore) -> None:
+    saved = store.save(installed("org-1"))
+    store.mark_failing("org-1", saved.id, "rejected")
+    again = store.save(installed("org-1", OTHER_SERVICE_KEY))
+    assert not again.failing
+
+
+def test_repr_hides_the_key(store: IntegrationStore) -> None:
+    saved = store.save(installed("org-1"))
+    assert SERVICE_KEY not in repr(saved)
+    assert saved.id in repr(saved)
+
+
+def test_concurrent_saves_of_one_target_make_one_record(store: IntegrationStore) -> None:
+    barrier = threading.Barrier(6)
+    errors: list[BaseException] = []
+
+    def save(i: int) -> None:
+        barrier.wait()
+        try:
+            store.save(replace(installed("org-1"), service_name=f"name {i}"))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=save, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(store.list("org-1")) == 1
+
+
+def test_stores_satisfy_the_protocol(store: IntegrationStore) -> None:
+    assert isinstance(store, IntegrationStore)
+
+
+class ReversingCipher:
+    """Stands in for a real cipher: what is stored must not be the key."""
+
+    def encrypt(self, plaintext: str) -> str:
+        return "enc:" + plaintext[::-1]
+
+    def decrypt(self, ciphertext: str) -> str:
+        return ciphertext.removeprefix("enc:")[::-1]
+
+
+def test_keys_can_be_encrypted_at_rest(tmp_path: Path) -> None:
+    store = SqlIntegrationStore(f"sqlite:///{tmp_path / 'enc.db'}", cipher=ReversingCipher())
+    saved = store.save(installed("org-1"))
+    with store.engine.connect() as conn:
+        raw = conn.execute(sa.select(store.table.c.integration_key, store.table.c.key_hint)).one()
+    assert raw.integration_key != SERVICE_KEY
+    assert raw.key_hint == SERVICE_KEY[-4:]
+    assert store.get("org-1", saved.id).integration_key == SERVICE_KEY  # type: ignore[union-attr]
+
+
+def test_tables_can_be_created_separately(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'later.db'}"
+    store = SqlIntegrationStore(url, create_tables=False)
+    assert not sa.inspect(store.engine).has_table("pdconnect_integrations")
+    store.create_tables()
+    assert sa.inspect(store.engine).has_table("pdconnect_integrations")
+    assert "later.db" in repr(store)
