@@ -5,7 +5,7 @@
     python3 dev.py test    # the same, then lint, type-check, build the docs and run every test
 
 Anything after ``test`` is passed to pytest (``python3 dev.py test -k sender``), and anything
-after ``demo`` to the demo (``--exit`` to stop when it is done). Only Python 3.11+ and access
+after ``demo`` to the demo (``--check`` to start, check and stop). Only Python 3.11+ and access
 to the package registries are needed (plus Debian's packages for Chromium, which the test
 command installs for the browser tests); the virtual environment lives in ``.venv`` and is
 refreshed when ``setup.cfg`` changes.
@@ -67,7 +67,7 @@ def ensure_chromium() -> None:
 
 def demo(args: list[str]) -> None:
     ensure_environment()
-    run(PYTHON, "examples/sandbox_demo.py", *args)
+    run(PYTHON, "-m", "example_app.demo", *args)
 
 
 def test(pytest_args: list[str]) -> None:

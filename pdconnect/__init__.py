@@ -18,6 +18,7 @@ from pdconnect.outcomes import Cancelled, Connected
 from pdconnect.retry import RetryPolicy
 from pdconnect.sender import PreparedEvent, Sender, SendResult
 from pdconnect.state import new_session_binding
+from pdconnect.storage import IntegrationStore, MemoryIntegrationStore, SqlIntegrationStore, StoredIntegration
 from pdconnect.version import __version__
 
 __all__ = [
@@ -35,9 +36,11 @@ __all__ = [
     "HandshakeError",
     "Image",
     "Integration",
+    "IntegrationStore",
     "KeyType",
     "LegacyEvent",
     "Link",
+    "MemoryIntegrationStore",
     "MemoryNonceStore",
     "NonceStore",
     "Origin",
@@ -48,7 +51,9 @@ __all__ = [
     "SendResult",
     "Sender",
     "Severity",
+    "SqlIntegrationStore",
     "SqlNonceStore",
+    "StoredIntegration",
     "__version__",
     "build_connect_url",
     "build_install_url",

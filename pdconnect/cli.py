@@ -28,6 +28,18 @@ def _check_key(args: argparse.Namespace) -> int:
     return 0
 
 
+def _db_init(args: argparse.Namespace) -> int:
+    # SQLAlchemy is a core dependency; importing the stores here keeps the CLI's start-up light.
+    from pdconnect.nonces import SqlNonceStore
+    from pdconnect.storage import SqlIntegrationStore
+
+    store = SqlIntegrationStore(args.database, create_tables=False)
+    store.create_tables()
+    SqlNonceStore(store.engine)
+    print(f"pdconnect tables ready in {store.engine.url.render_as_string(hide_password=True)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pdconnect", description="Vendor-side PagerDuty tools.")
     parser.add_argument("--version", action="version", version=f"pdconnect {__version__}")
@@ -51,6 +63,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("key", help="the key, or '-' to read one line from stdin (keeps it out of the process list)")
     check.set_defaults(handler=_check_key)
+
+    database = commands.add_parser("db", help="manage pdconnect's tables in your database")
+    database_commands = database.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    init = database_commands.add_parser(
+        "init",
+        help="create pdconnect's tables (integrations, used handshake nonces) if missing",
+        description="Create pdconnect's tables if they do not exist; safe to run again.",
+    )
+    init.add_argument("--database", required=True, help="a SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db")
+    init.set_defaults(handler=_db_init)
 
     from pdconnect.sandbox.cli import add_parser as add_sandbox
 

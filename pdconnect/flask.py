@@ -183,7 +183,12 @@ def csrf_token() -> str:
     return str(current_pagerduty().csrf.dumps(binding_digest(session_binding())))
 
 
-def _check_csrf() -> None:
+def check_form_token() -> None:
+    """Verify the token of a POST (form field ``pdconnect_csrf`` or header ``X-PDConnect-CSRF``).
+
+    pdconnect's own routes call it; a vendor can call it for its own forms too. Raises
+    :class:`~pdconnect.errors.StateInvalid` or :class:`~pdconnect.errors.StateSessionMismatch`.
+    """
     token = request.form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER)
     try:
         digest = current_pagerduty().csrf.loads(token or "", max_age=_CSRF_MAX_AGE)
@@ -471,7 +476,7 @@ def paste_key() -> ResponseReturnValue:
     body = request.get_json(silent=True) if request.is_json else None
     data: Mapping[str, Any] = body if isinstance(body, dict) else request.form
     try:
-        _check_csrf()
+        check_form_token()
         raw_name = data.get("service_name")
         name = (raw_name.strip()[:255] or None) if isinstance(raw_name, str) else None
         region = Region(data.get("region") or current_pagerduty().region.value)
@@ -500,7 +505,7 @@ def _owned(integration_id: str) -> tuple[str, StoredIntegration]:
     """The signed-in owner and its integration, after the form's token checked out; else stop."""
     owner = _require_owner()
     try:
-        _check_csrf()
+        check_form_token()
     except PdConnectError as exc:
         abort(make_response(_failed(exc)))
     integration = current_pagerduty().store.get(owner, integration_id)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -53,7 +54,20 @@ def test_console_script_is_installed() -> None:
     assert result.stdout.startswith("pdconnect ")
 
 
-def test_the_readme_demo_runs() -> None:
+def test_the_readme_demo_command_starts_both_servers() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "example_app.demo", "--check", "--port", "0", "--sandbox-port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"Acme Monitoring: +http://127\.0\.0\.1:\d+/signin -> HTTP 200|/signin -> HTTP 200", result.stdout)
+    assert re.search(r"http://127\.0\.0\.1:\d+/ -> HTTP 200", result.stdout)
+
+
+def test_the_sandbox_tour_runs() -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "sandbox_demo.py"), "--exit", "--port", "0"],
         capture_output=True,
@@ -87,3 +101,14 @@ def test_the_core_only_tour_runs() -> None:
 def test_the_core_imports_no_web_framework() -> None:
     code = "import sys, pdconnect, pdconnect.cli; bad = {'flask', 'werkzeug', 'jinja2'} & set(sys.modules); assert not bad, bad"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_db_init_creates_the_tables(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import sqlalchemy as sa
+
+    url = f"sqlite:///{tmp_path / 'vendor.db'}"
+    assert main(["db", "init", "--database", url]) == 0
+    assert main(["db", "init", "--database", url]) == 0, "running it again is harmless"
+    tables = set(sa.inspect(sa.create_engine(url)).get_table_names())
+    assert {"pdconnect_integrations", "pdconnect_used_nonces"} <= tables
+    assert "pdconnect tables ready" in capsys.readouterr().out

@@ -1,0 +1,87 @@
+"""Acme Monitoring: a small monitoring product built on pdconnect's public API only.
+
+Users sign in with a name, connect PagerDuty (install flow, legacy Connect or a pasted key),
+and create monitors (an HTTP check or a metric threshold). A failing monitor opens an incident
+on the PagerDuty services it is connected to, with the details a responder needs; recovery
+resolves it. ``python3 dev.py demo`` runs it beside the PagerDuty sandbox.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Flask, render_template, request
+from flask.typing import ResponseReturnValue
+from markupsafe import Markup
+
+from example_app import db
+from example_app.config import load_config
+from example_app.monitoring import Monitoring
+from example_app.views import bp, current_owner
+from pdconnect import SqlNonceStore
+from pdconnect.errors import PdConnectError
+from pdconnect.flask import CSRF_FIELD, PagerDutyConnect, check_form_token, csrf_token
+from pdconnect.storage import SqlIntegrationStore
+
+
+def create_app(
+    overrides: dict[str, Any] | None = None,
+    *,
+    environ: dict[str, str] | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Flask:
+    """Build the app from the environment (see :mod:`example_app.config`) and ``overrides``.
+
+    ``clock`` reaches pdconnect's handshake state (tests use it to expire a handshake).
+    """
+    app = Flask(__name__)
+    app.config.update(load_config(environ))
+    app.config.update(overrides or {})
+    os.makedirs(app.instance_path, exist_ok=True)
+    url = app.config["ACME_DATABASE_URL"] or f"sqlite:///{app.instance_path}/acme.db"
+    engine = sa.create_engine(url)
+    db.metadata.create_all(engine)
+    app.extensions["acme_engine"] = engine
+
+    PagerDutyConnect(
+        app,
+        store=SqlIntegrationStore(engine),
+        nonce_store=SqlNonceStore(engine),
+        owner_loader=current_owner,
+        clock=clock,
+    )
+    app.config["PDCONNECT_REDIRECT_TO"] = "acme.pagerduty_settings"
+    app.register_blueprint(bp)
+
+    @app.template_global()
+    def csrf() -> Markup:
+        return Markup('<input type="hidden" name="{}" value="{}">').format(CSRF_FIELD, csrf_token())
+
+    @app.template_filter("timestamp")
+    def timestamp(value: float) -> str:
+        return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+    @app.before_request
+    def protect_forms() -> ResponseReturnValue | None:
+        # pdconnect checks its own routes; Acme's forms use the same session-bound token.
+        if request.method == "POST" and request.blueprint == "acme":
+            try:
+                check_form_token()
+            except PdConnectError:
+                return render_template("error.html", title="Please try again", message="The form expired."), 400
+        return None
+
+    @app.errorhandler(404)
+    def not_found(error: Exception) -> ResponseReturnValue:
+        return render_template("error.html", title="Not found", message="There is nothing here."), 404
+
+    monitoring = Monitoring(app, engine)
+    app.extensions["acme_monitoring"] = monitoring
+    if app.config["ACME_SCHEDULER"]:
+        monitoring.start()
+    return app

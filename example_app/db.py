@@ -1,0 +1,111 @@
+"""Acme Monitoring's own tables (SQLAlchemy Core): users, monitors and the alerts it raised."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+users = sa.Table(
+    "acme_users",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(80), nullable=False, unique=True),
+    sa.Column("created_at", sa.Float, nullable=False, default=time.time),
+)
+
+monitors = sa.Table(
+    "acme_monitors",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("owner", sa.String(64), nullable=False, index=True),
+    sa.Column("name", sa.String(120), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # http | metric
+    sa.Column("target", sa.String(500), nullable=False),  # URL, or the metric's name
+    sa.Column("operator", sa.String(16), nullable=False, default="at_or_above"),
+    sa.Column("threshold", sa.Float, nullable=False, default=0.0),
+    sa.Column("metric_value", sa.Float, nullable=False, default=0.0),
+    sa.Column("region", sa.String(40), nullable=False),
+    sa.Column("interval_seconds", sa.Integer, nullable=False, default=30),
+    sa.Column("confirm_after", sa.Integer, nullable=False, default=1),
+    sa.Column("resolve_after", sa.Integer, nullable=False, default=1),
+    sa.Column("forced", sa.String(8)),  # "fail" or "ok": the demo's simulate control
+    sa.Column("state", sa.Text, nullable=False, default="{}"),
+    sa.Column("last_checked_at", sa.Float, nullable=False, default=0.0),
+)
+
+monitor_targets = sa.Table(
+    "acme_monitor_targets",
+    metadata,
+    sa.Column("monitor_id", sa.Integer, sa.ForeignKey("acme_monitors.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("integration_id", sa.String(32), primary_key=True),
+)
+
+alerts = sa.Table(
+    "acme_alerts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("owner", sa.String(64), nullable=False, index=True),
+    sa.Column("monitor_id", sa.Integer, nullable=False),
+    sa.Column("integration_id", sa.String(32), nullable=False),
+    sa.Column("service_name", sa.String(255)),
+    sa.Column("dedup_key", sa.String(255), nullable=False),
+    sa.Column("summary", sa.String(1024), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # triggered | resolved | failed
+    sa.Column("pagerduty_status", sa.String(255), nullable=False),
+    sa.Column("opened_at", sa.Float, nullable=False),
+    sa.Column("resolved_at", sa.Float),
+    sa.Column("last_error", sa.String(500)),
+)
+
+
+@dataclass(frozen=True)
+class Monitor:
+    """A monitor row, with its state decoded."""
+
+    id: int
+    owner: str
+    name: str
+    kind: str
+    target: str
+    operator: str
+    threshold: float
+    metric_value: float
+    region: str
+    interval_seconds: int
+    confirm_after: int
+    resolve_after: int
+    forced: str | None
+    state: dict[str, Any]
+    last_checked_at: float
+    targets: tuple[str, ...]
+
+
+def monitor_from(row: Any, targets: tuple[str, ...]) -> Monitor:
+    data = dict(row._mapping)
+    data["state"] = json.loads(data["state"] or "{}")
+    return Monitor(**data, targets=targets)
+
+
+def targets_of(conn: sa.Connection, monitor_id: int) -> tuple[str, ...]:
+    query = sa.select(monitor_targets.c.integration_id).where(monitor_targets.c.monitor_id == monitor_id)
+    return tuple(conn.execute(query).scalars())
+
+
+def load_monitor(conn: sa.Connection, owner: str | None, monitor_id: int) -> Monitor | None:
+    """A monitor by id; with ``owner``, only if that user owns it."""
+    query = sa.select(monitors).where(monitors.c.id == monitor_id)
+    if owner is not None:
+        query = query.where(monitors.c.owner == owner)
+    row = conn.execute(query).one_or_none()
+    return None if row is None else monitor_from(row, targets_of(conn, monitor_id))
+
+
+def owner_monitors(conn: sa.Connection, owner: str) -> list[Monitor]:
+    rows = conn.execute(sa.select(monitors).where(monitors.c.owner == owner).order_by(monitors.c.id)).all()
+    return [monitor_from(row, targets_of(conn, row.id)) for row in rows]

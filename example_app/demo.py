@@ -1,0 +1,127 @@
+"""The one-command demo: the PagerDuty sandbox and Acme Monitoring, together on loopback.
+
+    python3 dev.py demo                      # or: .venv/bin/python -m example_app.demo
+    python3 dev.py demo --check              # start both, check they answer, stop
+
+Open the address it prints, sign in with any name, connect PagerDuty (the sandbox's pages
+stand in for PagerDuty's), make a monitor fail, and watch the incident open in the sandbox;
+acknowledge it there, recover the monitor, and see it resolved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import socket
+import tempfile
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+from flask import Flask
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+from example_app import create_app
+from pdconnect.sandbox import Sandbox, SandboxServer
+
+DEMO_APP_ID = "PACMEMO"
+DEMO_VENDOR_KEY = "ac3e0d3a1b2c4d5e6f70"
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+
+class _Deferred:
+    """A WSGI app whose real application is set once the server's port is known."""
+
+    app: Callable[..., Iterable[bytes]] | None = None
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        assert self.app is not None
+        return self.app(environ, start_response)
+
+
+@dataclass
+class RunningDemo:
+    url: str
+    app: Flask
+    server: BaseWSGIServer
+    thread: threading.Thread
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+        self.app.extensions["acme_monitoring"].stop()
+
+
+def start_acme(
+    sandbox: SandboxServer,
+    *,
+    port: int = 0,
+    database_url: str | None = None,
+    scheduler: bool = True,
+    extra: dict[str, Any] | None = None,
+    clock: Callable[[], float] | None = None,
+) -> RunningDemo:
+    """Start Acme Monitoring on ``port``, configured to use ``sandbox`` as its PagerDuty."""
+    deferred = _Deferred()
+    server = make_server("127.0.0.1", port, deferred, threaded=True, request_handler=_QuietHandler)
+    url = f"http://127.0.0.1:{server.socket.getsockname()[1]}"
+    sandbox.sandbox.register_app(DEMO_APP_ID, [f"{url}/pagerduty/callback"], name="Acme Monitoring")
+    environ = {
+        "ACME_BASE_URL": url,
+        "PDCONNECT_APP_ID": DEMO_APP_ID,
+        "PDCONNECT_VENDOR_KEY": DEMO_VENDOR_KEY,
+        "PDCONNECT_CONNECT_BASE_URL": sandbox.url,
+        "PDCONNECT_INSTALL_BASE_URL": sandbox.url,
+        "PDCONNECT_EVENTS_BASE_URL": sandbox.url,
+    }
+    if database_url:
+        environ["ACME_DATABASE_URL"] = database_url
+    options = {"clock": clock} if clock is not None else {}
+    app = create_app({"ACME_SCHEDULER": scheduler, **(extra or {})}, environ=environ, **options)
+    deferred.app = app
+    thread = threading.Thread(target=server.serve_forever, name="acme", daemon=True)
+    thread.start()
+    return RunningDemo(url=url, app=app, server=server, thread=thread)
+
+
+def _free(port: int) -> int:
+    with socket.socket() as probe:
+        return port if probe.connect_ex(("127.0.0.1", port)) != 0 else 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Run the PagerDuty sandbox and Acme Monitoring together.")
+    parser.add_argument("--port", type=int, default=5000, help="Acme's port (another if taken)")
+    parser.add_argument("--sandbox-port", type=int, default=8787, help="the sandbox's port (another if taken)")
+    parser.add_argument("--check", action="store_true", help="start, check both answer, and stop")
+    args = parser.parse_args()
+
+    data = Path(tempfile.mkdtemp(prefix="acme-demo-"))
+    sandbox = SandboxServer(Sandbox(db_path=str(data / "sandbox.db")), port=_free(args.sandbox_port)).start()
+    acme = start_acme(sandbox, port=_free(args.port), database_url=f"sqlite:///{data / 'acme.db'}")
+    print(f"PagerDuty sandbox:  {sandbox.url}")
+    print(f"Acme Monitoring:    {acme.url}   <- open this, sign in with any name")
+    print(f"(demo data in {data})", flush=True)
+    if args.check:
+        for url in (acme.url + "/signin", sandbox.url + "/"):
+            response = requests.get(url, timeout=10)
+            print(f"{url} -> HTTP {response.status_code}")
+            response.raise_for_status()
+    else:
+        print("Press Ctrl-C to stop.", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            sandbox.wait()
+    acme.stop()
+    sandbox.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,316 @@
+"""Acme Monitoring's pages: sign-in, dashboard, monitors, incidents and PagerDuty settings."""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+import sqlalchemy as sa
+from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, session, url_for
+from flask.typing import ResponseReturnValue
+
+from example_app import db
+from example_app.monitoring import OPERATORS, Monitoring
+from pdconnect.flask import current_pagerduty
+from pdconnect.monitors import MonitorState
+
+bp = Blueprint("acme", __name__)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def engine() -> sa.Engine:
+    return cast(sa.Engine, current_app.extensions["acme_engine"])
+
+
+def monitoring() -> Monitoring:
+    return cast(Monitoring, current_app.extensions["acme_monitoring"])
+
+
+def current_owner() -> str | None:
+    """The signed-in user's id, as pdconnect's owner id (each user is a tenant)."""
+    user_id = session.get("user_id")
+    return None if user_id is None else str(user_id)
+
+
+@bp.before_app_request
+def load_user() -> None:
+    g.user = None
+    owner = current_owner()
+    if owner is not None:
+        with engine().connect() as conn:
+            g.user = conn.execute(sa.select(db.users).where(db.users.c.id == int(owner))).one_or_none()
+        if g.user is None:
+            session.pop("user_id", None)
+
+
+def signed_in(view: F) -> F:
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if g.user is None:
+            return redirect(url_for("acme.signin", next=request.path))
+        return view(*args, **kwargs)
+
+    return cast(F, wrapper)
+
+
+@bp.route("/signin", methods=["GET", "POST"])
+def signin() -> ResponseReturnValue:
+    if request.method == "POST":
+        name = request.form.get("name", "").strip()
+        if not name or len(name) > 80:
+            flash("Type a name of 1 to 80 characters.", "error")
+            return render_template("signin.html"), 400
+        with engine().begin() as conn:
+            user = conn.execute(sa.select(db.users).where(db.users.c.name == name)).one_or_none()
+            if user is None:
+                user_id = conn.execute(
+                    sa.insert(db.users).values(name=name, created_at=time.time())
+                ).inserted_primary_key[0]
+                _seed_monitors(conn, str(user_id))
+            else:
+                user_id = user.id
+        session.clear()
+        session["user_id"] = user_id
+        target = request.args.get("next", "")
+        return redirect(target if target.startswith("/") and not target.startswith("//") else url_for("acme.dashboard"))
+    return render_template("signin.html")
+
+
+@bp.route("/signout", methods=["POST"])
+def signout() -> ResponseReturnValue:
+    session.clear()
+    return redirect(url_for("acme.signin"))
+
+
+def _seed_monitors(conn: sa.Connection, owner: str) -> None:
+    """Two monitors for a new user to play with: an HTTP check and a metric threshold."""
+    base = current_app.config["ACME_BASE_URL"]
+    region = current_app.config["ACME_REGION"]
+    conn.execute(
+        sa.insert(db.monitors),
+        [
+            {
+                "owner": owner,
+                "name": "Checkout API",
+                "kind": "http",
+                "target": f"{base}/demo/checkout",
+                "region": region,
+                "interval_seconds": 30,
+                "confirm_after": 1,
+                "resolve_after": 1,
+                "operator": "at_or_above",
+                "threshold": 0,
+                "metric_value": 0,
+                "state": "{}",
+                "last_checked_at": 0,
+            },
+            {
+                "owner": owner,
+                "name": "Error rate",
+                "kind": "metric",
+                "target": "checkout.errors_per_minute",
+                "region": region,
+                "interval_seconds": 30,
+                "confirm_after": 1,
+                "resolve_after": 1,
+                "operator": "at_or_above",
+                "threshold": 5,
+                "metric_value": 0.5,
+                "state": "{}",
+                "last_checked_at": 0,
+            },
+        ],
+    )
+
+
+@bp.route("/demo/checkout")
+def demo_checkout() -> ResponseReturnValue:
+    """A healthy endpoint for the seeded HTTP monitor to check."""
+    return {"status": "ok"}
+
+
+@bp.route("/")
+@signed_in
+def dashboard() -> ResponseReturnValue:
+    owner = cast(str, current_owner())
+    with engine().connect() as conn:
+        monitors = db.owner_monitors(conn, owner)
+        recent = conn.execute(
+            sa.select(db.alerts).where(db.alerts.c.owner == owner).order_by(db.alerts.c.id.desc()).limit(5)
+        ).all()
+    states = {m.id: MonitorState.from_dict(m.state) for m in monitors}
+    return render_template(
+        "dashboard.html",
+        monitors=monitors,
+        states=states,
+        recent=recent,
+        integrations=current_pagerduty().integrations(owner),
+    )
+
+
+@bp.route("/settings/pagerduty")
+@signed_in
+def pagerduty_settings() -> ResponseReturnValue:
+    return render_template("settings.html", integrations=current_pagerduty().integrations())
+
+
+# -- monitors --------------------------------------------------------------------------------
+
+
+def _owned_monitor(monitor_id: int) -> db.Monitor:
+    with engine().connect() as conn:
+        monitor = db.load_monitor(conn, current_owner(), monitor_id)
+    if monitor is None:
+        abort(404)
+    return monitor
+
+
+def _form_monitor(form: Any, owner: str) -> dict[str, Any]:
+    """Validate the monitor form; raises ValueError with a message for the user."""
+    name = form.get("name", "").strip()
+    kind = form.get("kind", "http")
+    target = form.get("target", "").strip()
+    if not name or len(name) > 120:
+        raise ValueError("Give the monitor a name (at most 120 characters).")
+    if kind not in ("http", "metric"):
+        raise ValueError("Choose an HTTP check or a metric.")
+    if kind == "http" and not target.startswith(("http://", "https://")):
+        raise ValueError("An HTTP check needs a URL starting with http:// or https://.")
+    if not target or len(target) > 500:
+        raise ValueError("Say what to check (a URL, or the metric's name).")
+    try:
+        threshold = float(form.get("threshold") or 0)
+        value = float(form.get("metric_value") or 0)
+        interval = int(form.get("interval_seconds") or 30)
+        confirm = int(form.get("confirm_after") or 1)
+        resolve = int(form.get("resolve_after") or 1)
+    except ValueError as exc:
+        raise ValueError("Threshold, value, interval and counts must be numbers.") from exc
+    if not 5 <= interval <= 86400 or not 1 <= confirm <= 10 or not 1 <= resolve <= 10:
+        raise ValueError("The interval is 5 s to a day; confirmation and recovery counts 1 to 10.")
+    operator = form.get("operator", "at_or_above")
+    if operator not in OPERATORS:
+        raise ValueError("Choose at or above, or at or below.")
+    valid = {i.id for i in current_pagerduty().store.list(owner)}
+    chosen = [t for t in form.getlist("targets") if t in valid]
+    return {
+        "name": name,
+        "kind": kind,
+        "target": target,
+        "operator": operator,
+        "threshold": threshold,
+        "metric_value": value,
+        "interval_seconds": interval,
+        "confirm_after": confirm,
+        "resolve_after": resolve,
+        "region": (form.get("region") or current_app.config["ACME_REGION"]).strip()[:40],
+        "targets": chosen,
+    }
+
+
+@bp.route("/monitors/new", methods=["GET", "POST"])
+@signed_in
+def new_monitor() -> ResponseReturnValue:
+    owner = cast(str, current_owner())
+    integrations = current_pagerduty().integrations()
+    if request.method == "POST":
+        try:
+            values = _form_monitor(request.form, owner)
+        except ValueError as exc:
+            flash(str(exc), "error")
+            return render_template("monitor_form.html", integrations=integrations, form=request.form), 400
+        targets = values.pop("targets")
+        with engine().begin() as conn:
+            monitor_id = conn.execute(
+                sa.insert(db.monitors).values(owner=owner, state="{}", last_checked_at=0, **values)
+            ).inserted_primary_key[0]
+            for integration_id in targets:
+                conn.execute(sa.insert(db.monitor_targets).values(monitor_id=monitor_id, integration_id=integration_id))
+        flash(f"Monitor {values['name']} created.", "success")
+        return redirect(url_for("acme.monitor", monitor_id=monitor_id))
+    return render_template("monitor_form.html", integrations=integrations, form={})
+
+
+@bp.route("/monitors/<int:monitor_id>")
+@signed_in
+def monitor(monitor_id: int) -> ResponseReturnValue:
+    found = _owned_monitor(monitor_id)
+    with engine().connect() as conn:
+        alerts = conn.execute(
+            sa.select(db.alerts).where(db.alerts.c.monitor_id == monitor_id).order_by(db.alerts.c.id.desc())
+        ).all()
+    return render_template(
+        "monitor.html",
+        monitor=found,
+        state=MonitorState.from_dict(found.state),
+        alerts=alerts,
+        integrations=current_pagerduty().integrations(),
+        operators=OPERATORS,
+    )
+
+
+@bp.route("/monitors/<int:monitor_id>/targets", methods=["POST"])
+@signed_in
+def monitor_targets(monitor_id: int) -> ResponseReturnValue:
+    found = _owned_monitor(monitor_id)
+    valid = {i.id for i in current_pagerduty().integrations()}
+    chosen = [t for t in request.form.getlist("targets") if t in valid]
+    with engine().begin() as conn:
+        conn.execute(sa.delete(db.monitor_targets).where(db.monitor_targets.c.monitor_id == found.id))
+        for integration_id in chosen:
+            conn.execute(sa.insert(db.monitor_targets).values(monitor_id=found.id, integration_id=integration_id))
+    flash(f"{found.name} now alerts {len(chosen)} PagerDuty service(s).", "success")
+    return redirect(url_for("acme.monitor", monitor_id=found.id))
+
+
+@bp.route("/monitors/<int:monitor_id>/simulate", methods=["POST"])
+@signed_in
+def simulate(monitor_id: int) -> ResponseReturnValue:
+    """The demo control: force failure or recovery (or go back to real checks), then check at once."""
+    found = _owned_monitor(monitor_id)
+    mode = request.form.get("mode")
+    forced = {"fail": "fail", "recover": "ok", "real": None}.get(mode or "", "invalid")
+    if forced == "invalid":
+        abort(400)
+    values: dict[str, Any] = {"forced": forced}
+    if found.kind == "metric" and request.form.get("metric_value"):
+        try:
+            values = {"metric_value": float(request.form["metric_value"]), "forced": None}
+        except ValueError:
+            flash("The value must be a number.", "error")
+            return redirect(url_for("acme.monitor", monitor_id=found.id))
+    with engine().begin() as conn:
+        conn.execute(sa.update(db.monitors).where(db.monitors.c.id == found.id).values(**values))
+    action = monitoring().check(found.id)
+    flash(f"Checked {found.name}: {action.value if action.value != 'none' else 'no change sent to PagerDuty'}.", "info")
+    return redirect(url_for("acme.monitor", monitor_id=found.id))
+
+
+@bp.route("/monitors/<int:monitor_id>/delete", methods=["POST"])
+@signed_in
+def delete_monitor(monitor_id: int) -> ResponseReturnValue:
+    found = _owned_monitor(monitor_id)
+    with engine().begin() as conn:
+        conn.execute(sa.delete(db.monitor_targets).where(db.monitor_targets.c.monitor_id == found.id))
+        conn.execute(sa.delete(db.monitors).where(db.monitors.c.id == found.id))
+    flash(f"Monitor {found.name} deleted.", "success")
+    return redirect(url_for("acme.dashboard"))
+
+
+# -- incidents -------------------------------------------------------------------------------
+
+
+@bp.route("/incidents")
+@signed_in
+def incidents() -> ResponseReturnValue:
+    owner = cast(str, current_owner())
+    with engine().connect() as conn:
+        rows = conn.execute(
+            sa.select(db.alerts, db.monitors.c.name.label("monitor_name"))
+            .join(db.monitors, db.monitors.c.id == db.alerts.c.monitor_id, isouter=True)
+            .where(db.alerts.c.owner == owner)
+            .order_by(db.alerts.c.id.desc())
+        ).all()
+    return render_template("incidents.html", alerts=rows)
