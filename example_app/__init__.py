@@ -9,6 +9,7 @@ resolves it. ``python3 dev.py demo`` runs it beside the PagerDuty sandbox.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -27,6 +28,7 @@ from pdconnect import SqlNonceStore
 from pdconnect.errors import PdConnectError
 from pdconnect.flask import CSRF_FIELD, PagerDutyConnect, check_form_token, csrf_token
 from pdconnect.storage import SqlIntegrationStore
+from pdconnect.worker import Worker
 
 
 def create_app(
@@ -84,4 +86,10 @@ def create_app(
     app.extensions["acme_monitoring"] = monitoring
     if app.config["ACME_SCHEDULER"]:
         monitoring.start()
+    pagerduty = app.extensions["pdconnect"]
+    worker = Worker(pagerduty.outbox, integrations=pagerduty.store, poll_interval=1.0)
+    app.extensions["acme_worker"] = worker
+    if app.config["ACME_WORKER"]:
+        # In the demo the worker runs beside the app; in production run `pdconnect worker` instead.
+        threading.Thread(target=worker.run, name="acme-outbox-worker", daemon=True).start()
     return app

@@ -35,6 +35,7 @@ def load_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "ACME_BASE_URL": env.get("ACME_BASE_URL", "http://127.0.0.1:5000").rstrip("/"),
         "ACME_REGION": env.get("ACME_REGION", "eu-west-1"),
         "ACME_SCHEDULER": env.get("ACME_SCHEDULER", "on") != "off",
+        "ACME_WORKER": env.get("ACME_WORKER", "on") != "off",
         "SESSION_COOKIE_SECURE": production,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",

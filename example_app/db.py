@@ -58,6 +58,8 @@ alerts = sa.Table(
     sa.Column("summary", sa.String(1024), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),  # triggered | resolved | failed
     sa.Column("pagerduty_status", sa.String(255), nullable=False),
+    sa.Column("trigger_outbox_id", sa.Integer),  # the events in pdconnect's outbox, to show delivery
+    sa.Column("resolve_outbox_id", sa.Integer),
     sa.Column("opened_at", sa.Float, nullable=False),
     sa.Column("resolved_at", sa.Float),
     sa.Column("last_error", sa.String(500)),

@@ -58,6 +58,7 @@ class RunningDemo:
         self.server.server_close()
         self.thread.join()
         self.app.extensions["acme_monitoring"].stop()
+        self.app.extensions["acme_worker"].stop()
 
 
 def start_acme(
@@ -66,6 +67,7 @@ def start_acme(
     port: int = 0,
     database_url: str | None = None,
     scheduler: bool = True,
+    worker: bool = True,
     extra: dict[str, Any] | None = None,
     clock: Callable[[], float] | None = None,
 ) -> RunningDemo:
@@ -85,7 +87,7 @@ def start_acme(
     if database_url:
         environ["ACME_DATABASE_URL"] = database_url
     options = {"clock": clock} if clock is not None else {}
-    app = create_app({"ACME_SCHEDULER": scheduler, **(extra or {})}, environ=environ, **options)
+    app = create_app({"ACME_SCHEDULER": scheduler, "ACME_WORKER": worker, **(extra or {})}, environ=environ, **options)
     deferred.app = app
     thread = threading.Thread(target=server.serve_forever, name="acme", daemon=True)
     thread.start()

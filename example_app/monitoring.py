@@ -2,8 +2,9 @@
 
 A check is an HTTP request (up when it answers below 400 in time) or a metric compared with
 a threshold. ``forced`` (the demo's "simulate" control) overrides the real check. Each result
-goes through :func:`pdconnect.monitors.observe`; a trigger or resolve is sent to every
-PagerDuty service the monitor is connected to, and recorded as Acme's own alert.
+goes through :func:`pdconnect.monitors.observe`; a trigger or resolve for every PagerDuty
+service the monitor is connected to goes into pdconnect's outbox, in the same transaction as
+Acme's own record of the alert, and a worker delivers it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from flask import Flask
 
 from example_app import db
 from pdconnect import AlertEvent
-from pdconnect.errors import DeliveryError, EventRejected
+from pdconnect.errors import EventValidationError
 from pdconnect.flask import PagerDutyState
 from pdconnect.monitors import Action, CheckResult, MonitorInfo, MonitorPolicy, MonitorState, incident_event, observe
 
@@ -104,6 +105,7 @@ class Monitoring:
         return action
 
     def _trigger(self, monitor: db.Monitor, state: MonitorState) -> None:
+        """Queue the incident for every connected service; the outbox's worker delivers it."""
         event = incident_event(self.info(monitor), state, source=monitor.target)
         store = self.pagerduty.store
         for integration_id in monitor.targets:
@@ -118,17 +120,17 @@ class Monitoring:
                 "dedup_key": event.dedup_key,
                 "summary": event.summary,
                 "opened_at": time.time(),
+                "status": "triggered",
+                "pagerduty_status": "triggered",
             }
-            try:
-                self.pagerduty.sender.send(integration, event)
-            except EventRejected as exc:
-                store.mark_failing(monitor.owner, integration.id, str(exc))
-                row.update(status="failed", pagerduty_status="refused by PagerDuty", last_error=str(exc)[:500])
-            except DeliveryError as exc:
-                row.update(status="failed", pagerduty_status="not delivered", last_error=str(exc)[:500])
-            else:
-                row.update(status="triggered", pagerduty_status="triggered")
             with self.engine.begin() as conn:
+                try:
+                    # In the same transaction as Acme's own record: both are stored, or neither.
+                    queued = self.pagerduty.outbox.enqueue(integration, event, connection=conn)
+                except EventValidationError as exc:
+                    row.update(status="failed", pagerduty_status="not sent", last_error=str(exc)[:500])
+                else:
+                    row["trigger_outbox_id"] = queued.id
                 conn.execute(sa.insert(db.alerts).values(**row))
 
     def _resolve(self, monitor: db.Monitor) -> None:
@@ -139,12 +141,12 @@ class Monitoring:
         for alert in open_alerts:
             integration = self.pagerduty.store.get(monitor.owner, alert.integration_id)
             values: dict[str, Any] = {"status": "resolved", "resolved_at": time.time(), "pagerduty_status": "resolved"}
-            if integration is not None:
-                try:
-                    self.pagerduty.sender.send(integration, AlertEvent.resolve(alert.dedup_key))
-                except DeliveryError as exc:
-                    values.update(pagerduty_status="resolve not delivered", last_error=str(exc)[:500])
             with self.engine.begin() as conn:
+                if integration is not None:
+                    queued = self.pagerduty.outbox.enqueue(
+                        integration, AlertEvent.resolve(alert.dedup_key), connection=conn
+                    )
+                    values["resolve_outbox_id"] = queued.id
                 conn.execute(sa.update(db.alerts).where(db.alerts.c.id == alert.id).values(**values))
 
     # -- the schedule ------------------------------------------------------------------------

@@ -146,6 +146,7 @@ def dashboard() -> ResponseReturnValue:
         monitors=monitors,
         states=states,
         recent=recent,
+        pagerduty=pagerduty_states(recent),
         integrations=current_pagerduty().integrations(owner),
     )
 
@@ -246,6 +247,7 @@ def monitor(monitor_id: int) -> ResponseReturnValue:
         monitor=found,
         state=MonitorState.from_dict(found.state),
         alerts=alerts,
+        pagerduty=pagerduty_states(alerts),
         integrations=current_pagerduty().integrations(),
         operators=OPERATORS,
     )
@@ -302,6 +304,25 @@ def delete_monitor(monitor_id: int) -> ResponseReturnValue:
 # -- incidents -------------------------------------------------------------------------------
 
 
+def pagerduty_states(alerts: list[Any]) -> dict[int, str]:
+    """What PagerDuty knows of each alert, from the delivery state of its events in the outbox."""
+    ids = [a.resolve_outbox_id if a.status == "resolved" else a.trigger_outbox_id for a in alerts]
+    states = current_pagerduty().outbox.states(i for i in ids if i)
+    labels = {}
+    for alert, outbox_id in zip(alerts, ids, strict=True):
+        asked = "resolved" if alert.status == "resolved" else "triggered"
+        state = states.get(outbox_id, "delivered") if outbox_id else None
+        if state is None:
+            labels[alert.id] = alert.pagerduty_status
+        elif state == "delivered":
+            labels[alert.id] = asked
+        elif state == "dead":
+            labels[alert.id] = f"{'resolve' if asked == 'resolved' else 'trigger'} refused by PagerDuty"
+        else:
+            labels[alert.id] = f"{'resolve' if asked == 'resolved' else 'trigger'} queued"
+    return labels
+
+
 @bp.route("/incidents")
 @signed_in
 def incidents() -> ResponseReturnValue:
@@ -313,4 +334,4 @@ def incidents() -> ResponseReturnValue:
             .where(db.alerts.c.owner == owner)
             .order_by(db.alerts.c.id.desc())
         ).all()
-    return render_template("incidents.html", alerts=rows)
+    return render_template("incidents.html", alerts=rows, pagerduty=pagerduty_states(rows))

@@ -1,7 +1,8 @@
 """The ``pdconnect`` command: small tools for vendors' engineers.
 
 ``pdconnect snippet`` prints the embeddable button; ``pdconnect check-key`` checks an
-integration key; ``pdconnect sandbox`` runs a local PagerDuty.
+integration key; ``pdconnect sandbox`` runs a local PagerDuty; ``pdconnect worker`` delivers the
+outbox and ``pdconnect outbox`` looks after it; ``pdconnect db init`` creates the tables.
 """
 
 from __future__ import annotations
@@ -74,9 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--database", required=True, help="a SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db")
     init.set_defaults(handler=_db_init)
 
+    from pdconnect.outbox_cli import add_parsers as add_outbox
     from pdconnect.sandbox.cli import add_parser as add_sandbox
 
     add_sandbox(commands)
+    add_outbox(commands)
     return parser
 
 

@@ -73,6 +73,7 @@ from pdconnect.events import AlertEvent
 from pdconnect.handshake import Handshake
 from pdconnect.integration import Integration, Region, integration_from_key
 from pdconnect.nonces import NonceStore, SqlNonceStore
+from pdconnect.outbox import Outbox
 from pdconnect.outcomes import Cancelled
 from pdconnect.retry import RetryPolicy
 from pdconnect.sender import Sender
@@ -150,6 +151,8 @@ class PagerDutyState:
     owner_loader: Callable[[], str | None] | None
     region: Region
     csrf: URLSafeTimedSerializer = field(repr=False)
+    storage_url: str = ""
+    _outbox: Outbox | None = field(default=None, repr=False)
 
     def current_owner(self) -> str | None:
         """The signed-in owner id, from the configured owner loader (``None``: not signed in)."""
@@ -157,6 +160,18 @@ class PagerDutyState:
             raise RuntimeError("pdconnect needs an owner loader: PDCONNECT_OWNER_LOADER or @pagerduty.owner_loader")
         owner = self.owner_loader()
         return None if owner is None else str(owner)
+
+    @property
+    def outbox(self) -> Outbox:
+        """The outbox, in the integrations' database (made, with its tables, on first use).
+
+        Enqueue there instead of sending from a request, and run ``pdconnect worker`` (or a
+        :class:`~pdconnect.worker.Worker`) to deliver.
+        """
+        if self._outbox is None:
+            engine = self.store.engine if isinstance(self.store, SqlIntegrationStore) else self.storage_url
+            self._outbox = Outbox(engine, sender=self.sender)
+        return self._outbox
 
     def integrations(self, owner_id: str | None = None) -> list[StoredIntegration]:
         """The integrations of ``owner_id`` (by default the signed-in owner)."""
@@ -280,6 +295,7 @@ class PagerDutyConnect:
             owner_loader=loader,
             region=Region(config["PDCONNECT_REGION"]),
             csrf=URLSafeTimedSerializer(secret, salt=_CSRF_SALT),
+            storage_url=storage_url,
         )
         self._states.append(state)
         app.extensions["pdconnect"] = state

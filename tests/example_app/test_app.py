@@ -21,9 +21,16 @@ from pdconnect.sandbox.pytest_plugin import PagerDutySandbox
 
 @pytest.fixture
 def acme(pagerduty_sandbox: PagerDutySandbox, tmp_path: Path) -> Iterator[RunningDemo]:
-    running = start_acme(pagerduty_sandbox.server, database_url=f"sqlite:///{tmp_path / 'acme.db'}", scheduler=False)
+    running = start_acme(
+        pagerduty_sandbox.server, database_url=f"sqlite:///{tmp_path / 'acme.db'}", scheduler=False, worker=False
+    )
     yield running
     running.stop()
+
+
+def deliver(acme: RunningDemo) -> None:
+    """Run the outbox's worker until everything queued is delivered (or dead)."""
+    acme.app.extensions["acme_worker"].run(until_empty=True)
 
 
 def token(client: FlaskClient, path: str = "/signin") -> str:
@@ -201,6 +208,8 @@ def test_fail_trigger_recover_resolve_with_details(acme: RunningDemo, pagerduty_
         f"/monitors/{monitor_id}/targets", data={"targets": integration_id, "pdconnect_csrf": token(client, "/")}
     )
     _simulate(client, monitor_id, "fail")
+    assert "trigger queued" in client.get("/incidents").get_data(as_text=True)
+    deliver(acme)
     incident = pagerduty_sandbox.incident_for(f"monitor/acme-{monitor_id}")
     assert incident["status"] == "triggered"
     assert incident["title"] == "Checkout API is down: simulated failure (eu-west-1)"
@@ -215,8 +224,10 @@ def test_fail_trigger_recover_resolve_with_details(acme: RunningDemo, pagerduty_
     assert details["region"] == "eu-west-1"
     assert "failing_for_seconds" in details
     _simulate(client, monitor_id, "fail")  # still failing: nothing new sent
+    deliver(acme)
     assert len(pagerduty_sandbox.incidents_for(f"monitor/acme-{monitor_id}")) == 1
     _simulate(client, monitor_id, "recover")
+    deliver(acme)
     assert pagerduty_sandbox.incident_for(f"monitor/acme-{monitor_id}")["status"] == "resolved"
     page = client.get("/incidents").get_data(as_text=True)
     assert "resolved" in page
@@ -231,9 +242,11 @@ def test_metric_monitor_through_its_value(acme: RunningDemo, pagerduty_sandbox: 
         f"/monitors/{monitor_id}/targets", data={"targets": integration_id, "pdconnect_csrf": token(client, "/")}
     )
     _simulate(client, monitor_id, "real", metric_value="7.5")
+    deliver(acme)
     incident = pagerduty_sandbox.incident_for(f"monitor/acme-{monitor_id}")
     assert "checkout.errors_per_minute = 7.5 (at or above 5)" in incident["title"]
     _simulate(client, monitor_id, "real", metric_value="1")
+    deliver(acme)
     assert pagerduty_sandbox.incident_for(f"monitor/acme-{monitor_id}")["status"] == "resolved"
 
 
@@ -246,8 +259,9 @@ def test_a_rejected_key_is_recorded_and_marked_failing(acme: RunningDemo) -> Non
         f"/monitors/{monitor_id}/targets", data={"targets": integration_id, "pdconnect_csrf": token(client, "/")}
     )
     _simulate(client, monitor_id, "fail")
+    deliver(acme)
     page = client.get("/incidents").get_data(as_text=True)
-    assert "refused by PagerDuty" in page
+    assert "trigger refused by PagerDuty" in page
     assert acme.app.extensions["pdconnect"].store.get(owner_id(acme, "alice"), integration_id).failing
 
 

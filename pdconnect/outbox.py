@@ -1,0 +1,600 @@
+"""The outbox: events stored in the vendor's SQL database until a worker has delivered them.
+
+Enqueueing validates the event (a bad one is refused at once), prepares the exact request and
+inserts it, inside the caller's own transaction when given one: the alert is stored if and
+only if the vendor's own change commits (the transactional-outbox pattern). Workers
+(:mod:`pdconnect.worker`) claim due events with a lease, deliver them, and record the outcome.
+
+**Order.** Events of one *group* (the same routing key and dedup key) are delivered in the
+order they were enqueued (committed): only the oldest unfinished event of a group, its
+*head*, can be claimed. A worker marks each newly enqueued event as a head or not
+("promotion", done only by workers, so enqueueing needs no locks), and finishing a head
+makes the next event of its group the head. Different groups proceed in parallel.
+
+**Leases.** A claimed event is *leased* to one worker until ``lease_until``; if the worker
+dies, the lease runs out and another worker claims it again. Delivery is therefore at least
+once; the stable dedup key makes a repeated trigger harmless.
+
+**Backends.** SQLite (WAL mode; one machine, several threads and processes) and PostgreSQL
+(many workers on many machines; claims use ``FOR UPDATE SKIP LOCKED``), both through
+SQLAlchemy Core.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgres_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from pdconnect.events import Event
+from pdconnect.integration import EventsApi, Integration
+from pdconnect.keys import redact
+from pdconnect.sender import EventKind, PreparedEvent, Sender, Target
+
+PENDING = "pending"
+LEASED = "leased"
+DELIVERED = "delivered"
+DEAD = "dead"
+REQUEUED = "requeued"
+UNFINISHED = (PENDING, LEASED)
+
+
+def _group(routing_key: str, dedup_key: str | None) -> str:
+    return f"{routing_key}/{dedup_key or ''}"
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    """What :meth:`Outbox.enqueue` stored: the row id and the event's dedup key."""
+
+    id: int
+    dedup_key: str | None
+
+
+@dataclass(frozen=True, repr=False)
+class OutboxEvent:
+    """A claimed event: the prepared request, and what a worker needs to record its outcome."""
+
+    id: int
+    prepared: PreparedEvent
+    lease_token: str
+    lease_until: float
+    attempts: int
+    created_at: float
+    owner_id: str | None
+    integration_id: str | None
+
+    @property
+    def routing_key(self) -> str:
+        return self.prepared.routing_key
+
+    def __repr__(self) -> str:
+        return f"OutboxEvent(id={self.id}, attempts={self.attempts}, {self.prepared!r})"
+
+
+@dataclass(frozen=True)
+class DeadEvent:
+    """A dead-lettered event, for people to look at: never the key, only its end."""
+
+    id: int
+    routing_key_hint: str
+    dedup_key: str | None
+    action: str
+    attempts: int
+    created_at: float
+    finished_at: float | None
+    reason: str | None
+    owner_id: str | None
+    integration_id: str | None
+
+
+@dataclass(frozen=True)
+class OutboxStats:
+    """How the queue stands, read from the database (the same for every process)."""
+
+    pending: int
+    leased: int
+    delivered: int
+    dead: int
+    due: int
+    oldest_due_age: float
+    paused_keys: int
+
+    @property
+    def depth(self) -> int:
+        """Events not yet finished."""
+        return self.pending + self.leased
+
+
+class Outbox:
+    """The outbox tables and every operation on them.
+
+    ``engine`` is an engine or a URL; with a SQLite URL, pdconnect makes the engine with WAL
+    mode and a generous busy timeout. ``sender`` prepares (and validates) events at enqueue
+    time; by default one with no vendor fields (pass your configured sender so ``client``,
+    ``client_url`` and ``vendor`` are added). ``table_prefix`` names the tables.
+    """
+
+    def __init__(
+        self,
+        engine: sa.Engine | str,
+        *,
+        sender: Sender | None = None,
+        table_prefix: str = "pdconnect_outbox",
+        create_tables: bool = True,
+    ) -> None:
+        self._owns_engine = isinstance(engine, str)
+        self.engine = _engine(engine) if isinstance(engine, str) else engine
+        self.sender = sender or Sender()
+        self.enqueued = 0  # events enqueued by this process, for its metrics
+        self._listeners: list[Callable[[], None]] = []
+        self.metadata = sa.MetaData()
+        big_id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+        self.events = sa.Table(
+            table_prefix,
+            self.metadata,
+            sa.Column("id", big_id, primary_key=True, autoincrement=True),
+            sa.Column("group_key", sa.String(300), nullable=False),
+            sa.Column("routing_key", sa.String(64), nullable=False),
+            sa.Column("dedup_key", sa.String(255)),
+            sa.Column("owner_id", sa.String(255)),
+            sa.Column("integration_id", sa.String(64)),
+            sa.Column("kind", sa.String(8), nullable=False),
+            sa.Column("api", sa.String(4), nullable=False),
+            sa.Column("action", sa.String(16), nullable=False),
+            sa.Column("url", sa.String(500), nullable=False),
+            sa.Column("body", sa.LargeBinary, nullable=False),
+            sa.Column("state", sa.String(12), nullable=False),
+            sa.Column("ready", sa.Boolean),  # NULL: not yet promoted; True: head of its group
+            sa.Column("attempts", sa.Integer, nullable=False, default=0),
+            sa.Column("created_at", sa.Float, nullable=False),
+            sa.Column("next_attempt_at", sa.Float, nullable=False),
+            sa.Column("lease_until", sa.Float),
+            sa.Column("lease_token", sa.String(32)),
+            sa.Column("last_status", sa.Integer),
+            sa.Column("last_error", sa.String(500)),
+            sa.Column("finished_at", sa.Float),
+            sa.Index(f"{table_prefix}_claim", "ready", "state", "next_attempt_at"),
+            sa.Index(f"{table_prefix}_group", "group_key", "id"),
+            sa.Index(f"{table_prefix}_state", "state", "finished_at"),
+        )
+        self.pauses = sa.Table(
+            f"{table_prefix}_pauses",
+            self.metadata,
+            sa.Column("routing_key", sa.String(64), primary_key=True),
+            sa.Column("paused_until", sa.Float, nullable=False),
+        )
+        self.postgres = self.engine.dialect.name == "postgresql"
+        if create_tables:
+            self.create_tables()
+
+    def __repr__(self) -> str:
+        url = self.engine.url.render_as_string(hide_password=True)
+        return f"Outbox({url!r}, table={self.events.name!r})"
+
+    def create_tables(self) -> None:
+        self.metadata.create_all(self.engine, checkfirst=True)
+
+    def close(self) -> None:
+        """Close the database connections, if the outbox made its engine from a URL."""
+        if self._owns_engine:
+            self.engine.dispose()
+
+    def __enter__(self) -> Outbox:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def drop_tables(self) -> None:
+        self.metadata.drop_all(self.engine, checkfirst=True)
+
+    # -- enqueueing --------------------------------------------------------------------------
+
+    def enqueue(
+        self,
+        target: Target,
+        event: Event,
+        *,
+        connection: sa.Connection | None = None,
+    ) -> Enqueued:
+        """Validate ``event`` for ``target`` and store it for delivery.
+
+        With ``connection``, the row is inserted in that connection's transaction (commit
+        or roll back with your own change); otherwise in a transaction of its own. Raises
+        :class:`~pdconnect.errors.EventValidationError` for an event PagerDuty would refuse.
+        """
+        return self.enqueue_many([(target, event)], connection=connection)[0]
+
+    def enqueue_many(
+        self,
+        items: Iterable[tuple[Target, Event]],
+        *,
+        connection: sa.Connection | None = None,
+    ) -> list[Enqueued]:
+        """Enqueue several events in one statement (in the given order); all or none."""
+        now = time.time()
+        rows: list[dict[str, Any]] = []
+        keys: list[str | None] = []
+        for target, event in items:
+            prepared = self.sender.prepare(target, event)
+            keys.append(prepared.dedup_key)
+            integration = target if isinstance(target, Integration) else None
+            rows.append(
+                {
+                    "group_key": _group(prepared.routing_key, prepared.dedup_key),
+                    "routing_key": prepared.routing_key,
+                    "dedup_key": prepared.dedup_key,
+                    "owner_id": integration.owner_id if integration else None,
+                    "integration_id": getattr(integration, "id", None) or None,
+                    "kind": prepared.kind.value,
+                    "api": prepared.api.value,
+                    "action": prepared.action,
+                    "url": prepared.url,
+                    "body": prepared.body,
+                    "state": PENDING,
+                    "ready": None,
+                    "attempts": 0,
+                    "created_at": now,
+                    "next_attempt_at": now,
+                }
+            )
+        if not rows:
+            return []
+        if connection is not None:
+            ids = self._insert(connection, rows)
+        else:
+            with self.engine.begin() as conn:
+                ids = self._insert(conn, rows)
+        self.enqueued += len(rows)
+        for listener in self._listeners:
+            listener()
+        return [Enqueued(id=i, dedup_key=key) for i, key in zip(ids, keys, strict=True)]
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` after each enqueue in this process (a worker here wakes up at once)."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[], None]) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def _insert(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> list[int]:
+        if len(rows) == 1:
+            result = conn.execute(sa.insert(self.events).values(**rows[0]).returning(self.events.c.id))
+            return [int(result.scalar_one())]
+        # Insert in order and read the ids back in order (both backends keep insertion order).
+        result = conn.execute(sa.insert(self.events).returning(self.events.c.id, sort_by_parameter_order=True), rows)
+        return [int(row[0]) for row in result]
+
+    # -- the worker's side -------------------------------------------------------------------
+
+    def promote(self, conn: sa.Connection) -> int:
+        """Mark newly enqueued events as heads of their groups, or not; returns how many were decided."""
+        events = self.events
+        earlier = events.alias("earlier")
+        blocked = (
+            sa.select(earlier.c.id)
+            .where(
+                earlier.c.group_key == events.c.group_key,
+                earlier.c.id < events.c.id,
+                earlier.c.state.in_(UNFINISHED),
+            )
+            .exists()
+        )
+        result = conn.execute(
+            sa.update(events).where(events.c.ready.is_(None), events.c.state.in_(UNFINISHED)).values(ready=~blocked)
+        )
+        return int(result.rowcount or 0)
+
+    def claim(self, worker: str, limit: int, *, lease: float, now: float | None = None) -> list[OutboxEvent]:
+        """Lease up to ``limit`` due heads to ``worker`` for ``lease`` seconds, oldest first."""
+        if limit <= 0:
+            return []
+        now = time.time() if now is None else now
+        events = self.events
+        token = uuid.uuid4().hex
+        paused = sa.select(self.pauses.c.routing_key).where(self.pauses.c.paused_until > now)
+        due = sa.or_(
+            sa.and_(events.c.state == PENDING, events.c.next_attempt_at <= now),
+            sa.and_(events.c.state == LEASED, events.c.lease_until < now),
+        )
+        candidates = (
+            sa.select(events.c.id)
+            .where(events.c.ready == sa.true(), due, events.c.routing_key.not_in(paused))
+            .order_by(events.c.id)
+            .limit(limit)
+        )
+        if self.postgres:
+            candidates = candidates.with_for_update(skip_locked=True)
+        with self.engine.begin() as conn:
+            self.promote(conn)
+            rows = conn.execute(
+                sa.update(events)
+                .where(events.c.id.in_(candidates.scalar_subquery()))
+                .values(state=LEASED, lease_until=now + lease, lease_token=token)
+                .returning(
+                    events.c.id,
+                    events.c.kind,
+                    events.c.api,
+                    events.c.url,
+                    events.c.body,
+                    events.c.routing_key,
+                    events.c.action,
+                    events.c.dedup_key,
+                    events.c.attempts,
+                    events.c.created_at,
+                    events.c.owner_id,
+                    events.c.integration_id,
+                )
+            ).all()
+        claimed = [
+            OutboxEvent(
+                id=row.id,
+                prepared=PreparedEvent(
+                    kind=EventKind(row.kind),
+                    api=EventsApi(row.api),
+                    url=row.url,
+                    body=bytes(row.body),
+                    routing_key=row.routing_key,
+                    action=row.action,
+                    dedup_key=row.dedup_key,
+                ),
+                lease_token=token,
+                lease_until=now + lease,
+                attempts=row.attempts,
+                created_at=row.created_at,
+                owner_id=row.owner_id,
+                integration_id=row.integration_id,
+            )
+            for row in rows
+        ]
+        claimed.sort(key=lambda e: e.id)
+        return claimed
+
+    def record(self, outcomes: Sequence[Outcome], *, now: float | None = None) -> int:
+        """Record what happened to claimed events, in one transaction; returns how many counted.
+
+        An outcome whose lease was taken over by another worker (the lease ran out) is
+        ignored: that worker's outcome counts instead.
+        """
+        if not outcomes:
+            return 0
+        now = time.time() if now is None else now
+        events = self.events
+        counted = 0
+        with self.engine.begin() as conn:
+            for outcome in outcomes:
+                owned = sa.and_(events.c.id == outcome.event_id, events.c.lease_token == outcome.lease_token)
+                values: dict[str, Any] = {
+                    "last_status": outcome.status,
+                    "last_error": outcome.error[:500] if outcome.error else None,
+                    "lease_until": None,
+                    "lease_token": None,
+                }
+                if outcome.attempted:
+                    values["attempts"] = events.c.attempts + 1
+                if outcome.state == PENDING:
+                    values.update(state=PENDING, next_attempt_at=outcome.next_attempt_at or now)
+                else:
+                    values.update(state=outcome.state, finished_at=now)
+                result = conn.execute(sa.update(events).where(owned, events.c.state == LEASED).values(**values))
+                if not result.rowcount:
+                    continue
+                counted += 1
+                if outcome.state in (DELIVERED, DEAD):
+                    self._advance(conn, outcome.group_key)
+                if outcome.pause_key_until is not None:
+                    self._pause(conn, outcome.routing_key, outcome.pause_key_until)
+        return counted
+
+    def _advance(self, conn: sa.Connection, group_key: str) -> None:
+        """Make the next unfinished event of ``group_key`` its head."""
+        events = self.events
+        head = (
+            sa.select(sa.func.min(events.c.id))
+            .where(events.c.group_key == group_key, events.c.state.in_(UNFINISHED))
+            .scalar_subquery()
+        )
+        conn.execute(sa.update(events).where(events.c.id == head).values(ready=True))
+
+    def _pause(self, conn: sa.Connection, routing_key: str, until: float) -> None:
+        """Pause every event of ``routing_key`` until ``until`` (keeping a later pause)."""
+        insert = postgres_insert if self.postgres else sqlite_insert
+        statement = insert(self.pauses).values(routing_key=routing_key, paused_until=until)
+        later = (sa.func.greatest if self.postgres else sa.func.max)(
+            self.pauses.c.paused_until, statement.excluded.paused_until
+        )
+        conn.execute(statement.on_conflict_do_update(index_elements=["routing_key"], set_={"paused_until": later}))
+
+    def release(self, events: Iterable[OutboxEvent]) -> int:
+        """Give claimed events back without an attempt (a worker shutting down)."""
+        table = self.events
+        released = 0
+        with self.engine.begin() as conn:
+            for event in events:
+                result = conn.execute(
+                    sa.update(table)
+                    .where(table.c.id == event.id, table.c.lease_token == event.lease_token, table.c.state == LEASED)
+                    .values(state=PENDING, lease_until=None, lease_token=None)
+                )
+                released += int(result.rowcount or 0)
+        return released
+
+    def purge_delivered(self, older_than: float, *, now: float | None = None) -> int:
+        """Delete delivered events finished more than ``older_than`` seconds ago."""
+        cutoff = (time.time() if now is None else now) - older_than
+        table = self.events
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                sa.delete(table).where(table.c.state.in_((DELIVERED, REQUEUED)), table.c.finished_at < cutoff)
+            )
+        return int(result.rowcount or 0)
+
+    # -- looking and mending -----------------------------------------------------------------
+
+    def stats(self, *, now: float | None = None) -> OutboxStats:
+        now = time.time() if now is None else now
+        table = self.events
+        with self.engine.connect() as conn:
+            counts: dict[str, int] = {
+                str(state): int(count)
+                for state, count in conn.execute(sa.select(table.c.state, sa.func.count()).group_by(table.c.state))
+            }
+            due = conn.execute(
+                sa.select(sa.func.count(), sa.func.min(table.c.created_at)).where(
+                    table.c.state == PENDING, table.c.next_attempt_at <= now
+                )
+            ).one()
+            paused = conn.execute(
+                sa.select(sa.func.count()).select_from(self.pauses).where(self.pauses.c.paused_until > now)
+            ).scalar_one()
+        return OutboxStats(
+            pending=int(counts.get(PENDING, 0)),
+            leased=int(counts.get(LEASED, 0)),
+            delivered=int(counts.get(DELIVERED, 0)),
+            dead=int(counts.get(DEAD, 0)),
+            due=int(due[0]),
+            oldest_due_age=max(0.0, now - due[1]) if due[1] is not None else 0.0,
+            paused_keys=int(paused),
+        )
+
+    def states(self, ids: Iterable[int]) -> dict[int, str]:
+        """The state of each given event (``pending``, ``leased``, ``delivered``, ``dead``, ``requeued``).
+
+        Delivered events are purged after a while; an id missing from the answer was
+        delivered long enough ago to be purged.
+        """
+        wanted = list(ids)
+        if not wanted:
+            return {}
+        table = self.events
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(table.c.id, table.c.state).where(table.c.id.in_(wanted))).all()
+        return {int(row.id): str(row.state) for row in rows}
+
+    def dead(self, *, limit: int = 100) -> list[DeadEvent]:
+        """Dead-lettered events, newest first, with the reason."""
+        table = self.events
+        query = sa.select(table).where(table.c.state == DEAD).order_by(table.c.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [
+            DeadEvent(
+                id=row.id,
+                routing_key_hint=redact(row.routing_key),
+                dedup_key=row.dedup_key,
+                action=row.action,
+                attempts=row.attempts,
+                created_at=row.created_at,
+                finished_at=row.finished_at,
+                reason=row.last_error,
+                owner_id=row.owner_id,
+                integration_id=row.integration_id,
+            )
+            for row in rows
+        ]
+
+    def requeue(self, ids: Iterable[int] | None = None) -> int:
+        """Put dead events back in the queue (all of them when ``ids`` is None).
+
+        Each goes to the *end* of its group as a new event, so it never overtakes events
+        enqueued after it died; the dead row is kept, marked ``requeued``.
+        """
+        table = self.events
+        query = sa.select(table).where(table.c.state == DEAD).order_by(table.c.id)
+        if ids is not None:
+            query = query.where(table.c.id.in_(list(ids)))
+        now = time.time()
+        with self.engine.begin() as conn:
+            rows = conn.execute(query).all()
+            if not rows:
+                return 0
+            copies = []
+            for row in rows:
+                data = dict(row._mapping)
+                for name in ("id", "lease_until", "lease_token", "last_status", "last_error", "finished_at"):
+                    data.pop(name)
+                data.update(state=PENDING, ready=None, attempts=0, created_at=now, next_attempt_at=now)
+                copies.append(data)
+            self._insert(conn, copies)
+            conn.execute(
+                sa.update(table).where(table.c.id.in_([r.id for r in rows])).values(state=REQUEUED, finished_at=now)
+            )
+        return len(rows)
+
+    def delivered_in_order(self, group_key: str) -> list[str]:
+        """The actions of a group's delivered events, in delivery order (for tests and audits)."""
+        table = self.events
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(table.c.action)
+                .where(table.c.group_key == group_key, table.c.state == DELIVERED)
+                .order_by(table.c.id)
+            ).all()
+        return [r.action for r in rows]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a worker learned about one claimed event.
+
+    ``state`` is ``pending`` (try again at ``next_attempt_at``), ``delivered`` or ``dead``.
+    ``attempted`` is false when no request was made (the worker gave the event back, for
+    instance to respect a rate limit). ``pause_key_until`` pauses every event of the routing
+    key (after a 429).
+    """
+
+    event_id: int
+    lease_token: str
+    group_key: str
+    routing_key: str
+    state: str
+    attempted: bool = True
+    status: int | None = None
+    error: str | None = None
+    next_attempt_at: float | None = None
+    pause_key_until: float | None = None
+
+
+def outcome_for(event: OutboxEvent, state: str, **fields: Any) -> Outcome:
+    prepared = event.prepared
+    return Outcome(
+        event_id=event.id,
+        lease_token=event.lease_token,
+        group_key=_group(prepared.routing_key, prepared.dedup_key),
+        routing_key=prepared.routing_key,
+        state=state,
+        **fields,
+    )
+
+
+def _engine(url: str) -> sa.Engine:
+    """An engine for ``url``; SQLite gets WAL mode, a busy timeout and NORMAL sync."""
+    if not url.startswith("sqlite"):
+        return sa.create_engine(url, pool_pre_ping=True)
+    engine = sa.create_engine(url, connect_args={"timeout": 60})
+
+    @sa.event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # WAL with NORMAL survives a crash of any process; only an OS crash can lose the last
+        # commits, and delivery is at least once anyway.
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    return engine
+
+
+def body_json(event: OutboxEvent) -> dict[str, Any]:
+    """The stored request body, decoded (for inspection; it contains the routing key)."""
+    data: dict[str, Any] = json.loads(event.prepared.body)
+    return data

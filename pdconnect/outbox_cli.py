@@ -1,0 +1,166 @@
+"""``pdconnect worker`` and ``pdconnect outbox``: run a worker, and look after the outbox."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pdconnect.outbox import Outbox
+    from pdconnect.worker import Worker
+
+
+def _add_database(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--database", required=True, help="SQLAlchemy URL of the outbox's database")
+    parser.add_argument("--table-prefix", default="pdconnect_outbox", help="outbox table name (default: %(default)s)")
+
+
+def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    worker = commands.add_parser(
+        "worker",
+        help="deliver the outbox's events to PagerDuty until stopped (SIGTERM or Ctrl-C)",
+        description="Run a worker with a live progress line. Stops cleanly on SIGTERM or Ctrl-C.",
+    )
+    _add_database(worker)
+    worker.add_argument("--concurrency", type=int, default=8, help="requests in flight at once (default: %(default)s)")
+    worker.add_argument(
+        "--lease", type=float, default=60.0, help="seconds an event stays claimed (default: %(default)s)"
+    )
+    worker.add_argument(
+        "--rate-limit", default="120", help="events a minute per routing key for this worker, or 'off' (default: 120)"
+    )
+    worker.add_argument("--max-age", type=float, default=86400.0, help="dead-letter events older than this (seconds)")
+    worker.add_argument("--timeout", type=float, default=10.0, help="read timeout of a request, seconds (default: 10)")
+    worker.add_argument("--max-backoff", type=float, default=300.0, help="longest wait between retries (default: 300)")
+    worker.add_argument("--until-empty", action="store_true", help="stop when nothing is left to deliver")
+    worker.add_argument("--quiet", action="store_true", help="no progress line")
+    worker.set_defaults(handler=_run_worker)
+
+    outbox = commands.add_parser("outbox", help="look at the outbox: status, dead letters, requeue")
+    actions = outbox.add_subparsers(dest="outbox_command", required=True, metavar="ACTION")
+    status = actions.add_parser("status", help="queue depth, due events, dead letters, paused keys")
+    _add_database(status)
+    status.add_argument("--prometheus", action="store_true", help="print Prometheus metrics text instead")
+    status.set_defaults(handler=_status)
+    dead = actions.add_parser("dead", help="list dead-lettered events with their reasons")
+    _add_database(dead)
+    dead.add_argument("--limit", type=int, default=50)
+    dead.set_defaults(handler=_dead)
+    requeue = actions.add_parser("requeue", help="put dead-lettered events back in the queue")
+    _add_database(requeue)
+    chosen = requeue.add_mutually_exclusive_group(required=True)
+    chosen.add_argument("--all", action="store_true", help="every dead event")
+    chosen.add_argument("ids", nargs="*", type=int, default=[], metavar="ID", help="these event ids")
+    requeue.set_defaults(handler=_requeue)
+
+
+def _outbox(args: argparse.Namespace) -> Outbox:
+    from pdconnect.outbox import Outbox
+
+    return Outbox(args.database, table_prefix=args.table_prefix)
+
+
+def _progress(worker: Worker) -> None:
+    stats = worker.outbox.stats()
+    counters = worker.counters
+    line = (
+        f"delivered {counters.delivered}  retrying {counters.retried}  dead {counters.dead}  "
+        f"queue {stats.depth} (due {stats.due})  {counters.rate():.1f}/s"
+    )
+    if sys.stderr.isatty():
+        sys.stderr.write("\r" + line.ljust(100))
+    else:
+        sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+def _run_worker(args: argparse.Namespace) -> int:
+    from pdconnect.retry import RetryPolicy
+    from pdconnect.sender import Sender
+    from pdconnect.worker import Worker
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    if args.rate_limit == "off":
+        limit = None
+    else:
+        try:
+            limit = float(args.rate_limit)
+        except ValueError:
+            print("pdconnect worker: --rate-limit must be a number or 'off'", file=sys.stderr)
+            return 2
+    outbox = _outbox(args)
+    try:
+        worker = Worker(
+            outbox,
+            sender=Sender(retry=RetryPolicy.no_retries(), timeout=(min(3.05, args.timeout), args.timeout)),
+            concurrency=args.concurrency,
+            lease=args.lease,
+            rate_limit_per_key=limit,
+            max_age=args.max_age,
+            retry=RetryPolicy(base_delay=min(1.0, args.max_backoff), max_delay=args.max_backoff),
+        )
+    except ValueError as exc:
+        print(f"pdconnect worker: {exc}", file=sys.stderr)
+        return 2
+    print(f"pdconnect worker {worker.name} on {outbox!r}", flush=True)
+    started = time.monotonic()
+    worker.run(until_empty=args.until_empty, handle_signals=True, on_tick=None if args.quiet else _progress)
+    if not args.quiet:
+        _progress(worker)
+        sys.stderr.write("\n")
+    counters = worker.counters
+    print(
+        f"stopped: delivered {counters.delivered}, retried {counters.retried}, dead {counters.dead} "
+        f"in {time.monotonic() - started:.1f} s",
+        flush=True,
+    )
+    outbox.close()
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from pdconnect.metrics import metrics_text
+
+    with _outbox(args) as outbox:
+        stats = outbox.stats()
+        text = metrics_text(outbox, stats=stats)
+    if args.prometheus:
+        sys.stdout.write(text)
+        return 0
+    print(f"pending     {stats.pending}")
+    print(f"leased      {stats.leased}")
+    print(f"due         {stats.due}")
+    print(f"oldest due  {stats.oldest_due_age:.1f} s")
+    print(f"delivered   {stats.delivered}  (kept for a while, then purged)")
+    print(f"dead        {stats.dead}")
+    print(f"paused keys {stats.paused_keys}")
+    return 0
+
+
+def _when(stamp: float | None) -> str:
+    return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%d %H:%M:%S") if stamp else "-"
+
+
+def _dead(args: argparse.Namespace) -> int:
+    with _outbox(args) as outbox:
+        events = outbox.dead(limit=args.limit)
+    if not events:
+        print("no dead events")
+        return 0
+    for event in events:
+        print(
+            f"{event.id}  {_when(event.finished_at)}  key {event.routing_key_hint}  {event.action} "
+            f"dedup={event.dedup_key!r}  attempts={event.attempts}  reason: {event.reason}"
+        )
+    return 0
+
+
+def _requeue(args: argparse.Namespace) -> int:
+    with _outbox(args) as outbox:
+        count = outbox.requeue(None if args.all else args.ids)
+    print(f"requeued {count} event(s)")
+    return 0

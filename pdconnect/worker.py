@@ -1,0 +1,342 @@
+"""Workers: claim due events from the outbox, deliver them, record what happened.
+
+One worker process runs a loop in its main thread that talks to the database (promote,
+claim, record, in batches) and a pool of ``concurrency`` threads that make the HTTP
+requests, one attempt each: retries are scheduled in the outbox, not slept on, so a slow key
+never holds a thread. Events of different groups go out in parallel; each group in order.
+
+- A 2xx marks the event delivered; 400 and other final refusals send it to the dead-letter
+  state with PagerDuty's reason (and mark the integration failing when a store is given).
+- 429, 5xx, 408 and network failures schedule a retry: after ``Retry-After`` when the server
+  sent one, else after an exponential backoff with full jitter. A 429 pauses every event of
+  that routing key (in the database, so every worker sees it); other keys carry on.
+- A per-key limiter (120 events a minute by default, as PagerDuty) keeps each worker under
+  the limit; events over it are given back, untried, until the key has room.
+- Events older than ``max_age`` go to the dead-letter state instead of being sent late.
+- On SIGTERM or SIGINT (with ``handle_signals``) the worker stops claiming, lets requests
+  under way finish, records them, and gives back what it had not started.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import random
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+from pdconnect.keys import redact
+from pdconnect.outbox import DEAD, DELIVERED, PENDING, Outbox, OutboxEvent, Outcome, outcome_for
+from pdconnect.retry import RetryPolicy, Verdict
+from pdconnect.sender import Sender
+from pdconnect.storage import IntegrationStore
+
+logger = logging.getLogger("pdconnect")
+
+
+class KeyRateLimiter:
+    """A token bucket per routing key: ``per_minute`` events a minute, bursts of ``burst``.
+
+    ``take`` returns 0 when the event may go now, or how many seconds until it may.
+    """
+
+    def __init__(self, per_minute: float, *, burst: int = 10, clock: Callable[[], float] = time.monotonic) -> None:
+        if per_minute <= 0 or burst < 1:
+            raise ValueError("per_minute must be positive and burst at least 1")
+        self.rate = per_minute / 60.0
+        self.burst = float(burst)
+        self._clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key: str) -> float:
+        now = self._clock()
+        with self._lock:
+            tokens, stamp = self._buckets.get(key, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - stamp) * self.rate)
+            if tokens >= 1.0:
+                self._buckets[key] = (tokens - 1.0, now)
+                return 0.0
+            self._buckets[key] = (tokens, now)
+            return (1.0 - tokens) / self.rate
+
+
+@dataclass
+class WorkerCounters:
+    """What this worker process has done since it started (Prometheus counters)."""
+
+    delivered: int = 0
+    retried: int = 0
+    dead: int = 0
+    given_back: int = 0
+    attempts: int = 0
+    started_at: float = field(default_factory=time.time)
+    recent: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=120), repr=False)
+
+    def rate(self, window: float = 10.0) -> float:
+        """Deliveries a second over the last ``window`` seconds."""
+        now = time.time()
+        total = sum(n for at, n in self.recent if at >= now - window)
+        return total / window
+
+
+class Worker:
+    """Delivers an :class:`~pdconnect.outbox.Outbox`'s events.
+
+    ``sender`` makes the requests (a plain one by default: the bodies were prepared at
+    enqueue time, with the vendor's fields). ``retry`` gives the backoff between attempts
+    (its ``max_attempts`` and ``deadline`` do not apply: an event is retried until it is
+    ``max_age`` seconds old). ``rate_limit_per_key`` is events a minute per routing key for
+    this process (``None``: no limit). ``integrations``, when given, is told about keys that
+    PagerDuty refuses (:meth:`~pdconnect.storage.IntegrationStore.mark_failing`).
+    """
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        *,
+        sender: Sender | None = None,
+        concurrency: int = 8,
+        lease: float = 60.0,
+        retry: RetryPolicy | None = None,
+        max_age: float = 24 * 3600.0,
+        rate_limit_per_key: float | None = 120.0,
+        keep_delivered: float = 3600.0,
+        poll_interval: float = 0.5,
+        integrations: IntegrationStore | None = None,
+        name: str | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.sender = sender or Sender(retry=RetryPolicy.no_retries())
+        # Never start a request with less than this left of the lease: it may take its timeouts.
+        self.lease_margin = sum(self.sender.timeout) + 1.0
+        if lease < 2 * self.lease_margin:
+            raise ValueError(
+                f"the lease must be at least {2 * self.lease_margin:g} seconds (twice a request's timeouts)"
+            )
+        self.outbox = outbox
+        self.concurrency = concurrency
+        self.lease = lease
+        self.retry = retry or RetryPolicy(base_delay=1.0, max_delay=300.0)
+        self.max_age = max_age
+        self.limiter = KeyRateLimiter(rate_limit_per_key) if rate_limit_per_key else None
+        self.keep_delivered = keep_delivered
+        self.poll_interval = poll_interval
+        self.integrations = integrations
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.counters = WorkerCounters()
+        self._rng = rng or random.Random()  # noqa: S311 -- jitter, not secrecy
+        self._results: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._last_purge = 0.0
+
+    def __repr__(self) -> str:
+        return f"Worker(name={self.name!r}, concurrency={self.concurrency}, {self.outbox!r})"
+
+    # -- control -----------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the loop to finish: no more claims; work under way completes."""
+        self._stopping.set()
+        self._wake.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def _handle_signal(self, signum: int, frame: FrameType | None) -> None:
+        logger.info("pdconnect: worker %s stopping on signal %d", self.name, signum)
+        self.stop()
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def run(
+        self,
+        *,
+        until_empty: bool = False,
+        handle_signals: bool = False,
+        on_tick: Callable[[Worker], None] | None = None,
+    ) -> None:
+        """Deliver until :meth:`stop` (or, with ``until_empty``, until nothing is left to do).
+
+        ``on_tick`` is called about once a second (the command line prints progress there).
+        """
+        previous: dict[signal.Signals, Any] = {}
+        if handle_signals:
+            for each in (signal.SIGTERM, signal.SIGINT):
+                previous[each] = signal.signal(each, self._handle_signal)
+        in_flight: dict[int, tuple[OutboxEvent, Future[None]]] = {}
+        pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="pdconnect-worker")
+        last_tick = 0.0
+        self.outbox.add_listener(self._wake.set)
+        try:
+            while not self.stopping:
+                recorded = self._record(in_flight)
+                free = self.concurrency - len(in_flight)
+                claimed = self.outbox.claim(self.name, free, lease=self.lease) if free > 0 else []
+                for event in claimed:
+                    in_flight[event.id] = (event, pool.submit(self._deliver, event))
+                self._maybe_purge()
+                now = time.monotonic()
+                if on_tick is not None and now - last_tick >= 1.0:
+                    last_tick = now
+                    on_tick(self)
+                if until_empty and not in_flight and not claimed and not recorded and self.outbox.stats().depth == 0:
+                    break
+                if not claimed and not recorded:
+                    self._wake.wait(self.poll_interval)  # the loop's tick; a finished request wakes it early
+                    self._wake.clear()
+        finally:
+            self.outbox.remove_listener(self._wake.set)
+            self._shutdown(pool, in_flight)
+            for each, handler in previous.items():
+                signal.signal(each, handler)
+
+    def run_once(self) -> int:
+        """Claim what is due, deliver it, record the outcomes, and return (for tests and cron jobs)."""
+        in_flight: dict[int, tuple[OutboxEvent, Future[None]]] = {}
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            for event in self.outbox.claim(self.name, self.concurrency, lease=self.lease):
+                in_flight[event.id] = (event, pool.submit(self._deliver, event))
+        return self._record(in_flight)
+
+    def _shutdown(self, pool: ThreadPoolExecutor, in_flight: dict[int, tuple[OutboxEvent, Future[None]]]) -> None:
+        not_started = [event for event, future in in_flight.values() if future.cancel()]
+        pool.shutdown(wait=True)
+        for event in not_started:
+            in_flight.pop(event.id, None)
+        self._record(in_flight)
+        if not_started:
+            released = self.outbox.release(not_started)
+            self.counters.given_back += released
+        for event, _ in list(in_flight.values()):
+            self.outbox.release([event])  # anything whose outcome never arrived
+
+    def _record(self, in_flight: dict[int, tuple[OutboxEvent, Future[None]]]) -> int:
+        outcomes: list[Outcome] = []
+        while True:
+            try:
+                outcomes.append(self._results.get_nowait())
+            except queue.Empty:
+                break
+        if not outcomes:
+            return 0
+        self.outbox.record(outcomes)
+        delivered = 0
+        for outcome in outcomes:
+            entry = in_flight.pop(outcome.event_id, None)
+            if outcome.attempted:
+                self.counters.attempts += 1
+            if outcome.state == DELIVERED:
+                delivered += 1
+            elif outcome.state == DEAD:
+                self.counters.dead += 1
+                self._mark_failing(entry[0] if entry else None, outcome)
+            elif outcome.attempted:
+                self.counters.retried += 1
+            else:
+                self.counters.given_back += 1
+        self.counters.delivered += delivered
+        self.counters.recent.append((time.time(), delivered))
+        return len(outcomes)
+
+    def _mark_failing(self, event: OutboxEvent | None, outcome: Outcome) -> None:
+        if self.integrations is None or event is None or not event.owner_id or not event.integration_id:
+            return
+        if outcome.status is not None and 400 <= outcome.status < 500:
+            self.integrations.mark_failing(event.owner_id, event.integration_id, outcome.error or "refused")
+
+    def _maybe_purge(self) -> None:
+        now = time.monotonic()
+        if now - self._last_purge >= 30.0:
+            self._last_purge = now
+            self.outbox.purge_delivered(self.keep_delivered)
+
+    # -- one event ---------------------------------------------------------------------------
+
+    def _deliver(self, event: OutboxEvent) -> None:
+        try:
+            outcome = self._attempt(event)
+        except Exception as exc:  # a bug must not lose the event: give it back for a retry
+            logger.exception("pdconnect: worker failed on outbox event %d", event.id)
+            outcome = outcome_for(event, PENDING, attempted=False, error=f"worker error: {type(exc).__name__}")
+        self._results.put(outcome)
+        self._wake.set()
+
+    def _attempt(self, event: OutboxEvent) -> Outcome:
+        now = time.time()
+        if now - event.created_at > self.max_age:
+            return self._log(
+                event, outcome_for(event, DEAD, attempted=False, error=f"expired: older than {self.max_age:g} s")
+            )
+        if event.lease_until - now < self.lease_margin:
+            return outcome_for(event, PENDING, attempted=False, next_attempt_at=now)
+        if self.limiter is not None:
+            wait = self.limiter.take(event.routing_key)
+            if wait > 0:
+                return outcome_for(event, PENDING, attempted=False, next_attempt_at=now + wait)
+        result = self.sender.attempt(event.prepared)
+        if result.verdict is Verdict.DELIVERED:
+            return self._log(event, outcome_for(event, DELIVERED, status=result.status))
+        reason = result.reason
+        if result.message:
+            reason += f": {result.message}"
+        if result.errors:
+            reason += " (" + "; ".join(result.errors) + ")"
+        if result.verdict is Verdict.REJECTED:
+            return self._log(event, outcome_for(event, DEAD, status=result.status, error=reason))
+        delay = (
+            result.retry_after if result.retry_after is not None else self.retry.backoff(event.attempts + 1, self._rng)
+        )
+        retry_at = time.time() + delay
+        pause = retry_at if result.status == 429 else None
+        return self._log(
+            event,
+            outcome_for(
+                event, PENDING, status=result.status, error=reason, next_attempt_at=retry_at, pause_key_until=pause
+            ),
+        )
+
+    def _log(self, event: OutboxEvent, outcome: Outcome) -> Outcome:
+        level = logging.INFO if outcome.state == DELIVERED else logging.WARNING
+        if outcome.state == DEAD:
+            level = logging.ERROR
+        if logger.isEnabledFor(level):
+            what = {DELIVERED: "delivered", DEAD: "dead-lettered", PENDING: "will retry"}[outcome.state]
+            logger.log(
+                level,
+                "pdconnect: outbox event %d (%s %s, key %s) %s after %d attempt(s)%s",
+                event.id,
+                event.prepared.kind.value,
+                event.prepared.action,
+                redact(event.routing_key),
+                what,
+                event.attempts + (1 if outcome.attempted else 0),
+                f": {outcome.error}" if outcome.error else "",
+                extra={
+                    "pdconnect_outbox": {
+                        "event_id": event.id,
+                        "outcome": outcome.state,
+                        "status": outcome.status,
+                        "attempts": event.attempts + (1 if outcome.attempted else 0),
+                        "key": redact(event.routing_key),
+                        "dedup_key": event.prepared.dedup_key,
+                        "action": event.prepared.action,
+                        "worker": self.name,
+                    }
+                },
+            )
+        return outcome

@@ -1,0 +1,201 @@
+"""The outbox's operations on SQLite and PostgreSQL: enqueue, order, leases, outcomes, mending."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from pdconnect import AlertEvent, ChangeEvent, EventsApi, Sender, integration_from_key
+from pdconnect.errors import EventValidationError
+from pdconnect.outbox import DEAD, DELIVERED, PENDING, REQUEUED, Outbox, outcome_for
+from pdconnect.storage import MemoryIntegrationStore
+from tests.conftest import OTHER_SERVICE_KEY, RULESET_KEY, SERVICE_KEY, unique_table
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def outbox(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Outbox]:
+    if request.param == "sqlite":
+        made = Outbox(f"sqlite:///{tmp_path / 'outbox.db'}", sender=Sender(client="Acme"))
+        yield made
+    else:
+        engine = request.getfixturevalue("postgres_engine")
+        made = Outbox(engine, sender=Sender(client="Acme"), table_prefix=unique_table("pdc_outbox"))
+        yield made
+        made.drop_tables()
+
+
+def trigger(key: str = "k1", summary: str = "down") -> AlertEvent:
+    return AlertEvent.trigger(summary, source="h", severity="critical", dedup_key=key)
+
+
+def claim_ids(outbox: Outbox, limit: int = 50, *, now: float | None = None, worker: str = "w") -> list[int]:
+    return [e.id for e in outbox.claim(worker, limit, lease=60, now=now)]
+
+
+def test_enqueue_validates_and_prepares(outbox: Outbox) -> None:
+    entry = outbox.enqueue(SERVICE_KEY, AlertEvent.trigger("down", source="h", severity="critical"))
+    assert entry.dedup_key, "a trigger without a dedup key gets one at enqueue time"
+    (claimed,) = outbox.claim("w", 10, lease=60)
+    assert claimed.prepared.dedup_key == entry.dedup_key
+    assert b'"client":"Acme"' in claimed.prepared.body
+    assert claimed.prepared.url == "https://events.pagerduty.com/v2/enqueue"
+    with pytest.raises(EventValidationError):
+        outbox.enqueue(SERVICE_KEY, AlertEvent.trigger("", source="h", severity="loud"))
+    with pytest.raises(EventValidationError):
+        outbox.enqueue(RULESET_KEY, ChangeEvent(summary="deploy"))
+    assert outbox.stats().depth == 1, "refused events are never stored"
+
+
+def test_enqueue_inside_the_callers_transaction(outbox: Outbox) -> None:
+    with outbox.engine.connect() as conn:
+        transaction = conn.begin()
+        outbox.enqueue(SERVICE_KEY, trigger(), connection=conn)
+        transaction.rollback()
+    assert outbox.stats().depth == 0
+    with outbox.engine.begin() as conn:
+        outbox.enqueue(SERVICE_KEY, trigger(), connection=conn)
+    assert outbox.stats().depth == 1
+
+
+def test_one_group_goes_in_order_and_groups_in_parallel(outbox: Outbox) -> None:
+    entries = outbox.enqueue_many(
+        [
+            (SERVICE_KEY, trigger("a")),
+            (SERVICE_KEY, AlertEvent.acknowledge("a")),
+            (SERVICE_KEY, trigger("b")),
+            (SERVICE_KEY, AlertEvent.resolve("a")),
+            (OTHER_SERVICE_KEY, trigger("a")),  # same dedup key, other routing key: another group
+        ]
+    )
+    a1, a2, b1, _a3, other = (e.id for e in entries)
+    assert [e.id for e in entries] == sorted(e.id for e in entries)
+    first = outbox.claim("w", 50, lease=60)
+    assert [e.id for e in first] == [a1, b1, other]
+    assert claim_ids(outbox) == [], "the rest of group a waits behind its leased head"
+    outbox.record([outcome_for(first[0], DELIVERED, status=202)])
+    assert claim_ids(outbox) == [a2]
+    assert outbox.claim("w", 50, lease=60) == []
+
+
+def test_retry_keeps_the_head_and_waits(outbox: Outbox) -> None:
+    first, second = outbox.enqueue_many([(SERVICE_KEY, trigger("a")), (SERVICE_KEY, AlertEvent.resolve("a"))])
+    t = time.time() + 1
+    (claimed,) = outbox.claim("w", 10, lease=60, now=t)
+    outbox.record([outcome_for(claimed, PENDING, status=503, error="HTTP 503", next_attempt_at=t + 100)])
+    assert claim_ids(outbox, now=t + 50) == []
+    again = outbox.claim("w", 10, lease=60, now=t + 100)
+    assert [e.id for e in again] == [first.id]
+    assert again[0].attempts == 1
+    outbox.record([outcome_for(again[0], DELIVERED, status=202)])
+    assert claim_ids(outbox, now=t + 101) == [second.id]
+
+
+def test_a_429_pauses_the_whole_routing_key(outbox: Outbox) -> None:
+    outbox.enqueue_many([(SERVICE_KEY, trigger("a")), (SERVICE_KEY, trigger("b")), (OTHER_SERVICE_KEY, trigger("c"))])
+    t = time.time() + 1
+    claimed = outbox.claim("w", 1, lease=60, now=t)
+    outbox.record([outcome_for(claimed[0], PENDING, status=429, next_attempt_at=t + 30, pause_key_until=t + 30)], now=t)
+    later = outbox.claim("w", 10, lease=60, now=t + 10)
+    assert [e.routing_key for e in later] == [OTHER_SERVICE_KEY], "b waits although it is another group"
+    assert outbox.stats(now=t + 10).paused_keys == 1
+    resumed = outbox.claim("w", 10, lease=60, now=t + 31)
+    assert sorted(e.prepared.dedup_key or "" for e in resumed) == ["a", "b"]
+
+
+def test_an_expired_lease_is_claimed_again_and_the_old_outcome_ignored(outbox: Outbox) -> None:
+    outbox.enqueue(SERVICE_KEY, trigger())
+    t = time.time() + 1
+    (stale,) = outbox.claim("crashed", 10, lease=30, now=t)
+    assert claim_ids(outbox, now=t + 10) == []
+    (fresh,) = outbox.claim("other", 10, lease=30, now=t + 31)
+    assert fresh.id == stale.id
+    assert fresh.lease_token != stale.lease_token
+    assert outbox.record([outcome_for(stale, DEAD, status=400, error="late")]) == 0
+    assert outbox.record([outcome_for(fresh, DELIVERED, status=202)]) == 1
+    assert outbox.stats().delivered == 1
+    assert outbox.stats().dead == 0
+
+
+def test_dead_letters_free_the_group_and_can_be_requeued(outbox: Outbox) -> None:
+    trig, res = outbox.enqueue_many([(SERVICE_KEY, trigger("a")), (SERVICE_KEY, AlertEvent.resolve("a"))])
+    (claimed,) = outbox.claim("w", 10, lease=60)
+    outbox.record([outcome_for(claimed, DEAD, status=400, error="HTTP 400: Event object is invalid")])
+    (dead,) = outbox.dead()
+    assert (dead.id, dead.action, dead.dedup_key, dead.reason) == (
+        trig.id,
+        "trigger",
+        "a",
+        "HTTP 400: Event object is invalid",
+    )
+    assert dead.routing_key_hint == "****d1a6"
+    (next_one,) = outbox.claim("w", 10, lease=60)
+    assert next_one.id == res.id
+    outbox.record([outcome_for(next_one, DELIVERED, status=202)])
+    assert outbox.requeue() == 1
+    (again,) = outbox.claim("w", 10, lease=60)
+    assert again.id > res.id, "a requeued event goes to the end of its group"
+    assert again.prepared.body == claimed.prepared.body
+    assert again.attempts == 0
+    with outbox.engine.connect() as conn:
+        states = dict(conn.execute(sa.select(outbox.events.c.id, outbox.events.c.state)).all())
+    assert states[trig.id] == REQUEUED
+    assert outbox.dead() == []
+
+
+def test_requeue_by_id(outbox: Outbox) -> None:
+    events = outbox.enqueue_many([(SERVICE_KEY, trigger("a")), (SERVICE_KEY, trigger("b"))])
+    claimed = outbox.claim("w", 10, lease=60)
+    outbox.record([outcome_for(e, DEAD, status=400) for e in claimed])
+    assert outbox.requeue([events[1].id]) == 1
+    assert [d.id for d in outbox.dead()] == [events[0].id]
+
+
+def test_release_gives_back_without_an_attempt(outbox: Outbox) -> None:
+    outbox.enqueue(SERVICE_KEY, trigger())
+    claimed = outbox.claim("w", 10, lease=60)
+    assert outbox.release(claimed) == 1
+    (again,) = outbox.claim("w", 10, lease=60)
+    assert again.attempts == 0
+
+
+def test_stats(outbox: Outbox) -> None:
+    outbox.enqueue_many([(SERVICE_KEY, trigger("a")), (SERVICE_KEY, trigger("b")), (SERVICE_KEY, trigger("c"))])
+    created = outbox.claim("w", 1, lease=60)[0].created_at
+    stats = outbox.stats(now=created + 5)
+    assert (stats.pending, stats.leased, stats.due, stats.depth) == (2, 1, 2, 3)
+    assert stats.oldest_due_age == pytest.approx(5, abs=0.1)
+    assert outbox.enqueued == 3
+
+
+def test_purge_keeps_recent_deliveries(outbox: Outbox) -> None:
+    outbox.enqueue(SERVICE_KEY, trigger())
+    (claimed,) = outbox.claim("w", 10, lease=60)
+    outbox.record([outcome_for(claimed, DELIVERED, status=202)], now=1000.0)
+    assert outbox.purge_delivered(3600, now=2000.0) == 0
+    assert outbox.purge_delivered(3600, now=5000.0) == 1
+    assert outbox.stats().delivered == 0
+
+
+def test_integration_identity_is_kept_for_dead_letters(outbox: Outbox) -> None:
+    store = MemoryIntegrationStore()
+    stored = store.save(integration_from_key(SERVICE_KEY, owner_id="org-1", events_api=EventsApi.V2))
+    outbox.enqueue(stored, trigger())
+    (claimed,) = outbox.claim("w", 10, lease=60)
+    assert (claimed.owner_id, claimed.integration_id) == ("org-1", stored.id)
+
+
+def test_two_workers_never_claim_the_same_event(outbox: Outbox) -> None:
+    outbox.enqueue_many([(SERVICE_KEY, trigger(f"k{i}")) for i in range(40)])
+    first = claim_ids(outbox, 25, worker="a")
+    second = claim_ids(outbox, 25, worker="b")
+    assert len(first) == 25
+    assert len(second) == 15
+    assert not set(first) & set(second)
+
+
+def test_repr(outbox: Outbox) -> None:
+    assert "Outbox(" in repr(outbox)

@@ -1,0 +1,93 @@
+"""The worker and outbox commands, as an operator runs them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pdconnect import AlertEvent, Sender
+from pdconnect.cli import main
+from pdconnect.metrics import CONTENT_TYPE, metrics_text
+from pdconnect.outbox import DEAD, Outbox, outcome_for
+from pdconnect.sandbox.pytest_plugin import PagerDutySandbox
+from pdconnect.worker import Worker
+from tests.conftest import SERVICE_KEY
+
+PDCONNECT = str(Path(sys.executable).parent / "pdconnect")
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'outbox.db'}"
+
+
+def test_worker_command_drains_the_outbox(url: str, pagerduty_sandbox: PagerDutySandbox) -> None:
+    outbox = Outbox(url, sender=Sender(events_base_url=pagerduty_sandbox.url))
+    key = pagerduty_sandbox.service_key()
+    outbox.enqueue_many(
+        [(key, AlertEvent.trigger(f"a{i}", source="h", severity="info", dedup_key=f"k{i}")) for i in range(5)]
+    )
+    result = subprocess.run(
+        [PDCONNECT, "worker", "--database", url, "--until-empty", "--rate-limit", "off"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "stopped: delivered 5, retried 0, dead 0" in result.stdout
+    assert "delivered 5" in result.stderr, "the progress line"
+    assert len(pagerduty_sandbox.incidents()) == 5
+
+
+def test_status_dead_and_requeue(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    outbox = Outbox(url)
+    outbox.enqueue_many([(SERVICE_KEY, AlertEvent.resolve(f"k{i}")) for i in range(3)])
+    claimed = outbox.claim("w", 2, lease=60)
+    outbox.record([outcome_for(e, DEAD, status=400, error="HTTP 400: Event object is invalid") for e in claimed])
+
+    assert main(["outbox", "status", "--database", url]) == 0
+    out = capsys.readouterr().out
+    assert "pending     1" in out
+    assert "dead        2" in out
+
+    assert main(["outbox", "dead", "--database", url]) == 0
+    out = capsys.readouterr().out
+    assert out.count("reason: HTTP 400: Event object is invalid") == 2
+    assert SERVICE_KEY not in out
+    assert "****d1a6" in out
+
+    assert main(["outbox", "requeue", "--database", url, str(claimed[0].id)]) == 0
+    assert "requeued 1 event(s)" in capsys.readouterr().out
+    assert main(["outbox", "requeue", "--database", url, "--all"]) == 0
+    assert "requeued 1 event(s)" in capsys.readouterr().out
+    assert outbox.stats().dead == 0
+    assert outbox.stats().pending == 3
+
+
+def test_requeue_needs_ids_or_all(url: str) -> None:
+    with pytest.raises(SystemExit):
+        main(["outbox", "requeue", "--database", url])
+
+
+def test_prometheus_text(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    outbox = Outbox(url)
+    outbox.enqueue(SERVICE_KEY, AlertEvent.resolve("k"))
+    assert main(["outbox", "status", "--database", url, "--prometheus"]) == 0
+    text = capsys.readouterr().out
+    assert 'pdconnect_outbox_events{state="pending"} 1' in text
+    assert "# TYPE pdconnect_outbox_depth gauge" in text
+    worker = Worker(outbox, rate_limit_per_key=None)
+    worker.counters.delivered = 7
+    with_worker = metrics_text(outbox, worker)
+    assert "pdconnect_worker_delivered_total 7" in with_worker
+    assert "pdconnect_outbox_enqueued_total 1" in with_worker
+    assert CONTENT_TYPE.startswith("text/plain; version=0.0.4")
+    for line in with_worker.splitlines():
+        assert line.startswith("#") or len(line.split(" ")) == 2
+
+
+def test_bad_rate_limit(url: str) -> None:
+    assert main(["worker", "--database", url, "--rate-limit", "fast", "--until-empty"]) == 2
