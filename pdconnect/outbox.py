@@ -44,6 +44,9 @@ DELIVERED = "delivered"
 DEAD = "dead"
 REQUEUED = "requeued"
 UNFINISHED = (PENDING, LEASED)
+# After promoting this many events at once, PostgreSQL's statistics for the table are stale
+# enough to steer the hot statements away from the partial indexes: refresh them.
+ANALYZE_AFTER = 1000
 
 
 def _group(routing_key: str, dedup_key: str | None) -> str:
@@ -158,13 +161,26 @@ class Outbox:
             sa.Column("next_attempt_at", sa.Float, nullable=False),
             sa.Column("lease_until", sa.Float),
             sa.Column("lease_token", sa.String(32)),
+            sa.Column("leased_by", sa.String(255)),
             sa.Column("last_status", sa.Integer),
             sa.Column("last_error", sa.String(500)),
             sa.Column("finished_at", sa.Float),
-            sa.Index(f"{table_prefix}_claim", "ready", "state", "next_attempt_at"),
             sa.Index(f"{table_prefix}_group", "group_key", "id"),
-            sa.Index(f"{table_prefix}_state", "state", "finished_at"),
         )
+        # Partial indexes, so each statement reads only the few rows it is about, whatever the
+        # size of the table: the heads in id order (a claim walks them oldest first and stops
+        # after ``limit``), the events not yet promoted, the dead letters, and the finished
+        # events by age (for the purge). No index leads with ``state``: PostgreSQL, before it
+        # has statistics for a new table, would pick one for the claim and read every
+        # unfinished row.
+        events = self.events
+        for name, column, where in (
+            ("claim", events.c.id, events.c.ready == sa.true()),
+            ("new", events.c.id, events.c.ready.is_(None)),
+            ("dead", events.c.id, events.c.state == DEAD),
+            ("finished", events.c.finished_at, events.c.finished_at.is_not(None)),
+        ):
+            sa.Index(f"{table_prefix}_{name}", column, postgresql_where=where, sqlite_where=where)
         self.pauses = sa.Table(
             f"{table_prefix}_pauses",
             self.metadata,
@@ -172,6 +188,7 @@ class Outbox:
             sa.Column("paused_until", sa.Float, nullable=False),
         )
         self.postgres = self.engine.dialect.name == "postgresql"
+        self._build_statements()
         if create_tables:
             self.create_tables()
 
@@ -181,6 +198,18 @@ class Outbox:
 
     def create_tables(self) -> None:
         self.metadata.create_all(self.engine, checkfirst=True)
+
+    def refresh_statistics(self) -> None:
+        """PostgreSQL: ``ANALYZE`` the events table (SQLite needs nothing).
+
+        The outbox is a queue: after a burst, the share of rows that are new, heads or finished
+        changes faster than autovacuum's schedule, and a planner with old figures reads every
+        row instead of the partial indexes. Workers call this when they start and after
+        promoting a large batch; it takes no lock that blocks enqueues or claims.
+        """
+        if self.postgres:
+            with self.engine.begin() as conn:
+                conn.execute(sa.text(f"ANALYZE {self.engine.dialect.identifier_preparer.quote(self.events.name)}"))
 
     def close(self) -> None:
         """Close the database connections, if the outbox made its engine from a URL."""
@@ -276,8 +305,8 @@ class Outbox:
 
     # -- the worker's side -------------------------------------------------------------------
 
-    def promote(self, conn: sa.Connection) -> int:
-        """Mark newly enqueued events as heads of their groups, or not; returns how many were decided."""
+    def _build_statements(self) -> None:
+        """The worker's hot statements, built once; values arrive as bound parameters."""
         events = self.events
         earlier = events.alias("earlier")
         blocked = (
@@ -289,18 +318,11 @@ class Outbox:
             )
             .exists()
         )
-        result = conn.execute(
-            sa.update(events).where(events.c.ready.is_(None), events.c.state.in_(UNFINISHED)).values(ready=~blocked)
+        self._promote = (
+            # Rows not yet promoted are always unfinished: finishing needs a claim, a claim a head.
+            sa.update(events).where(events.c.ready.is_(None)).values(ready=~blocked)
         )
-        return int(result.rowcount or 0)
-
-    def claim(self, worker: str, limit: int, *, lease: float, now: float | None = None) -> list[OutboxEvent]:
-        """Lease up to ``limit`` due heads to ``worker`` for ``lease`` seconds, oldest first."""
-        if limit <= 0:
-            return []
-        now = time.time() if now is None else now
-        events = self.events
-        token = uuid.uuid4().hex
+        now = sa.bindparam("b_now", type_=sa.Float)
         paused = sa.select(self.pauses.c.routing_key).where(self.pauses.c.paused_until > now)
         due = sa.or_(
             sa.and_(events.c.state == PENDING, events.c.next_attempt_at <= now),
@@ -310,31 +332,91 @@ class Outbox:
             sa.select(events.c.id)
             .where(events.c.ready == sa.true(), due, events.c.routing_key.not_in(paused))
             .order_by(events.c.id)
-            .limit(limit)
+            .limit(sa.bindparam("b_limit", type_=sa.Integer))
         )
         if self.postgres:
             candidates = candidates.with_for_update(skip_locked=True)
+        self._claim = (
+            sa.update(events)
+            .where(events.c.id.in_(candidates.scalar_subquery()))
+            .values(
+                state=LEASED,
+                lease_until=sa.bindparam("b_until", type_=sa.Float),
+                lease_token=sa.bindparam("b_token", type_=sa.String),
+                leased_by=sa.bindparam("b_worker", type_=sa.String),
+            )
+            .returning(
+                events.c.id,
+                events.c.kind,
+                events.c.api,
+                events.c.url,
+                events.c.body,
+                events.c.routing_key,
+                events.c.action,
+                events.c.dedup_key,
+                events.c.attempts,
+                events.c.created_at,
+                events.c.owner_id,
+                events.c.integration_id,
+            )
+        )
+        self._leases = sa.select(events.c.id, events.c.lease_token).where(
+            events.c.id.in_(sa.bindparam("b_ids", expanding=True)), events.c.state == LEASED
+        )
+        self._outcome = (
+            sa.update(events)
+            .where(
+                events.c.id == sa.bindparam("b_id"),
+                events.c.lease_token == sa.bindparam("b_lease"),
+                events.c.state == LEASED,
+            )
+            .values(
+                state=sa.bindparam("b_state"),
+                # A finished event stops being a head (False, not NULL: NULL means "not yet promoted"),
+                # so claims, which walk the heads in id order, never wade through finished rows.
+                ready=sa.bindparam("b_ready", type_=sa.Boolean),
+                next_attempt_at=sa.bindparam("b_next"),
+                finished_at=sa.bindparam("b_finished"),
+                attempts=events.c.attempts + sa.bindparam("b_tried", type_=sa.Integer),
+                last_status=sa.bindparam("b_status"),
+                last_error=sa.bindparam("b_error"),
+                lease_until=None,
+                lease_token=None,
+            )
+        )
+        # A group's unfinished events are always the tail of the group (requeued events go to
+        # the end), so its next head is the first event after the one that just finished: a
+        # short walk of the (group_key, id) index, however many finished rows the group keeps.
+        later = events.alias("later")
+        next_head = (
+            sa.select(sa.func.min(later.c.id))
+            .where(
+                later.c.group_key == sa.bindparam("b_group", type_=sa.String),
+                later.c.id > sa.bindparam("b_after", type_=sa.BigInteger()),
+                sa.or_(*(later.c.state == state for state in UNFINISHED)),  # no IN: run as executemany
+            )
+            .scalar_subquery()
+        )
+        self._advance = sa.update(events).where(events.c.id == next_head).values(ready=True)
+
+    def promote(self, conn: sa.Connection) -> int:
+        """Mark newly enqueued events as heads of their groups, or not; returns how many were decided."""
+        return int(conn.execute(self._promote).rowcount or 0)
+
+    def claim(self, worker: str, limit: int, *, lease: float, now: float | None = None) -> list[OutboxEvent]:
+        """Lease up to ``limit`` due heads to ``worker`` for ``lease`` seconds, oldest first."""
+        if limit <= 0:
+            return []
+        now = time.time() if now is None else now
+        token = uuid.uuid4().hex
         with self.engine.begin() as conn:
-            self.promote(conn)
+            promoted = self.promote(conn)
             rows = conn.execute(
-                sa.update(events)
-                .where(events.c.id.in_(candidates.scalar_subquery()))
-                .values(state=LEASED, lease_until=now + lease, lease_token=token)
-                .returning(
-                    events.c.id,
-                    events.c.kind,
-                    events.c.api,
-                    events.c.url,
-                    events.c.body,
-                    events.c.routing_key,
-                    events.c.action,
-                    events.c.dedup_key,
-                    events.c.attempts,
-                    events.c.created_at,
-                    events.c.owner_id,
-                    events.c.integration_id,
-                )
+                self._claim,
+                {"b_now": now, "b_limit": limit, "b_until": now + lease, "b_token": token, "b_worker": worker[:255]},
             ).all()
+        if promoted >= ANALYZE_AFTER:
+            self.refresh_statistics()
         claimed = [
             OutboxEvent(
                 id=row.id,
@@ -368,42 +450,35 @@ class Outbox:
         if not outcomes:
             return 0
         now = time.time() if now is None else now
-        events = self.events
-        counted = 0
         with self.engine.begin() as conn:
-            for outcome in outcomes:
-                owned = sa.and_(events.c.id == outcome.event_id, events.c.lease_token == outcome.lease_token)
-                values: dict[str, Any] = {
-                    "last_status": outcome.status,
-                    "last_error": outcome.error[:500] if outcome.error else None,
-                    "lease_until": None,
-                    "lease_token": None,
-                }
-                if outcome.attempted:
-                    values["attempts"] = events.c.attempts + 1
-                if outcome.state == PENDING:
-                    values.update(state=PENDING, next_attempt_at=outcome.next_attempt_at or now)
-                else:
-                    values.update(state=outcome.state, finished_at=now)
-                result = conn.execute(sa.update(events).where(owned, events.c.state == LEASED).values(**values))
-                if not result.rowcount:
-                    continue
-                counted += 1
-                if outcome.state in (DELIVERED, DEAD):
-                    self._advance(conn, outcome.group_key)
+            current = dict(conn.execute(self._leases, {"b_ids": [o.event_id for o in outcomes]}).all())
+            valid = [o for o in outcomes if current.get(o.event_id) == o.lease_token]
+            if not valid:
+                return 0
+            conn.execute(
+                self._outcome,
+                [
+                    {
+                        "b_id": o.event_id,
+                        "b_lease": o.lease_token,
+                        "b_state": o.state,
+                        "b_ready": o.state == PENDING,
+                        "b_next": (o.next_attempt_at or now) if o.state == PENDING else now,
+                        "b_finished": None if o.state == PENDING else now,
+                        "b_tried": 1 if o.attempted else 0,
+                        "b_status": o.status,
+                        "b_error": o.error[:500] if o.error else None,
+                    }
+                    for o in valid
+                ],
+            )
+            finished = [{"b_group": o.group_key, "b_after": o.event_id} for o in valid if o.state in (DELIVERED, DEAD)]
+            if finished:
+                conn.execute(self._advance, finished)
+            for outcome in valid:
                 if outcome.pause_key_until is not None:
                     self._pause(conn, outcome.routing_key, outcome.pause_key_until)
-        return counted
-
-    def _advance(self, conn: sa.Connection, group_key: str) -> None:
-        """Make the next unfinished event of ``group_key`` its head."""
-        events = self.events
-        head = (
-            sa.select(sa.func.min(events.c.id))
-            .where(events.c.group_key == group_key, events.c.state.in_(UNFINISHED))
-            .scalar_subquery()
-        )
-        conn.execute(sa.update(events).where(events.c.id == head).values(ready=True))
+        return len(valid)
 
     def _pause(self, conn: sa.Connection, routing_key: str, until: float) -> None:
         """Pause every event of ``routing_key`` until ``until`` (keeping a later pause)."""
@@ -466,6 +541,13 @@ class Outbox:
             paused_keys=int(paused),
         )
 
+    def leased_by(self, worker: str) -> list[int]:
+        """Ids of the events a worker holds (named as in ``pdconnect worker``'s first line)."""
+        table = self.events
+        with self.engine.connect() as conn:
+            query = sa.select(table.c.id).where(table.c.state == LEASED, table.c.leased_by == worker)
+            return [int(i) for i in conn.execute(query.order_by(table.c.id)).scalars()]
+
     def states(self, ids: Iterable[int]) -> dict[int, str]:
         """The state of each given event (``pending``, ``leased``, ``delivered``, ``dead``, ``requeued``).
 
@@ -520,13 +602,23 @@ class Outbox:
             copies = []
             for row in rows:
                 data = dict(row._mapping)
-                for name in ("id", "lease_until", "lease_token", "last_status", "last_error", "finished_at"):
+                for name in (
+                    "id",
+                    "lease_until",
+                    "lease_token",
+                    "leased_by",
+                    "last_status",
+                    "last_error",
+                    "finished_at",
+                ):
                     data.pop(name)
                 data.update(state=PENDING, ready=None, attempts=0, created_at=now, next_attempt_at=now)
                 copies.append(data)
             self._insert(conn, copies)
             conn.execute(
-                sa.update(table).where(table.c.id.in_([r.id for r in rows])).values(state=REQUEUED, finished_at=now)
+                sa.update(table)
+                .where(table.c.id.in_([r.id for r in rows]))
+                .values(state=REQUEUED, ready=False, finished_at=now)
             )
         return len(rows)
 

@@ -37,6 +37,12 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
     worker.add_argument("--timeout", type=float, default=10.0, help="read timeout of a request, seconds (default: 10)")
     worker.add_argument("--max-backoff", type=float, default=300.0, help="longest wait between retries (default: 300)")
     worker.add_argument("--until-empty", action="store_true", help="stop when nothing is left to deliver")
+    worker.add_argument(
+        "--transport",
+        choices=["auto", "requests"],
+        default="auto",
+        help="auto: http.client, or requests when a proxy is set in the environment (default: auto)",
+    )
     worker.add_argument("--quiet", action="store_true", help="no progress line")
     worker.set_defaults(handler=_run_worker)
 
@@ -81,6 +87,7 @@ def _progress(worker: Worker) -> None:
 def _run_worker(args: argparse.Namespace) -> int:
     from pdconnect.retry import RetryPolicy
     from pdconnect.sender import Sender
+    from pdconnect.transport import RequestsTransport, default_worker_transport
     from pdconnect.worker import Worker
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
@@ -96,7 +103,11 @@ def _run_worker(args: argparse.Namespace) -> int:
     try:
         worker = Worker(
             outbox,
-            sender=Sender(retry=RetryPolicy.no_retries(), timeout=(min(3.05, args.timeout), args.timeout)),
+            sender=Sender(
+                retry=RetryPolicy.no_retries(),
+                timeout=(min(3.05, args.timeout), args.timeout),
+                transport=RequestsTransport() if args.transport == "requests" else default_worker_transport(),
+            ),
             concurrency=args.concurrency,
             lease=args.lease,
             rate_limit_per_key=limit,

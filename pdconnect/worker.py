@@ -40,6 +40,7 @@ from pdconnect.outbox import DEAD, DELIVERED, PENDING, Outbox, OutboxEvent, Outc
 from pdconnect.retry import RetryPolicy, Verdict
 from pdconnect.sender import Sender
 from pdconnect.storage import IntegrationStore
+from pdconnect.transport import default_worker_transport
 
 logger = logging.getLogger("pdconnect")
 
@@ -93,12 +94,14 @@ class WorkerCounters:
 class Worker:
     """Delivers an :class:`~pdconnect.outbox.Outbox`'s events.
 
-    ``sender`` makes the requests (a plain one by default: the bodies were prepared at
-    enqueue time, with the vendor's fields). ``retry`` gives the backoff between attempts
+    ``sender`` makes the requests (by default a plain one over the leaner ``http.client``
+    transport, or ``requests`` when a proxy is configured: the bodies were prepared at enqueue
+    time, with the vendor's fields). ``retry`` gives the backoff between attempts
     (its ``max_attempts`` and ``deadline`` do not apply: an event is retried until it is
     ``max_age`` seconds old). ``rate_limit_per_key`` is events a minute per routing key for
     this process (``None``: no limit). ``integrations``, when given, is told about keys that
-    PagerDuty refuses (:meth:`~pdconnect.storage.IntegrationStore.mark_failing`).
+    PagerDuty refuses (:meth:`~pdconnect.storage.IntegrationStore.mark_failing`). ``prefetch``
+    events (half the concurrency by default) are claimed ahead, queued for the next free thread.
     """
 
     def __init__(
@@ -115,11 +118,13 @@ class Worker:
         poll_interval: float = 0.5,
         integrations: IntegrationStore | None = None,
         name: str | None = None,
+        prefetch: int | None = None,
         rng: random.Random | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        self.sender = sender or Sender(retry=RetryPolicy.no_retries())
+        self._owns_sender = sender is None
+        self.sender = sender or Sender(retry=RetryPolicy.no_retries(), transport=default_worker_transport())
         # Never start a request with less than this left of the lease: it may take its timeouts.
         self.lease_margin = sum(self.sender.timeout) + 1.0
         if lease < 2 * self.lease_margin:
@@ -128,12 +133,16 @@ class Worker:
             )
         self.outbox = outbox
         self.concurrency = concurrency
+        # Claimed events queued behind the busy threads, so a thread that finishes starts the
+        # next one at once instead of waiting for the loop to claim it.
+        self.prefetch = concurrency // 2 if prefetch is None else prefetch
         self.lease = lease
         self.retry = retry or RetryPolicy(base_delay=1.0, max_delay=300.0)
         self.max_age = max_age
         self.limiter = KeyRateLimiter(rate_limit_per_key) if rate_limit_per_key else None
         self.keep_delivered = keep_delivered
         self.poll_interval = poll_interval
+        self.batch_window = 0.005
         self.integrations = integrations
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.counters = WorkerCounters()
@@ -181,11 +190,16 @@ class Worker:
         in_flight: dict[int, tuple[OutboxEvent, Future[None]]] = {}
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="pdconnect-worker")
         last_tick = 0.0
+        self.outbox.refresh_statistics()
         self.outbox.add_listener(self._wake.set)
         try:
             while not self.stopping:
+                if in_flight and 0 < self._results.qsize() < len(in_flight) // 4:
+                    # Busy: let a few more outcomes arrive, so one transaction records a batch.
+                    self._wake.wait(self.batch_window)
+                    self._wake.clear()
                 recorded = self._record(in_flight)
-                free = self.concurrency - len(in_flight)
+                free = self.concurrency + self.prefetch - len(in_flight)
                 claimed = self.outbox.claim(self.name, free, lease=self.lease) if free > 0 else []
                 for event in claimed:
                     in_flight[event.id] = (event, pool.submit(self._deliver, event))
@@ -202,6 +216,7 @@ class Worker:
         finally:
             self.outbox.remove_listener(self._wake.set)
             self._shutdown(pool, in_flight)
+            self._close_connections()
             for each, handler in previous.items():
                 signal.signal(each, handler)
 
@@ -211,7 +226,13 @@ class Worker:
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
             for event in self.outbox.claim(self.name, self.concurrency, lease=self.lease):
                 in_flight[event.id] = (event, pool.submit(self._deliver, event))
+        self._close_connections()
         return self._record(in_flight)
+
+    def _close_connections(self) -> None:
+        # The pool's threads are gone; their kept-alive connections would linger until collected.
+        if self._owns_sender:
+            self.sender.close()
 
     def _shutdown(self, pool: ThreadPoolExecutor, in_flight: dict[int, tuple[OutboxEvent, Future[None]]]) -> None:
         not_started = [event for event, future in in_flight.values() if future.cancel()]
@@ -278,6 +299,8 @@ class Worker:
 
     def _attempt(self, event: OutboxEvent) -> Outcome:
         now = time.time()
+        if self.stopping:  # claimed ahead, never started: give it back for the next worker
+            return outcome_for(event, PENDING, attempted=False, next_attempt_at=now)
         if now - event.created_at > self.max_age:
             return self._log(
                 event, outcome_for(event, DEAD, attempted=False, error=f"expired: older than {self.max_age:g} s")

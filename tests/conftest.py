@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -89,3 +90,44 @@ def postgres_engine() -> Iterator[sa.Engine]:
 def unique_table(prefix: str) -> str:
     """A table name no other test run uses, so runs sharing one database never collide."""
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+class NetworkRefused(OSError):
+    """A test tried to reach a host other than this machine."""
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _loopback_only() -> Iterator[None]:
+    """No test may reach anything but loopback: name lookups and connections elsewhere fail.
+
+    A safety net under the rule that tests never contact a real PagerDuty host.
+    """
+    import ipaddress
+    import socket
+
+    original_getaddrinfo = socket.getaddrinfo
+    original_connect = socket.socket.connect
+
+    def local(host: object) -> bool:
+        if host in (None, "localhost") or (isinstance(host, str) and host.endswith(".localhost")):
+            return True
+        try:
+            return ipaddress.ip_address(str(host).strip("[]").split("%")[0]).is_loopback
+        except ValueError:
+            return False
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if not local(host.decode() if isinstance(host, bytes) else host):
+            raise NetworkRefused(f"tests may not look up {host!r}: only loopback is allowed")
+        return original_getaddrinfo(host, *args, **kwargs)
+
+    def connect(self: socket.socket, address: Any) -> Any:
+        if self.family in (socket.AF_INET, socket.AF_INET6) and not local(address[0]):
+            raise NetworkRefused(f"tests may not connect to {address!r}: only loopback is allowed")
+        return original_connect(self, address)
+
+    socket.getaddrinfo = getaddrinfo  # type: ignore[assignment]
+    socket.socket.connect = connect  # type: ignore[method-assign]
+    yield
+    socket.getaddrinfo = original_getaddrinfo
+    socket.socket.connect = original_connect  # type: ignore[method-assign]

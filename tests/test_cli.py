@@ -112,3 +112,10 @@ def test_db_init_creates_the_tables(tmp_path: Path, capsys: pytest.CaptureFixtur
     tables = set(sa.inspect(sa.create_engine(url)).get_table_names())
     assert {"pdconnect_integrations", "pdconnect_used_nonces"} <= tables
     assert "pdconnect tables ready" in capsys.readouterr().out
+
+
+def test_tests_cannot_reach_real_hosts() -> None:
+    import requests
+
+    with pytest.raises(requests.ConnectionError, match="only loopback is allowed"):
+        requests.post("https://events.pagerduty.com/v2/enqueue", json={}, timeout=5)

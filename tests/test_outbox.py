@@ -199,3 +199,42 @@ def test_two_workers_never_claim_the_same_event(outbox: Outbox) -> None:
 
 def test_repr(outbox: Outbox) -> None:
     assert "Outbox(" in repr(outbox)
+
+
+def test_a_long_group_advances_one_head_at_a_time(outbox: Outbox) -> None:
+    """Finished rows stay in the group (until the purge); the next head is found after them."""
+    actions = ["trigger", "acknowledge", "trigger", "resolve"] * 5
+    for action in actions:
+        event = trigger("long") if action == "trigger" else getattr(AlertEvent, action)("long")
+        outbox.enqueue(SERVICE_KEY, event)
+    outbox.enqueue(SERVICE_KEY, trigger("other"))
+    seen = []
+    while claimed := outbox.claim("w", 50, lease=60):
+        heads = [e for e in claimed if e.prepared.dedup_key == "long"]
+        assert len(heads) <= 1, "one head per group at a time"
+        seen.extend(e.prepared.action for e in heads)
+        outbox.record([outcome_for(e, DELIVERED, status=202) for e in claimed])
+    assert seen == actions
+    assert outbox.delivered_in_order(f"{SERVICE_KEY}/long") == actions
+
+
+def test_a_burst_refreshes_the_statistics(outbox: Outbox) -> None:
+    """After promoting a burst, PostgreSQL's planner gets fresh figures for the table."""
+
+    def analysed() -> bool:
+        if not outbox.postgres:
+            return False
+        with outbox.engine.connect() as conn:
+            return bool(
+                conn.execute(
+                    sa.text("SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables WHERE relname = :name"),
+                    {"name": outbox.events.name},
+                ).scalar_one()
+            )
+
+    outbox.enqueue_many([(SERVICE_KEY, trigger(f"k{i}")) for i in range(10)])
+    outbox.claim("w", 5, lease=60)
+    assert not analysed(), "a small batch does not need it"
+    outbox.enqueue_many([(SERVICE_KEY, trigger(f"burst{i}")) for i in range(1000)])
+    assert len(outbox.claim("w", 5, lease=60)) == 5
+    assert analysed() == outbox.postgres  # SQLite's planner needs no figures here

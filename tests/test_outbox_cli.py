@@ -91,3 +91,24 @@ def test_prometheus_text(url: str, capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_bad_rate_limit(url: str) -> None:
     assert main(["worker", "--database", url, "--rate-limit", "fast", "--until-empty"]) == 2
+
+
+def test_worker_stops_cleanly_on_sigterm(url: str, pagerduty_sandbox: PagerDutySandbox) -> None:
+    import signal
+
+    outbox = Outbox(url, sender=Sender(events_base_url=pagerduty_sandbox.url))
+    outbox.enqueue(pagerduty_sandbox.service_key(), AlertEvent.resolve("k"))
+    process = subprocess.Popen(
+        [PDCONNECT, "worker", "--database", url, "--rate-limit", "off", "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().startswith("pdconnect worker ")
+    pagerduty_sandbox.wait_for(lambda: len(pagerduty_sandbox.sandbox.received()) == 1, what="the delivery")
+    process.send_signal(signal.SIGTERM)
+    out, _ = process.communicate(timeout=30)
+    assert process.returncode == 0
+    assert "stopped: delivered 1" in out
+    assert outbox.stats().leased == 0

@@ -127,7 +127,8 @@ def test_a_429_with_retry_after_pauses_only_its_key(tmp_path: Path) -> None:
 
         mock.add_callback(responses.POST, "https://events.pagerduty.com/v2/enqueue", callback=answer)
         started = time.time()
-        assert Worker(outbox, rate_limit_per_key=None).run_once() == 2
+        mocked = Sender(retry=RetryPolicy.no_retries())  # requests, so that responses answers
+        assert Worker(outbox, sender=mocked, rate_limit_per_key=None).run_once() == 2
     stats = outbox.stats()
     assert (stats.delivered, stats.pending, stats.paused_keys) == (1, 1, 1)
     with outbox.engine.connect() as conn:
@@ -146,7 +147,7 @@ def test_the_per_key_limiter_gives_events_back_untried(tmp_path: Path) -> None:
     )
     with responses.RequestsMock() as mock:
         mock.add(responses.POST, "https://events.pagerduty.com/v2/enqueue", json={"status": "success"}, status=202)
-        worker = Worker(outbox, concurrency=20, rate_limit_per_key=60)
+        worker = Worker(outbox, sender=Sender(retry=RetryPolicy.no_retries()), concurrency=20, rate_limit_per_key=60)
         assert worker.run_once() == 15
         assert len(mock.calls) == 10, "a burst of ten, then one a second"
     assert worker.counters.given_back == 5
@@ -173,14 +174,18 @@ def test_key_rate_limiter() -> None:
 class BlockingTransport:
     """Holds every request until released, to stop a worker mid-request."""
 
-    def __init__(self) -> None:
-        self.entered = threading.Event()
+    def __init__(self, expected: int) -> None:
+        self.entered = threading.Event()  # set once ``expected`` requests are under way
         self.release = threading.Event()
         self.calls = 0
+        self.expected = expected
+        self.lock = threading.Lock()
 
     def post(self, url: str, body: bytes, headers: Any, timeout: Any) -> HttpResponse:
-        self.calls += 1
-        self.entered.set()
+        with self.lock:
+            self.calls += 1
+            if self.calls >= self.expected:
+                self.entered.set()
         self.release.wait(30)
         return HttpResponse(status=202, body=b'{"status":"success"}')
 
@@ -193,7 +198,7 @@ def test_stop_lets_requests_under_way_finish(tmp_path: Path) -> None:
     outbox.enqueue_many(
         [(SERVICE_KEY, AlertEvent.trigger("a", source="h", severity="info", dedup_key=f"k{i}")) for i in range(5)]
     )
-    transport = BlockingTransport()
+    transport = BlockingTransport(expected=2)
     worker = Worker(outbox, sender=Sender(transport=transport), concurrency=2, rate_limit_per_key=None)
     thread = threading.Thread(target=worker.run)
     thread.start()
@@ -205,6 +210,7 @@ def test_stop_lets_requests_under_way_finish(tmp_path: Path) -> None:
     stats = outbox.stats()
     assert stats.delivered == transport.calls == 2
     assert (stats.pending, stats.leased) == (3, 0), "nothing is left leased to a stopped worker"
+    assert worker.counters.given_back == 1, "the event claimed ahead was given back untried"
 
 
 def test_a_worker_bug_gives_the_event_back(tmp_path: Path) -> None:

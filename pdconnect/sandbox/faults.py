@@ -32,6 +32,7 @@ class FaultPlan:
     rate_500: float = 0.0
     rate_502: float = 0.0
     rate_503: float = 0.0
+    rate_503_retry_after: float = 0.0
     rate_504: float = 0.0
     rate_drop: float = 0.0
     latency_ms: float = 0.0
@@ -44,6 +45,7 @@ class FaultPlan:
         "rate_500",
         "rate_502",
         "rate_503",
+        "rate_503_retry_after",
         "rate_504",
         "rate_drop",
     )
@@ -54,6 +56,7 @@ class FaultPlan:
         "500": "rate_500",
         "502": "rate_502",
         "503": "rate_503",
+        "503-retry-after": "rate_503_retry_after",
         "504": "rate_504",
         "drop": "rate_drop",
         "latency": "latency_ms",
@@ -76,10 +79,11 @@ class FaultPlan:
     def parse(cls, spec: str) -> FaultPlan:
         """Read ``name=value`` pairs separated by commas.
 
-        Names: ``429``, ``429-retry-after``, ``500``, ``502``, ``503``, ``504``, ``5xx``
-        (spread over the four), ``drop`` (shares from 0 to 1); ``retry-after`` (seconds sent
-        with ``429-retry-after``), ``latency`` (milliseconds added to every answer), ``down``
-        (seconds from now during which every connection is dropped), ``seed``.
+        Names: ``429``, ``429-retry-after``, ``500``, ``502``, ``503``, ``503-retry-after``,
+        ``504``, ``5xx`` (spread over 500, 502, 503 and 504), ``drop`` (shares from 0 to 1);
+        ``retry-after`` (seconds sent with the ``-retry-after`` kinds), ``latency``
+        (milliseconds added to every answer), ``down`` (seconds from now during which every
+        connection is dropped), ``seed``.
         """
         values: dict[str, Any] = {}
         for part in filter(None, (p.strip() for p in spec.split(","))):
@@ -162,6 +166,7 @@ class Faults:
             ("rate_500", Decision(delay=delay, status=500)),
             ("rate_502", Decision(delay=delay, status=502)),
             ("rate_503", Decision(delay=delay, status=503)),
+            ("rate_503_retry_after", Decision(delay=delay, status=503, retry_after=plan.retry_after)),
             ("rate_504", Decision(delay=delay, status=504)),
         ):
             share = getattr(plan, name)

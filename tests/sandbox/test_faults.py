@@ -24,6 +24,7 @@ from tests.conftest import FakeClock
         ("429=0.1", FaultPlan(rate_429=0.1)),
         ("429-retry-after=0.05, retry-after=2", FaultPlan(rate_429_retry_after=0.05, retry_after=2)),
         ("5xx=0.2", FaultPlan(rate_500=0.05, rate_502=0.05, rate_503=0.05, rate_504=0.05)),
+        ("503-retry-after=0.1", FaultPlan(rate_503_retry_after=0.1)),
         (
             "503=0.1,latency=50ms,drop=0.01,down=30s,seed=7",
             FaultPlan(rate_503=0.1, latency_ms=50, rate_drop=0.01, down_for=30, seed=7),
@@ -110,6 +111,9 @@ def test_injected_statuses(pagerduty_sandbox: PagerDutySandbox) -> None:
     pagerduty_sandbox.set_faults("429-retry-after=1,retry-after=2")
     response = requests.post(pagerduty_sandbox.url + "/v2/enqueue", json=event, timeout=10)
     assert (response.status_code, response.headers["Retry-After"]) == (429, "2")
+    pagerduty_sandbox.set_faults("503-retry-after=1,retry-after=3")
+    response = requests.post(pagerduty_sandbox.url + "/v2/enqueue", json=event, timeout=10)
+    assert (response.status_code, response.headers["Retry-After"]) == (503, "3")
     pagerduty_sandbox.set_faults("429=1")
     response = requests.post(pagerduty_sandbox.url + "/v2/enqueue", json=event, timeout=10)
     assert response.status_code == 429
