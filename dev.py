@@ -3,6 +3,7 @@
 
     python3 dev.py demo    # build a virtual environment if needed, then run the demo
     python3 dev.py test    # the same, then lint, type-check, build the docs and run every test
+    python3 dev.py bench   # the same, then run the benchmarks (a few minutes; see docs/benchmarks.md)
 
 Anything after ``test`` is passed to pytest (``python3 dev.py test -k sender``), and anything
 after ``demo`` to the demo (``--check`` to start, check and stop). Only Python 3.11+ and access
@@ -25,7 +26,7 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PYTHON = BIN / "python"
-EXTRAS = "flask,tls,test,docs"
+EXTRAS = "flask,tls,test,docs,bench"
 STAMP = VENV / ".pdconnect-installed"
 
 
@@ -80,11 +81,18 @@ def test(pytest_args: list[str]) -> None:
     run(PYTHON, "-m", "pytest", *pytest_args)
 
 
+def bench() -> None:
+    ensure_environment()
+    run(PYTHON, "-m", "benchmarks.run_all")
+
+
 def main(argv: list[str]) -> None:
-    if not argv or argv[0] not in ("demo", "test"):
+    if not argv or argv[0] not in ("demo", "test", "bench"):
         sys.exit(__doc__)
     if argv[0] == "demo":
         demo(argv[1:])
+    elif argv[0] == "bench":
+        bench()
     else:
         test(argv[1:])
 

@@ -1,6 +1,6 @@
 """How many events a second the sandbox takes, next to a bare endpoint, in the same run.
 
-    .venv/bin/python benchmarks/sandbox_throughput.py [--seconds 3] [--connections 1,4,16]
+    .venv/bin/python -m benchmarks.sandbox_throughput [--seconds 3] [--connections 1,4,16]
 
 Both servers run in their own processes on 127.0.0.1 (so the client never shares their
 interpreter): the sandbox (``pdconnect sandbox --rate-limit off``), validating each event and
@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
-import platform
 import re
 import signal
 import subprocess
@@ -24,6 +22,8 @@ import sys
 import threading
 import time
 from pathlib import Path
+
+from benchmarks.common import machine
 
 BARE_SERVER = r"""
 import sys
@@ -106,35 +106,36 @@ def hammer(url: str, key: str, connections: int, seconds: float) -> float:
     return sum(counts) / (time.perf_counter() - started)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--connections", default="1,4,16")
-    args = parser.parse_args()
-    levels = [int(n) for n in args.connections.split(",")]
+def run(seconds: float = 3.0, levels: tuple[int, ...] = (1, 4, 16)) -> str:
     pdconnect = str(Path(sys.executable).parent / "pdconnect")
-
+    lines = [f"The sandbox against a bare http.server endpoint, {seconds:g} s per cell; {machine()}", ""]
     sandbox, sandbox_url = start(
         [pdconnect, "sandbox", "--port", "0", "--rate-limit", "off"], r"PagerDuty sandbox on (http://\S+)"
     )
     bare, bare_url = start([sys.executable, "-c", BARE_SERVER], r"bare endpoint on (http://\S+)")
     try:
         key = routing_key(sandbox_url)
-        print(f"# {platform.node()} · {platform.processor() or platform.machine()} · {os.cpu_count()} CPUs · "
-              f"Python {platform.python_version()} · {args.seconds:g} s per cell")  # fmt: skip
-        print("| connections | bare endpoint (events/s) | sandbox (events/s) | sandbox / bare |")
-        print("|---:|---:|---:|---:|")
+        lines.append("| connections | bare endpoint (events/s) | sandbox (events/s) | sandbox / bare |")
+        lines.append("|---:|---:|---:|---:|")
         for connections in levels:
-            bare_rate = hammer(bare_url, key, connections, args.seconds)
-            sandbox_rate = hammer(sandbox_url, key, connections, args.seconds)
-            print(
-                f"| {connections} | {bare_rate:,.0f} | {sandbox_rate:,.0f} | {sandbox_rate / bare_rate:.2f} |",
-                flush=True,
-            )
+            bare_rate = hammer(bare_url, key, connections, seconds)
+            sandbox_rate = hammer(sandbox_url, key, connections, seconds)
+            lines.append(f"| {connections} | {bare_rate:,.0f} | {sandbox_rate:,.0f} | {sandbox_rate / bare_rate:.2f} |")
     finally:
         for process in (sandbox, bare):
             process.send_signal(signal.SIGINT)
             process.wait(timeout=10)
+            if process.stdout:
+                process.stdout.close()
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--connections", default="1,4,16")
+    args = parser.parse_args()
+    print(run(args.seconds, tuple(int(n) for n in args.connections.split(","))))
 
 
 if __name__ == "__main__":
