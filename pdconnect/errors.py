@@ -141,3 +141,53 @@ class DeliveryFailed(DeliveryError):
     ) -> None:
         super().__init__(message, status=status, attempts=attempts)
         self.retry_after = retry_after
+
+
+# -- receiving webhooks and alerts -----------------------------------------------------------
+
+
+class ReceiveError(PdConnectError):
+    """A request pdconnect received (a webhook, an Alertmanager notification) was refused.
+
+    ``status`` is the HTTP status to answer with: always a 4xx, which PagerDuty does not
+    retry, because sending the same request again cannot succeed.
+    """
+
+    status: int = 400
+
+
+class WebhookError(ReceiveError):
+    """A PagerDuty webhook was refused."""
+
+
+class SignatureMissing(WebhookError):
+    """``X-PagerDuty-Signature`` is missing or holds no well-formed ``v1=`` signature (400)."""
+
+
+class SignatureMismatch(WebhookError):
+    """No signature matches any secret for the subscription (403): forged, altered, or an old secret."""
+
+    status = 403
+
+
+class PayloadTooLarge(ReceiveError):
+    """The body is over the size limit; it was refused before it was read (413)."""
+
+    status = 413
+
+
+class PayloadInvalid(ReceiveError):
+    """The body is empty, not JSON, or not the shape the sender documents (400).
+
+    ``field`` names the JSON path at fault, when there is one.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class Unauthorized(ReceiveError):
+    """The request did not carry the token this endpoint requires (401)."""
+
+    status = 401

@@ -47,6 +47,7 @@ from pdconnect.sandbox.model import (
 )
 from pdconnect.sandbox.store import SandboxStore
 from pdconnect.sandbox.webhooks import (
+    SUBSCRIBABLE_EVENT_TYPES,
     V3_EVENT_TYPES,
     RetrySchedule,
     WebhookBuilder,
@@ -308,7 +309,7 @@ class Sandbox:
         if not self.settings.allow_remote_webhooks and not is_loopback_host(parts.hostname):
             raise SandboxError("The sandbox only delivers webhooks to this machine (localhost or 127.0.0.1).")
         chosen = list(events or V3_EVENT_TYPES)
-        unknown = [e for e in chosen if e not in V3_EVENT_TYPES]
+        unknown = [e for e in chosen if e not in SUBSCRIBABLE_EVENT_TYPES]
         if unknown or not chosen:
             raise SandboxError(f"Unknown event types: {unknown}" if unknown else "Choose at least one event type.")
         if filter_type not in ("account_reference", "service_reference"):
@@ -352,7 +353,7 @@ class Sandbox:
             if subscription.version == "v3":
                 body = self.builder.v3_body(event_type, incident, agent=agent, client=client, note=note)
             else:
-                body = self.builder.v2_body(event_type, incident, subscription)
+                body = self.builder.v2_body(event_type, incident, subscription, agent=agent, note=note)
             self.webhooks.enqueue(subscription, incident, event_type, body)
 
     # -- the events endpoints ----------------------------------------------------------------

@@ -13,8 +13,6 @@ subscription is disabled for a while (24 hours at PagerDuty, scaled down here).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 import threading
@@ -30,6 +28,8 @@ import requests
 
 from pdconnect.sandbox.model import Delivery, EscalationPolicy, Incident, Service, Subscription, User, now_iso
 from pdconnect.sandbox.store import SandboxStore
+from pdconnect.webhooks.model import INCIDENT_EVENT_TYPES
+from pdconnect.webhooks.signatures import sign
 
 logger = logging.getLogger("pdconnect.sandbox")
 
@@ -56,13 +56,15 @@ V2_EVENT_TYPES = {
     "incident.delegated": "incident.delegate",
     "incident.annotated": "incident.annotate",
 }
+#: What a subscription may ask for: every type PagerDuty documents (the sandbox emits the above).
+SUBSCRIBABLE_EVENT_TYPES = frozenset(INCIDENT_EVENT_TYPES) | {
+    "service.created",
+    "service.updated",
+    "service.deleted",
+    "service.custom_field_values.updated",
+}
 USER_AGENT_V3 = "PagerDuty-Webhook/V3.0"
 USER_AGENT_V2 = "PagerDuty-Webhook/V2.0"
-
-
-def sign(secret: str, body: bytes) -> str:
-    """The ``X-PagerDuty-Signature`` value for ``body``."""
-    return "v1=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -168,9 +170,25 @@ class WebhookBuilder:
             }
         }
 
-    def v2_body(self, event_type: str, incident: Incident, subscription: Subscription) -> dict[str, Any]:
+    def v2_body(
+        self,
+        event_type: str,
+        incident: Incident,
+        subscription: Subscription,
+        *,
+        agent: dict[str, Any] | None = None,
+        note: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         base = self.base_url()
         alerts = list(incident.alerts)
+        kind = V2_EVENT_TYPES[event_type].partition(".")[2]
+        log_entry: dict[str, Any] = {
+            "id": str(uuid.uuid4()),
+            "type": f"{kind}_log_entry",
+            "created_at": now_iso(),
+            "agent": agent,
+            "channel": {"type": "note", "summary": note["content"]} if note else {"type": "web_trigger"},
+        }
         return {
             "messages": [
                 {
@@ -194,6 +212,7 @@ class WebhookBuilder:
                             for u in incident.acknowledgers
                         ],
                         "last_status_change_at": incident.updated_at,
+                        "last_status_change_by": agent,
                         "urgency": incident.urgency,
                         "priority": incident.priority and {"summary": incident.priority, "type": "priority"},
                         "alerts": [{"alert_key": incident.incident_key, "id": alert_id} for alert_id in alerts],
@@ -204,7 +223,7 @@ class WebhookBuilder:
                         "name": subscription.description or "sandbox webhook",
                         "type": "webhook_reference",
                     },
-                    "log_entries": [],
+                    "log_entries": [log_entry],
                 }
             ]
         }

@@ -1,0 +1,173 @@
+"""Which webhooks were already handled: de-duplication on ``X-Webhook-Id``.
+
+PagerDuty delivers at least once and keeps the ``X-Webhook-Id`` of a webhook on every retry.
+A receiver :meth:`~DeliveryLog.begin` s each id before handling it:
+
+- ``NEW``: handle it, then :meth:`~DeliveryLog.finish` (or :meth:`~DeliveryLog.abandon` if
+  the handler failed, so PagerDuty's retry is handled instead of being taken for a duplicate);
+- ``DUPLICATE``: it was handled; answer 2xx and do nothing;
+- ``IN_PROGRESS``: another request is handling it right now (PagerDuty retried while the first
+  was slow); answer 503 so PagerDuty tries again later, when the outcome is known. An id left
+  in progress longer than ``stale_after`` (its process died) is taken over as ``NEW``.
+
+PagerDuty retries for up to 48 hours, so ids are kept for 72 by default (:meth:`purge`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgres_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+
+KEEP_FOR = 72 * 3600.0
+STALE_AFTER = 60.0
+
+
+class Claim(StrEnum):
+    NEW = "new"
+    DUPLICATE = "duplicate"
+    IN_PROGRESS = "in_progress"
+
+
+@runtime_checkable
+class DeliveryLog(Protocol):
+    def begin(self, webhook_id: str, *, now: float | None = None) -> Claim: ...
+
+    def finish(self, webhook_id: str, *, now: float | None = None) -> None: ...
+
+    def abandon(self, webhook_id: str) -> None: ...
+
+    def purge(self, older_than: float = KEEP_FOR, *, now: float | None = None) -> int: ...
+
+
+class MemoryDeliveryLog:
+    """A :class:`DeliveryLog` in this process's memory (one process; tests and demos)."""
+
+    def __init__(self, *, stale_after: float = STALE_AFTER) -> None:
+        self.stale_after = stale_after
+        self._seen: dict[str, tuple[float, float | None]] = {}  # id -> (began, finished)
+        self._lock = threading.Lock()
+
+    def begin(self, webhook_id: str, *, now: float | None = None) -> Claim:
+        now = time.time() if now is None else now
+        with self._lock:
+            seen = self._seen.get(webhook_id)
+            if seen is not None:
+                began, finished = seen
+                if finished is not None:
+                    return Claim.DUPLICATE
+                if began > now - self.stale_after:
+                    return Claim.IN_PROGRESS
+            self._seen[webhook_id] = (now, None)
+            return Claim.NEW
+
+    def finish(self, webhook_id: str, *, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        with self._lock:
+            began, _ = self._seen.get(webhook_id, (now, None))
+            self._seen[webhook_id] = (began, now)
+
+    def abandon(self, webhook_id: str) -> None:
+        with self._lock:
+            self._seen.pop(webhook_id, None)
+
+    def purge(self, older_than: float = KEEP_FOR, *, now: float | None = None) -> int:
+        cutoff = (time.time() if now is None else now) - older_than
+        with self._lock:
+            old = [key for key, (began, _) in self._seen.items() if began < cutoff]
+            for key in old:
+                del self._seen[key]
+        return len(old)
+
+
+class SqlDeliveryLog:
+    """A :class:`DeliveryLog` in a SQL table, shared by every process that receives webhooks."""
+
+    def __init__(
+        self,
+        engine: sa.Engine | str,
+        *,
+        table_name: str = "pdconnect_webhook_deliveries",
+        stale_after: float = STALE_AFTER,
+        create_tables: bool = True,
+    ) -> None:
+        self.engine = sa.create_engine(engine) if isinstance(engine, str) else engine
+        self.stale_after = stale_after
+        self.metadata = sa.MetaData()
+        self.table = sa.Table(
+            table_name,
+            self.metadata,
+            sa.Column("webhook_id", sa.String(255), primary_key=True),
+            sa.Column("began_at", sa.Float, nullable=False),
+            sa.Column("finished_at", sa.Float),
+            sa.Index(f"{table_name}_began", "began_at"),
+        )
+        if create_tables:
+            self.metadata.create_all(self.engine, checkfirst=True)
+
+    def __repr__(self) -> str:
+        return f"SqlDeliveryLog({self.engine.url.render_as_string(hide_password=True)!r}, table={self.table.name!r})"
+
+    def _insert(self, conn: sa.Connection, webhook_id: str, now: float) -> bool:
+        values = {"webhook_id": webhook_id, "began_at": now}
+        dialect = self.engine.dialect.name
+        if dialect in ("sqlite", "postgresql"):
+            insert = sqlite_insert if dialect == "sqlite" else postgres_insert
+            statement = insert(self.table).values(**values).on_conflict_do_nothing()
+            # RETURNING, not rowcount: psycopg reports -1 for an INSERT ... ON CONFLICT.
+            return conn.execute(statement.returning(self.table.c.webhook_id)).first() is not None
+        try:
+            with conn.begin_nested():
+                conn.execute(sa.insert(self.table).values(**values))
+        except IntegrityError:
+            return False
+        return True
+
+    def begin(self, webhook_id: str, *, now: float | None = None) -> Claim:
+        now = time.time() if now is None else now
+        table = self.table
+        with self.engine.begin() as conn:
+            if self._insert(conn, webhook_id, now):
+                return Claim.NEW
+            row = conn.execute(
+                sa.select(table.c.began_at, table.c.finished_at).where(table.c.webhook_id == webhook_id)
+            ).one_or_none()
+            if row is None:  # purged or abandoned between the two statements
+                return Claim.NEW if self._insert(conn, webhook_id, now) else Claim.IN_PROGRESS
+            if row.finished_at is not None:
+                return Claim.DUPLICATE
+            if row.began_at > now - self.stale_after:
+                return Claim.IN_PROGRESS
+            # Its handler's process died: take it over, unless another request just did.
+            taken = conn.execute(
+                sa.update(table)
+                .where(
+                    table.c.webhook_id == webhook_id, table.c.began_at == row.began_at, table.c.finished_at.is_(None)
+                )
+                .values(began_at=now)
+            )
+            return Claim.NEW if taken.rowcount else Claim.IN_PROGRESS
+
+    def finish(self, webhook_id: str, *, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        with self.engine.begin() as conn:
+            conn.execute(sa.update(self.table).where(self.table.c.webhook_id == webhook_id).values(finished_at=now))
+
+    def abandon(self, webhook_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(sa.delete(self.table).where(self.table.c.webhook_id == webhook_id))
+
+    def purge(self, older_than: float = KEEP_FOR, *, now: float | None = None) -> int:
+        cutoff = (time.time() if now is None else now) - older_than
+        with self.engine.begin() as conn:
+            result = conn.execute(sa.delete(self.table).where(self.table.c.began_at < cutoff))
+        return int(result.rowcount or 0)
+
+    def drop_tables(self) -> None:
+        self.metadata.drop_all(self.engine)

@@ -1,0 +1,217 @@
+"""The latest state of each incident, as webhooks report it: what a vendor's UI shows.
+
+Every webhook event about an incident is folded into one row per (owner, incident): its
+status, who last changed it and when, its number, title, urgency, assignees and link. A
+vendor's page looks it up by the dedup key it sent (``incident_key``) and shows "Acknowledged
+by Alice, 12:03". Events are applied in the order they *happened* (``occurred_at``), not the
+order they arrived: a retried, older webhook never overwrites a newer state.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from pdconnect.webhooks.model import IncidentStatus, WebhookEvent
+
+
+@dataclass(frozen=True)
+class IncidentState:
+    """One incident as last reported. ``changed_by`` is who made the last status change
+    (``None``: PagerDuty itself, for example an acknowledgement that timed out)."""
+
+    incident_id: str
+    owner_id: str | None
+    incident_key: str | None
+    status: IncidentStatus | None
+    changed_at: datetime | None
+    changed_by: str | None
+    last_event_type: str
+    number: int | None = None
+    title: str | None = None
+    urgency: str | None = None
+    html_url: str | None = None
+    service_id: str | None = None
+    service_name: str | None = None
+    assignees: tuple[str, ...] = ()
+
+    @property
+    def acknowledged(self) -> bool:
+        return self.status is IncidentStatus.ACKNOWLEDGED
+
+    @property
+    def resolved(self) -> bool:
+        return self.status is IncidentStatus.RESOLVED
+
+    def describe(self) -> str:
+        """A short line for a UI: "Acknowledged by Alice" (or "Resolved", "Triggered")."""
+        status = (self.status.value if self.status else "updated").capitalize()
+        return f"{status} by {self.changed_by}" if self.changed_by else status
+
+
+class IncidentStateStore:
+    """Incident states in a SQL table (SQLite or PostgreSQL through SQLAlchemy)."""
+
+    def __init__(
+        self,
+        engine: sa.Engine | str,
+        *,
+        table_name: str = "pdconnect_incident_states",
+        create_tables: bool = True,
+    ) -> None:
+        self.engine = sa.create_engine(engine) if isinstance(engine, str) else engine
+        self.metadata = sa.MetaData()
+        self.table = sa.Table(
+            table_name,
+            self.metadata,
+            sa.Column("owner_id", sa.String(255), primary_key=True),  # "" when not known
+            sa.Column("incident_id", sa.String(64), primary_key=True),
+            sa.Column("incident_key", sa.String(255)),
+            sa.Column("status", sa.String(16)),
+            sa.Column("changed_at", sa.DateTime(timezone=True)),
+            sa.Column("changed_by", sa.String(255)),
+            sa.Column("last_event_type", sa.String(100), nullable=False),
+            sa.Column("occurred_at", sa.DateTime(timezone=True)),  # of the newest event applied
+            sa.Column("number", sa.Integer),
+            sa.Column("title", sa.String(1024)),
+            sa.Column("urgency", sa.String(16)),
+            sa.Column("html_url", sa.String(1024)),
+            sa.Column("service_id", sa.String(64)),
+            sa.Column("service_name", sa.String(255)),
+            sa.Column("assignees", sa.Text),  # a JSON list of names
+            sa.Index(f"{table_name}_key", "owner_id", "incident_key"),
+        )
+        if create_tables:
+            self.metadata.create_all(self.engine, checkfirst=True)
+
+    def __repr__(self) -> str:
+        url = self.engine.url.render_as_string(hide_password=True)
+        return f"IncidentStateStore({url!r}, table={self.table.name!r})"
+
+    def apply(self, event: WebhookEvent) -> IncidentState | None:
+        """Fold ``event`` in; returns the new state, or ``None`` when it was older or not about an incident."""
+        incident = event.incident
+        if incident is None:
+            return None
+        owner = event.owner_id or ""
+        table = self.table
+        key = sa.and_(table.c.owner_id == owner, table.c.incident_id == incident.id)
+        for _ in range(2):
+            try:
+                with self.engine.begin() as conn:
+                    row = conn.execute(sa.select(table).where(key)).one_or_none()
+                    current = dict(row._mapping) if row is not None else None
+                    if current is not None and _older(event.occurred_at, _aware(current["occurred_at"])):
+                        return None
+                    values = _merge(current, event)
+                    if current is None:
+                        conn.execute(sa.insert(table).values(owner_id=owner, incident_id=incident.id, **values))
+                    else:
+                        conn.execute(sa.update(table).where(key).values(**values))
+                    merged = conn.execute(sa.select(table).where(key)).one()
+                    return _state(merged)
+            except IntegrityError:
+                continue  # another request inserted it first: the second pass updates
+        return None
+
+    def get(self, incident_id: str, *, owner_id: str | None = None) -> IncidentState | None:
+        table = self.table
+        query = sa.select(table).where(table.c.owner_id == (owner_id or ""), table.c.incident_id == incident_id)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).one_or_none()
+        return _state(row) if row is not None else None
+
+    def by_dedup_key(self, dedup_key: str, *, owner_id: str | None = None) -> IncidentState | None:
+        """The newest incident opened for ``dedup_key`` (a key is reused after each resolve)."""
+        found = self.by_dedup_keys([dedup_key], owner_id=owner_id)
+        return found.get(dedup_key)
+
+    def by_dedup_keys(self, dedup_keys: list[str], *, owner_id: str | None = None) -> dict[str, IncidentState]:
+        """The newest incident for each of ``dedup_keys`` that has one (for a list page)."""
+        if not dedup_keys:
+            return {}
+        table = self.table
+        query = (
+            sa.select(table)
+            .where(table.c.owner_id == (owner_id or ""), table.c.incident_key.in_(dedup_keys))
+            .order_by(table.c.number.asc().nulls_first(), table.c.occurred_at.asc().nulls_first())
+        )
+        found: dict[str, IncidentState] = {}
+        with self.engine.connect() as conn:
+            for row in conn.execute(query):
+                state = _state(row)
+                if state.incident_key is not None:
+                    found[state.incident_key] = state  # later (newer) rows win
+        return found
+
+    def drop_tables(self) -> None:
+        self.metadata.drop_all(self.engine)
+
+
+def _older(occurred: datetime | None, applied: datetime | None) -> bool:
+    return occurred is not None and applied is not None and occurred < applied
+
+
+def _merge(current: dict[str, Any] | None, event: WebhookEvent) -> dict[str, Any]:
+    """The row's new values: fields the event carries replace the old, the rest stay."""
+    incident = event.incident
+    assert incident is not None
+    old = current or {}
+    status = incident.status or event.status_after
+    status_changed = event.status_after is not None or (status is not None and status.value != old.get("status"))
+    values: dict[str, Any] = {
+        "incident_key": incident.incident_key or old.get("incident_key"),
+        "status": status.value if status else old.get("status"),
+        "last_event_type": event.event_type,
+        "occurred_at": event.occurred_at or _aware(old.get("occurred_at")),
+        "number": incident.number if incident.number is not None else old.get("number"),
+        "title": (incident.title or old.get("title") or "")[:1024] or None,
+        "urgency": incident.urgency or old.get("urgency"),
+        "html_url": (incident.html_url or old.get("html_url") or "")[:1024] or None,
+        "service_id": (incident.service.id if incident.service else None) or old.get("service_id"),
+        "service_name": ((incident.service.name if incident.service else None) or old.get("service_name") or "")[:255]
+        or None,
+        "assignees": json.dumps([a.name for a in incident.assignees]) if incident.assignees else old.get("assignees"),
+        "changed_at": _aware(old.get("changed_at")),
+        "changed_by": old.get("changed_by"),
+    }
+    if status_changed:
+        values["changed_at"] = event.occurred_at or datetime.now(UTC)
+        agent = event.agent.name if event.agent else None
+        values["changed_by"] = agent[:255] if agent else None
+    return values
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def _state(row: sa.Row[Any]) -> IncidentState:
+    data = row._mapping
+    try:
+        assignees = tuple(str(name) for name in json.loads(data["assignees"] or "[]") if name)
+    except ValueError:
+        assignees = ()
+    return IncidentState(
+        incident_id=data["incident_id"],
+        owner_id=data["owner_id"] or None,
+        incident_key=data["incident_key"],
+        status=IncidentStatus(data["status"]) if data["status"] else None,
+        changed_at=_aware(data["changed_at"]),
+        changed_by=data["changed_by"],
+        last_event_type=data["last_event_type"],
+        number=data["number"],
+        title=data["title"],
+        urgency=data["urgency"],
+        html_url=data["html_url"],
+        service_id=data["service_id"],
+        service_name=data["service_name"],
+        assignees=assignees,
+    )
