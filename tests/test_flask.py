@@ -437,7 +437,3 @@ def _owner_for_config() -> str:
 def test_missing_secret_fails_at_start(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="SECRET_KEY"):
         PagerDutyConnect(Flask(__name__, instance_path=str(tmp_path)))
-
-
-def test_webhook_route_is_reserved(client: FlaskClient) -> None:
-    assert client.post("/pagerduty/webhook").status_code == 404

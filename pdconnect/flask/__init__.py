@@ -38,8 +38,9 @@ from pdconnect.flask.extension import (
     pagerduty_snippet,
     session_binding,
 )
-from pdconnect.flask.signals import cancelled, connected, failed
+from pdconnect.flask.signals import cancelled, connected, failed, webhook_received
 from pdconnect.flask.views import send_test_alert
+from pdconnect.flask.webhook_views import webhook_url
 
 __all__ = [
     "CSRF_FIELD",
@@ -59,4 +60,6 @@ __all__ = [
     "pagerduty_snippet",
     "send_test_alert",
     "session_binding",
+    "webhook_received",
+    "webhook_url",
 ]

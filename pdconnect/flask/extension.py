@@ -7,7 +7,7 @@ import importlib
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -27,6 +27,7 @@ from pdconnect.errors import (
     StateSessionMismatch,
 )
 from pdconnect.flask.blueprint import blueprint
+from pdconnect.flask.signals import webhook_received
 from pdconnect.handshake import Handshake
 from pdconnect.integration import Region
 from pdconnect.nonces import NonceStore, SqlNonceStore
@@ -36,6 +37,19 @@ from pdconnect.sender import Sender
 from pdconnect.state import binding_digest, new_session_binding
 from pdconnect.storage import IntegrationStore, SqlIntegrationStore, StoredIntegration
 from pdconnect.urls import CONNECT_BASE_URL, INSTALL_BASE_URL
+from pdconnect.webhooks import (
+    MAX_BODY_BYTES,
+    IncidentState,
+    IncidentStateStore,
+    MemoryWebhookSecretStore,
+    SqlDeliveryLog,
+    SqlWebhookSecretStore,
+    SubscriptionClient,
+    WebhookEvent,
+    WebhookReceiver,
+    WebhookSecretStore,
+)
+from pdconnect.webhooks.subscriptions import REST_API_URL
 
 logger = logging.getLogger("pdconnect")
 
@@ -61,6 +75,14 @@ DEFAULTS: dict[str, Any] = {
     "PDCONNECT_REDIRECT_TO": "/",
     "PDCONNECT_CALLBACK_URL": None,
     "PDCONNECT_STATE_MAX_AGE": 600,
+    "PDCONNECT_WEBHOOK_SECRETS": (),
+    "PDCONNECT_WEBHOOK_LEGACY_TOKEN": None,
+    "PDCONNECT_WEBHOOK_MAX_BYTES": MAX_BODY_BYTES,
+    "PDCONNECT_WEBHOOK_URL": None,
+    "PDCONNECT_WEBHOOK_SUBSCRIBE": True,
+    "PDCONNECT_REST_API_TOKEN": None,
+    "PDCONNECT_REST_API_OAUTH": False,
+    "PDCONNECT_REST_API_URL": REST_API_URL,
 }
 
 
@@ -76,6 +98,9 @@ class PagerDutyState:
     region: Region
     csrf: URLSafeTimedSerializer = field(repr=False)
     storage_url: str = ""
+    webhooks: WebhookReceiver = field(default_factory=WebhookReceiver, repr=False)
+    webhook_secrets: WebhookSecretStore = field(default_factory=MemoryWebhookSecretStore, repr=False)
+    incidents: IncidentStateStore | None = field(default=None, repr=False)
     _outbox: Outbox | None = field(default=None, repr=False)
 
     def current_owner(self) -> str | None:
@@ -96,6 +121,23 @@ class PagerDutyState:
             engine = self.store.engine if isinstance(self.store, SqlIntegrationStore) else self.storage_url
             self._outbox = Outbox(engine, sender=self.sender)
         return self._outbox
+
+    def subscription_client(self) -> SubscriptionClient | None:
+        """A REST client for webhook subscriptions, when ``PDCONNECT_REST_API_TOKEN`` is set (close it)."""
+        config = self.app.config
+        token = config["PDCONNECT_REST_API_TOKEN"]
+        if not token:
+            return None
+        return SubscriptionClient(
+            token, oauth=bool(config["PDCONNECT_REST_API_OAUTH"]), base_url=config["PDCONNECT_REST_API_URL"]
+        )
+
+    def incident_state(self, dedup_key: str, owner_id: str | None = None) -> IncidentState | None:
+        """What PagerDuty's webhooks last said about the incident for ``dedup_key`` (this owner's)."""
+        if self.incidents is None:
+            return None
+        owner = owner_id if owner_id is not None else self.current_owner()
+        return self.incidents.by_dedup_key(dedup_key, owner_id=owner)
 
     def integrations(self, owner_id: str | None = None) -> list[StoredIntegration]:
         """The integrations of ``owner_id`` (by default the signed-in owner)."""
@@ -211,6 +253,20 @@ class PagerDutyConnect:
         if loader is None and config["PDCONNECT_OWNER_LOADER"]:
             configured = config["PDCONNECT_OWNER_LOADER"]
             loader = _import(configured) if isinstance(configured, str) else configured
+        engine = store.engine if isinstance(store, SqlIntegrationStore) else storage_url
+        webhook_secrets = SqlWebhookSecretStore(
+            engine, cipher=store.cipher if isinstance(store, SqlIntegrationStore) else None
+        )
+        incidents = IncidentStateStore(webhook_secrets.engine)
+        receiver = WebhookReceiver(
+            secrets=_secrets(config["PDCONNECT_WEBHOOK_SECRETS"]),
+            secret_store=webhook_secrets,
+            deliveries=SqlDeliveryLog(webhook_secrets.engine),
+            incidents=incidents,
+            legacy_token=config["PDCONNECT_WEBHOOK_LEGACY_TOKEN"],
+            max_body_bytes=int(config["PDCONNECT_WEBHOOK_MAX_BYTES"]),
+        )
+        receiver.handler(lambda event: _announce(app, event))
         state = PagerDutyState(
             app=app,
             handshake=handshake,
@@ -220,6 +276,9 @@ class PagerDutyConnect:
             region=Region(config["PDCONNECT_REGION"]),
             csrf=URLSafeTimedSerializer(secret, salt=_CSRF_SALT),
             storage_url=storage_url,
+            webhooks=receiver,
+            webhook_secrets=webhook_secrets,
+            incidents=incidents,
         )
         self._states.append(state)
         app.extensions["pdconnect"] = state
@@ -228,6 +287,18 @@ class PagerDutyConnect:
         app.add_template_global(pagerduty_snippet, "pagerduty_snippet")
         app.add_template_global(csrf_token, "pdconnect_csrf_token")
         app.add_template_global(lambda: CSRF_FIELD, "pdconnect_csrf_field")
+
+
+def _secrets(configured: str | Sequence[str] | None) -> list[str]:
+    """``PDCONNECT_WEBHOOK_SECRETS``: a list, or one string of comma-separated secrets."""
+    if not configured:
+        return []
+    items = configured.split(",") if isinstance(configured, str) else list(configured)
+    return [item.strip() for item in items if isinstance(item, str) and item.strip()]
+
+
+def _announce(app: Flask, event: WebhookEvent) -> None:
+    webhook_received.send(app, event=event)
 
 
 # -- template helpers --------------------------------------------------------------------------

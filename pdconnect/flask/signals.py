@@ -13,3 +13,7 @@ cancelled = _signals.signal("pdconnect-cancelled")
 #: Sent when a handshake or pasted key failed; ``error`` (a PdConnectError). Return a
 #: response to replace the friendly error page.
 failed = _signals.signal("pdconnect-failed")
+#: Sent for each webhook event PagerDuty delivers (verified, and not a duplicate); ``event``
+#: (a :class:`~pdconnect.webhooks.WebhookEvent`). Incident states are already updated. If a
+#: receiver raises, the webhook is answered 500 and handled again when PagerDuty retries.
+webhook_received = _signals.signal("pdconnect-webhook-received")

@@ -39,6 +39,7 @@ from pdconnect.events import AlertEvent
 from pdconnect.flask.blueprint import blueprint
 from pdconnect.flask.extension import check_form_token, current_pagerduty, session_binding
 from pdconnect.flask.signals import cancelled, connected, failed
+from pdconnect.flask.webhook_views import subscribe, unsubscribe
 from pdconnect.integration import Integration, Region, integration_from_key
 from pdconnect.outcomes import Cancelled
 from pdconnect.storage import StoredIntegration
@@ -203,8 +204,11 @@ def callback(state: str | None = None) -> ResponseReturnValue:
     except SQLAlchemyError:
         logger.exception("pdconnect: could not store the new integrations")
         return _unavailable()
+    not_subscribed = subscribe(stored)
     replacement = _take_over(connected.send(app, integrations=stored, owner_id=outcome.owner_id))
     names = ", ".join(i.service_name or "a PagerDuty service" for i in stored)
+    if not_subscribed and replacement is None:
+        flash(f"Incident updates from {', '.join(not_subscribed)} could not be set up; alerts still work.", "info")
     return replacement or _done(f"Connected to PagerDuty: {names}.")
 
 
@@ -263,6 +267,7 @@ def _owned(integration_id: str) -> tuple[str, StoredIntegration]:
 def disconnect(integration_id: str) -> ResponseReturnValue:
     """Disconnect one of the signed-in owner's integrations."""
     owner, integration = _owned(integration_id)
+    unsubscribe(integration)
     current_pagerduty().store.delete(owner, integration.id)
     if _wants_json():
         return {"deleted": integration.id}

@@ -18,7 +18,7 @@ What :meth:`WebhookReceiver.receive` answers, and why:
   retries 5xx, and by then the outcome is known.
 - :class:`~pdconnect.errors.ReceiveError` subclasses (always 4xx, which PagerDuty does not
   retry): 400 for a missing or malformed signature header or a bad body, 403 for a signature
-  that matches no secret, 401 for a legacy webhook without the right token, 413 for a body
+  that matches no secret, 401 for a legacy webhook with the wrong token, 413 for a body
   over the limit.
 - If a handler raises, the webhook is forgotten and the exception propagates: answer 500,
   and PagerDuty's retry is handled afresh. Nothing accepted is lost.
@@ -34,9 +34,9 @@ import hmac
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, overload
+from typing import Any, Protocol, overload
 
 from pdconnect.errors import PayloadTooLarge, SignatureMissing, Unauthorized
 from pdconnect.webhooks.deliveries import Claim, DeliveryLog, MemoryDeliveryLog
@@ -75,7 +75,15 @@ class Receipt:
         return {"status": "accepted", "events": [e.event_type for e in self.events]}
 
 
-def header(headers: Mapping[str, str], name: str) -> str | None:
+class HeaderSource(Protocol):
+    """Request headers: a dict, or a framework's headers object (werkzeug's, for one)."""
+
+    def get(self, key: str, /) -> str | None: ...
+
+    def items(self) -> Iterable[tuple[str, str]]: ...
+
+
+def header(headers: HeaderSource, name: str) -> str | None:
     """``headers[name]``, ignoring case (werkzeug's headers do; a plain dict does not)."""
     value = headers.get(name)
     if value is not None:
@@ -147,7 +155,7 @@ class WebhookReceiver:
         if content_length is not None and content_length > self.max_body_bytes:
             raise PayloadTooLarge(f"the body is over {self.max_body_bytes} bytes")
 
-    def receive(self, body: bytes, headers: Mapping[str, str], *, legacy_token: str | None = None) -> Receipt:
+    def receive(self, body: bytes, headers: HeaderSource, *, legacy_token: str | None = None) -> Receipt:
         """Handle one webhook request; see the module's documentation for what is answered."""
         self.check_length(len(body))
         signature = header(headers, SIGNATURE_HEADER)
@@ -182,7 +190,7 @@ class WebhookReceiver:
 
     # -- steps -------------------------------------------------------------------------------
 
-    def _verified_v3(self, body: bytes, signature: str, headers: Mapping[str, str]) -> WebhookEvent:
+    def _verified_v3(self, body: bytes, signature: str, headers: HeaderSource) -> WebhookEvent:
         subscription = (header(headers, SUBSCRIPTION_HEADER) or "").strip()[:255] or None
         registered = self.secret_store.secrets_for(subscription) if self.secret_store and subscription else []
         candidates = [r.secret for r in registered] + list(self._secrets)
@@ -202,7 +210,9 @@ class WebhookReceiver:
         if self._legacy_token is None:
             raise SignatureMissing(f"the {SIGNATURE_HEADER} header is missing (legacy webhooks are not accepted here)")
         if token is None:
-            raise Unauthorized("a legacy webhook needs the token in its URL (?token=...)")
+            raise SignatureMissing(
+                f"the {SIGNATURE_HEADER} header is missing (a legacy webhook needs ?token=... in its URL)"
+            )
         if not hmac.compare_digest(token.encode("utf-8"), self._legacy_token.encode("utf-8")):
             raise Unauthorized("the legacy webhook's token is wrong")
         return parse_legacy(body)
