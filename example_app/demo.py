@@ -83,6 +83,10 @@ def start_acme(
         "PDCONNECT_CONNECT_BASE_URL": sandbox.url,
         "PDCONNECT_INSTALL_BASE_URL": sandbox.url,
         "PDCONNECT_EVENTS_BASE_URL": sandbox.url,
+        # The sandbox's REST API takes any token: connecting a service subscribes Acme's
+        # webhook endpoint to it, so acknowledgements and resolves show up in Acme.
+        "PDCONNECT_REST_API_TOKEN": "acme-demo-rest-token",
+        "PDCONNECT_REST_API_URL": sandbox.url,
     }
     if database_url:
         environ["ACME_DATABASE_URL"] = database_url

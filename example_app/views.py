@@ -305,11 +305,20 @@ def delete_monitor(monitor_id: int) -> ResponseReturnValue:
 
 
 def pagerduty_states(alerts: list[Any]) -> dict[int, str]:
-    """What PagerDuty knows of each alert, from the delivery state of its events in the outbox."""
+    """What PagerDuty knows of each alert.
+
+    The newest alert of each monitor and service shows what PagerDuty's webhooks last said
+    ("acknowledged by Alice"), when the service sends them; otherwise, and for older alerts,
+    the delivery state of the alert's events in the outbox.
+    """
     ids = [a.resolve_outbox_id if a.status == "resolved" else a.trigger_outbox_id for a in alerts]
     states = current_pagerduty().outbox.states(i for i in ids if i)
+    reported = _reported_by_pagerduty(alerts)
     labels = {}
     for alert, outbox_id in zip(alerts, ids, strict=True):
+        if alert.id in reported:
+            labels[alert.id] = reported[alert.id]
+            continue
         asked = "resolved" if alert.status == "resolved" else "triggered"
         state = states.get(outbox_id, "delivered") if outbox_id else None
         if state is None:
@@ -321,6 +330,32 @@ def pagerduty_states(alerts: list[Any]) -> dict[int, str]:
         else:
             labels[alert.id] = f"{'resolve' if asked == 'resolved' else 'trigger'} queued"
     return labels
+
+
+def _reported_by_pagerduty(alerts: list[Any]) -> dict[int, str]:
+    """For the newest alert per (dedup key, integration): the incident's state from webhooks."""
+    pagerduty = current_pagerduty()
+    owner = current_owner()
+    services = {i.id: i.service_id for i in pagerduty.integrations(owner)} if owner else {}
+    reported: dict[int, str] = {}
+    seen: set[tuple[str, str]] = set()
+    for alert in sorted(alerts, key=lambda a: a.id, reverse=True):
+        pair = (alert.dedup_key, alert.integration_id)
+        if pair in seen:
+            continue
+        seen.add(pair)
+        service_id = services.get(alert.integration_id)
+        if pagerduty.incidents is None or service_id is None:
+            continue
+        state = pagerduty.incidents.by_dedup_key(alert.dedup_key, owner_id=owner, service_id=service_id)
+        # Only an incident changed since this alert opened is this alert's (a minute's leeway
+        # for clocks): the dedup key is reused by the monitor's next incident.
+        if state is None or state.status is None or state.changed_at is None:
+            continue
+        if state.changed_at.timestamp() >= alert.opened_at - 60:
+            who = f" by {state.changed_by_person}" if state.changed_by_person else ""
+            reported[alert.id] = f"{state.status.value}{who}"
+    return reported
 
 
 @bp.route("/incidents")

@@ -22,8 +22,13 @@ from pdconnect.webhooks.model import IncidentStatus, WebhookEvent
 
 @dataclass(frozen=True)
 class IncidentState:
-    """One incident as last reported. ``changed_by`` is who made the last status change
-    (``None``: PagerDuty itself, for example an acknowledgement that timed out)."""
+    """One incident as last reported.
+
+    ``changed_by`` names whoever made the last status change, and ``changed_by_type`` what it
+    is (``user_reference`` for a person; ``service_reference`` when an event from the vendor's
+    own integration did it; ``None`` for PagerDuty itself, such as an acknowledgement that
+    timed out).
+    """
 
     incident_id: str
     owner_id: str | None
@@ -32,6 +37,7 @@ class IncidentState:
     changed_at: datetime | None
     changed_by: str | None
     last_event_type: str
+    changed_by_type: str | None = None
     number: int | None = None
     title: str | None = None
     urgency: str | None = None
@@ -48,10 +54,18 @@ class IncidentState:
     def resolved(self) -> bool:
         return self.status is IncidentStatus.RESOLVED
 
+    @property
+    def changed_by_person(self) -> str | None:
+        """``changed_by`` when a person made the change (not an integration or PagerDuty)."""
+        if self.changed_by and self.changed_by_type in (None, "user", "user_reference"):
+            return self.changed_by
+        return None
+
     def describe(self) -> str:
-        """A short line for a UI: "Acknowledged by Alice" (or "Resolved", "Triggered")."""
+        """A short line for a UI: "Acknowledged by Alice"; "Resolved" when no person did it."""
         status = (self.status.value if self.status else "updated").capitalize()
-        return f"{status} by {self.changed_by}" if self.changed_by else status
+        person = self.changed_by_person
+        return f"{status} by {person}" if person else status
 
 
 class IncidentStateStore:
@@ -75,6 +89,7 @@ class IncidentStateStore:
             sa.Column("status", sa.String(16)),
             sa.Column("changed_at", sa.DateTime(timezone=True)),
             sa.Column("changed_by", sa.String(255)),
+            sa.Column("changed_by_type", sa.String(64)),
             sa.Column("last_event_type", sa.String(100), nullable=False),
             sa.Column("occurred_at", sa.DateTime(timezone=True)),  # of the newest event applied
             sa.Column("number", sa.Integer),
@@ -126,12 +141,19 @@ class IncidentStateStore:
             row = conn.execute(query).one_or_none()
         return _state(row) if row is not None else None
 
-    def by_dedup_key(self, dedup_key: str, *, owner_id: str | None = None) -> IncidentState | None:
-        """The newest incident opened for ``dedup_key`` (a key is reused after each resolve)."""
-        found = self.by_dedup_keys([dedup_key], owner_id=owner_id)
+    def by_dedup_key(
+        self, dedup_key: str, *, owner_id: str | None = None, service_id: str | None = None
+    ) -> IncidentState | None:
+        """The newest incident opened for ``dedup_key`` (a key is reused after each resolve).
+
+        ``service_id`` narrows it to one PagerDuty service, for an alert sent to several.
+        """
+        found = self.by_dedup_keys([dedup_key], owner_id=owner_id, service_id=service_id)
         return found.get(dedup_key)
 
-    def by_dedup_keys(self, dedup_keys: list[str], *, owner_id: str | None = None) -> dict[str, IncidentState]:
+    def by_dedup_keys(
+        self, dedup_keys: list[str], *, owner_id: str | None = None, service_id: str | None = None
+    ) -> dict[str, IncidentState]:
         """The newest incident for each of ``dedup_keys`` that has one (for a list page)."""
         if not dedup_keys:
             return {}
@@ -141,6 +163,8 @@ class IncidentStateStore:
             .where(table.c.owner_id == (owner_id or ""), table.c.incident_key.in_(dedup_keys))
             .order_by(table.c.number.asc().nulls_first(), table.c.occurred_at.asc().nulls_first())
         )
+        if service_id is not None:
+            query = query.where(table.c.service_id == service_id)
         found: dict[str, IncidentState] = {}
         with self.engine.connect() as conn:
             for row in conn.execute(query):
@@ -179,11 +203,13 @@ def _merge(current: dict[str, Any] | None, event: WebhookEvent) -> dict[str, Any
         "assignees": json.dumps([a.name for a in incident.assignees]) if incident.assignees else old.get("assignees"),
         "changed_at": _aware(old.get("changed_at")),
         "changed_by": old.get("changed_by"),
+        "changed_by_type": old.get("changed_by_type"),
     }
     if status_changed:
         values["changed_at"] = event.occurred_at or datetime.now(UTC)
         agent = event.agent.name if event.agent else None
         values["changed_by"] = agent[:255] if agent else None
+        values["changed_by_type"] = (event.agent.type or "")[:64] or None if event.agent else None
     return values
 
 
@@ -206,6 +232,7 @@ def _state(row: sa.Row[Any]) -> IncidentState:
         status=IncidentStatus(data["status"]) if data["status"] else None,
         changed_at=_aware(data["changed_at"]),
         changed_by=data["changed_by"],
+        changed_by_type=data["changed_by_type"],
         last_event_type=data["last_event_type"],
         number=data["number"],
         title=data["title"],

@@ -86,6 +86,10 @@ def test_the_whole_demo(page: Page, acme: RunningDemo, pagerduty_sandbox: PagerD
     test_incident = pagerduty_sandbox.incidents()[-1]
     assert test_incident["status"] == "resolved"
 
+    checkout_id = pagerduty_sandbox.service("Checkout API")["id"]
+    subscribed = {s["filter"]["id"] for s in pagerduty_sandbox.state()["webhook_subscriptions"]}
+    assert subscribed == {checkout_id, pagerduty_sandbox.service("Database")["id"]}
+
     # A monitor that fails.
     page.get_by_role("link", name="New monitor").click()
     page.get_by_label("Name", exact=True).fill("Storefront")
@@ -106,9 +110,16 @@ def test_the_whole_demo(page: Page, acme: RunningDemo, pagerduty_sandbox: PagerD
     expect(page.locator("[data-pagerduty-status]")).to_have_text(["triggered"] * 4)
     page.screenshot(path=shots / "05-monitor-down.png", full_page=True)
 
-    # The incident in the sandbox, with the monitor's details; a responder acknowledges it.
+    # The incident in the sandbox, with the monitor's details; a responder acknowledges the one
+    # on Checkout API (connected through the install flow, so Acme subscribed to its webhooks).
     page.goto(sandbox + "/incidents")
-    page.get_by_role("link", name="Storefront is down: simulated failure (eu-west-1)").first.click()
+    expect(page.get_by_role("link", name="Storefront is down: simulated failure (eu-west-1)")).to_have_count(4)
+    checkout = next(
+        i
+        for i in pagerduty_sandbox.sandbox.incidents()
+        if i.title.startswith("Storefront") and i.service == checkout_id
+    )
+    page.goto(f"{sandbox}/incidents/{checkout.id}")
     expect(page.locator("[data-status]").first).to_have_text("triggered")
     expect(page.locator("[data-client-link]")).to_have_attribute("href", f"{acme.url}/monitors/3")
     page.screenshot(path=shots / "06-sandbox-incident.png", full_page=True)
@@ -122,11 +133,19 @@ def test_the_whole_demo(page: Page, acme: RunningDemo, pagerduty_sandbox: PagerD
     assert details["region"] == "eu-west-1"
     assert details["error"] == "Simulated outage (demo control)"
 
+    # PagerDuty's webhooks tell Acme who acknowledged it (two triggers and the acknowledgement
+    # for the two subscribed services).
+    pagerduty_sandbox.wait_for_deliveries(3)
+    page.goto(f"{acme.url}/monitors/3")
+    expect(page.locator("[data-pagerduty-status]", has_text="acknowledged by")).to_have_count(1)
+    page.screenshot(path=shots / "06b-acknowledged-in-acme.png", full_page=True)
+
     # Recovery resolves every one of them.
     page.goto(f"{acme.url}/monitors/3")
     page.get_by_role("button", name="Simulate recovery").click()
     expect(page.locator("h1 [data-status]")).to_have_text("up")
     pagerduty_sandbox.wait_for(lambda: storefront("resolved"), what="the incidents resolved")
+    pagerduty_sandbox.wait_for_deliveries(5)
     page.reload()
     expect(page.locator("[data-pagerduty-status]")).to_have_text(["resolved"] * 4)
     page.screenshot(path=shots / "07-monitor-recovered.png", full_page=True)

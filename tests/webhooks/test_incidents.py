@@ -103,3 +103,9 @@ def test_legacy_events_fold_in_too(states: IncidentStateStore) -> None:
 
 def test_events_without_an_incident_are_ignored(states: IncidentStateStore) -> None:
     assert states.apply(parse_v3(encode(samples.ping()))) is None
+
+
+def test_narrowed_to_one_service(states: IncidentStateStore) -> None:
+    states.apply(event("incident.acknowledged", "2026-11-22T10:05:00Z"))
+    assert states.by_dedup_key("monitor/42", owner_id="org-1", service_id="PSVC001") is not None
+    assert states.by_dedup_key("monitor/42", owner_id="org-1", service_id="POTHER") is None
