@@ -24,10 +24,11 @@ from pdconnect import AlertEvent
 from pdconnect.errors import EventValidationError
 from pdconnect.flask import PagerDutyState
 from pdconnect.monitors import Action, CheckResult, MonitorInfo, MonitorPolicy, MonitorState, incident_event, observe
+from pdconnect.thresholds import Operator
 
 logger = logging.getLogger("example_app")
 
-OPERATORS = {"at_or_above": "at or above", "at_or_below": "at or below"}
+OPERATORS = {op.value: op.words for op in Operator}
 
 
 def run_check(monitor: db.Monitor) -> CheckResult:
@@ -38,8 +39,9 @@ def run_check(monitor: db.Monitor) -> CheckResult:
         return CheckResult(ok=True, status="simulated recovery", response_time_ms=42.0)
     if monitor.kind == "metric":
         value = monitor.metric_value
-        breached = value >= monitor.threshold if monitor.operator == "at_or_above" else value <= monitor.threshold
-        words = OPERATORS.get(monitor.operator, monitor.operator)
+        operator = Operator(monitor.operator)
+        breached = operator.breached(value, monitor.threshold)
+        words = operator.words
         status = f"{monitor.target} = {value:g} ({'' if breached else 'not '}{words} {monitor.threshold:g})"
         return CheckResult(ok=not breached, status=status, value=value)
     started = time.perf_counter()

@@ -193,7 +193,7 @@ def _form_monitor(form: Any, owner: str) -> dict[str, Any]:
         raise ValueError("The interval is 5 s to a day; confirmation and recovery counts 1 to 10.")
     operator = form.get("operator", "at_or_above")
     if operator not in OPERATORS:
-        raise ValueError("Choose at or above, or at or below.")
+        raise ValueError("Choose at or above, above, at or below, or below.")
     valid = {i.id for i in current_pagerduty().store.list(owner)}
     chosen = [t for t in form.getlist("targets") if t in valid]
     return {

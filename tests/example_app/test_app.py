@@ -154,7 +154,7 @@ def test_users_cannot_use_each_others_services(acme: RunningDemo, pagerduty_sand
         ({"target": "ftp://x"}, "needs a URL starting with http"),
         ({"threshold": "lots"}, "must be numbers"),
         ({"interval_seconds": "1"}, "The interval is 5 s to a day"),
-        ({"operator": "sideways"}, "at or above, or at or below"),
+        ({"operator": "sideways"}, "at or above, above, at or below, or below"),
     ],
 )
 def test_monitor_form_refuses_bad_input(acme: RunningDemo, changes: dict[str, str], message: str) -> None:
