@@ -15,13 +15,23 @@ next state and what to send; storing the state and sending the event is the call
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from pdconnect.errors import PdConnectError
 from pdconnect.events import AlertEvent, Link, Severity
+
+
+class MonitorInvalid(PdConnectError, ValueError):
+    """A monitor policy, or a stored monitor state, is not valid; ``field`` names what."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class MonitorStatus(StrEnum):
@@ -67,10 +77,10 @@ class MonitorPolicy:
     flap_changes: int = 4
 
     def __post_init__(self) -> None:
-        if self.confirm_after < 1 or self.resolve_after < 1:
-            raise ValueError("confirm_after and resolve_after must be at least 1")
-        if self.flap_window < 2 or self.flap_changes < 2:
-            raise ValueError("flap_window and flap_changes must be at least 2")
+        for name, least in (("confirm_after", 1), ("resolve_after", 1), ("flap_window", 2), ("flap_changes", 2)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= 1000:
+                raise MonitorInvalid(f"{name} must be a whole number from {least} to 1000", field=name)
 
 
 @dataclass(frozen=True)
@@ -110,28 +120,89 @@ class MonitorState:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> MonitorState:
-        if not data:
+        """Read a state written by :meth:`to_dict`; raises :class:`MonitorInvalid` naming the bad field.
+
+        A damaged state is an error, not a fresh start: starting over could page a second time
+        for an incident already open, or never resolve it.
+        """
+        if data is None:
             return cls()
+        if not isinstance(data, Mapping):
+            raise MonitorInvalid("a monitor state must be an object")
         last = data.get("last")
+        if last is not None and not isinstance(last, Mapping):
+            raise MonitorInvalid("last must be an object", field="last")
+        recent = data.get("recent", [])
+        if not isinstance(recent, list | tuple) or not all(isinstance(x, bool) for x in recent):
+            raise MonitorInvalid("recent must be a list of true/false", field="recent")
         return cls(
-            status=MonitorStatus(data.get("status", "unknown")),
-            consecutive_failures=int(data.get("consecutive_failures", 0)),
-            consecutive_successes=int(data.get("consecutive_successes", 0)),
-            failing_since=datetime.fromisoformat(data["failing_since"]) if data.get("failing_since") else None,
-            incident_open=bool(data.get("incident_open", False)),
-            recent=tuple(bool(x) for x in data.get("recent", ())),
-            flapping=bool(data.get("flapping", False)),
-            last=None
-            if not last
-            else CheckResult(
-                ok=bool(last["ok"]),
-                status=str(last["status"]),
-                checked_at=datetime.fromisoformat(last["checked_at"]),
-                response_time_ms=last.get("response_time_ms"),
-                error=last.get("error"),
-                value=last.get("value"),
-            ),
+            status=_enum(MonitorStatus, data.get("status", "unknown"), "status"),
+            consecutive_failures=_count(data.get("consecutive_failures", 0), "consecutive_failures"),
+            consecutive_successes=_count(data.get("consecutive_successes", 0), "consecutive_successes"),
+            failing_since=_when(data.get("failing_since"), "failing_since", optional=True),
+            incident_open=_flag(data.get("incident_open", False), "incident_open"),
+            recent=tuple(recent),
+            flapping=_flag(data.get("flapping", False), "flapping"),
+            last=None if not last else _last_check(last),
         )
+
+
+def _last_check(last: Mapping[str, Any]) -> CheckResult:
+    status = last.get("status")
+    if not isinstance(status, str):
+        raise MonitorInvalid("last.status must be a string", field="last.status")
+    checked_at = _when(last.get("checked_at"), "last.checked_at", optional=False)
+    assert checked_at is not None
+    error = last.get("error")
+    if error is not None and not isinstance(error, str):
+        raise MonitorInvalid("last.error must be a string", field="last.error")
+    return CheckResult(
+        ok=_flag(last.get("ok"), "last.ok"),
+        status=status,
+        checked_at=checked_at,
+        response_time_ms=_optional_number(last.get("response_time_ms"), "last.response_time_ms"),
+        error=error,
+        value=_optional_number(last.get("value"), "last.value"),
+    )
+
+
+def _enum(kind: Any, value: object, name: str) -> Any:
+    try:
+        return kind(value)
+    except ValueError:
+        raise MonitorInvalid(f"{name} is not one of: {', '.join(m.value for m in kind)}", field=name) from None
+
+
+def _count(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise MonitorInvalid(f"{name} must be a whole number, 0 or more", field=name)
+    return value
+
+
+def _flag(value: object, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise MonitorInvalid(f"{name} must be true or false", field=name)
+    return value
+
+
+def _when(value: object, name: str, *, optional: bool) -> datetime | None:
+    if value is None and optional:
+        return None
+    try:
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        moment = None
+    if moment is None:
+        raise MonitorInvalid(f"{name} must be an ISO 8601 time", field=name)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _optional_number(value: object, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise MonitorInvalid(f"{name} must be a number", field=name)
+    return float(value)
 
 
 def _changes(recent: tuple[bool, ...]) -> int:
@@ -232,3 +303,8 @@ def incident_event(
         links=links,
         client_url=monitor.link,
     )
+
+
+def recovery_event(monitor: MonitorInfo) -> AlertEvent:
+    """The resolve for a monitor's incident (PagerDuty takes only the dedup key on a resolve)."""
+    return AlertEvent.resolve(dedup_key(monitor))

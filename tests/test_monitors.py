@@ -10,12 +10,14 @@ from pdconnect.monitors import (
     Action,
     CheckResult,
     MonitorInfo,
+    MonitorInvalid,
     MonitorPolicy,
     MonitorState,
     MonitorStatus,
     dedup_key,
     incident_event,
     observe,
+    recovery_event,
 )
 from pdconnect.payloads import alert_body
 from tests.conftest import SERVICE_KEY
@@ -139,3 +141,80 @@ def test_triggers_and_resolves_alternate(results: list[bool], confirm: int, reso
     sent = [a for a in actions if a is not Action.NONE]
     assert sent == [Action.TRIGGER, Action.RESOLVE] * (len(sent) // 2) + [Action.TRIGGER] * (len(sent) % 2)
     assert state.incident_open == (len(sent) % 2 == 1)
+
+
+def test_the_recovery_event() -> None:
+    monitor = MonitorInfo(id="42", name="Checkout", target="https://shop.example/health")
+    event = recovery_event(monitor)
+    assert (event.action, event.dedup_key) == ("resolve", "monitor/42")
+
+
+GOOD_STATE = {
+    "status": "down",
+    "consecutive_failures": 2,
+    "consecutive_successes": 0,
+    "failing_since": "2026-11-22T12:00:00+00:00",
+    "incident_open": True,
+    "recent": [True, False, False],
+    "flapping": False,
+    "last": {"ok": False, "status": "HTTP 503", "checked_at": "2026-11-22T12:05:00+00:00", "error": "x"},
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"status": "sideways"}, "status"),
+        ({"consecutive_failures": -1}, "consecutive_failures"),
+        ({"consecutive_failures": "2"}, "consecutive_failures"),
+        ({"consecutive_successes": True}, "consecutive_successes"),
+        ({"failing_since": "yesterday"}, "failing_since"),
+        ({"failing_since": 5}, "failing_since"),
+        ({"incident_open": "yes"}, "incident_open"),
+        ({"recent": "TFF"}, "recent"),
+        ({"recent": [1, 0]}, "recent"),
+        ({"flapping": None}, "flapping"),
+        ({"last": "HTTP 503"}, "last"),
+        ({"last": {"ok": False, "checked_at": "2026-11-22T12:05:00+00:00"}}, "last.status"),
+        ({"last": {"ok": "no", "status": "s", "checked_at": "2026-11-22T12:05:00+00:00"}}, "last.ok"),
+        ({"last": {"ok": False, "status": "s"}}, "last.checked_at"),
+        ({"last": {"ok": False, "status": "s", "checked_at": "2026-11-22", "error": 5}}, "last.error"),
+        ({"last": {"ok": False, "status": "s", "checked_at": "2026-11-22", "value": "7"}}, "last.value"),
+        (
+            {"last": {"ok": False, "status": "s", "checked_at": "2026-11-22", "response_time_ms": float("nan")}},
+            "last.response_time_ms",
+        ),
+    ],
+)
+def test_a_damaged_state_is_refused_with_the_field(change: dict[str, object], field: str) -> None:
+    with pytest.raises(MonitorInvalid) as raised:
+        MonitorState.from_dict({**GOOD_STATE, **change})
+    assert raised.value.field == field
+
+
+def test_a_state_must_be_an_object() -> None:
+    assert MonitorState.from_dict(GOOD_STATE).incident_open
+    with pytest.raises(MonitorInvalid):
+        MonitorState.from_dict([1, 2])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kwargs", [{"confirm_after": True}, {"resolve_after": 1.5}, {"flap_window": 10_000}])
+def test_more_bad_policies(kwargs: dict[str, object]) -> None:
+    with pytest.raises(MonitorInvalid):
+        MonitorPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(st.dictionaries(st.sampled_from(sorted(GOOD_STATE)) | st.text(max_size=6), json_values, max_size=8))
+def test_any_stored_state_reads_or_is_refused(data: dict[str, object]) -> None:
+    try:
+        state = MonitorState.from_dict(data)
+    except MonitorInvalid:
+        return
+    assert MonitorState.from_dict(state.to_dict()) == state

@@ -233,6 +233,30 @@ def test_fail_trigger_recover_resolve_with_details(acme: RunningDemo, pagerduty_
     assert "resolved" in page
 
 
+def test_confirmation_and_recovery_counts(acme: RunningDemo, pagerduty_sandbox: PagerDutySandbox) -> None:
+    """Fail once (nothing), fail again (trigger), recover once (nothing), recover again (resolve)."""
+    client = signed_in(acme, "alice")
+    paste(client, pagerduty_sandbox.service_key(), "On-call")
+    monitor_id = monitor_ids(acme, "alice")[0]
+    engine: sa.Engine = acme.app.extensions["acme_engine"]
+    with engine.begin() as conn:
+        conn.execute(
+            sa.update(db.monitors).where(db.monitors.c.id == monitor_id).values(confirm_after=2, resolve_after=2)
+        )
+    client.post(
+        f"/monitors/{monitor_id}/targets",
+        data={"targets": first_integration(acme), "pdconnect_csrf": token(client, "/")},
+    )
+    key = f"monitor/acme-{monitor_id}"
+    steps = [("fail", []), ("fail", ["triggered"]), ("recover", ["triggered"]), ("recover", ["resolved"])]
+    for mode, expected in steps:
+        _simulate(client, monitor_id, mode)
+        deliver(acme)
+        assert [i["status"] for i in pagerduty_sandbox.incidents_for(key)] == expected, mode
+    page = client.get(f"/monitors/{monitor_id}").get_data(as_text=True)
+    assert "pages after 2 failure(s)" in page and "resolves after 2 success(es)" in page
+
+
 def test_metric_monitor_through_its_value(acme: RunningDemo, pagerduty_sandbox: PagerDutySandbox) -> None:
     client = signed_in(acme, "alice")
     paste(client, pagerduty_sandbox.service_key(), "On-call")
