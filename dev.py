@@ -7,8 +7,8 @@
 
 Anything after ``test`` is passed to pytest (``python3 dev.py test -k sender``), and anything
 after ``demo`` to the demo (``--check`` to start, check and stop). Only Python 3.11+ and access
-to the package registries are needed (plus Debian's packages for Chromium, which the test
-command installs for the browser tests); the virtual environment lives in ``.venv`` and is
+to the package registries are needed (plus Debian's Chromium and Alertmanager, which the
+test command installs for the browser and Alertmanager tests); the virtual environment lives in ``.venv`` and is
 refreshed when ``setup.cfg`` changes.
 """
 
@@ -53,17 +53,31 @@ def ensure_environment() -> None:
     STAMP.write_text(wanted)
 
 
-def ensure_chromium() -> None:
-    """Install Debian's Chromium for the browser tests when it is missing (Playwright drives it)."""
-    if shutil.which("chromium") or os.environ.get("PDCONNECT_CHROMIUM"):
+#: Programs the tests drive, the Debian packages that provide them, and the variable that can
+#: point at one installed elsewhere.
+TEST_PROGRAMS = [
+    ("chromium", ["chromium", "fonts-dejavu-core"], "PDCONNECT_CHROMIUM"),  # browser tests, through Playwright
+    ("prometheus-alertmanager", ["prometheus-alertmanager"], "PDCONNECT_ALERTMANAGER"),  # the Alertmanager bridge
+]
+
+
+def ensure_test_programs() -> None:
+    """Install Debian's Chromium and Alertmanager for the tests, when they are missing."""
+    packages = [
+        package
+        for program, names, variable in TEST_PROGRAMS
+        if not shutil.which(program) and not os.environ.get(variable)
+        for package in names
+    ]
+    if not packages:
         return
     apt = shutil.which("apt-get")
     if apt is None:
-        sys.exit("The browser tests need Chromium: install it, or set PDCONNECT_CHROMIUM to its path.")
+        sys.exit(f"The tests need these Debian packages (or the PDCONNECT_* variables naming them): {packages}")
     prefix = [] if os.geteuid() == 0 else ["sudo"]
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     run(*prefix, apt, "update", "-qq", env=env)
-    run(*prefix, apt, "install", "-y", "-qq", "chromium", "fonts-dejavu-core", env=env)
+    run(*prefix, apt, "install", "-y", "-qq", "--no-install-recommends", *packages, env=env)
 
 
 def demo(args: list[str]) -> None:
@@ -73,7 +87,7 @@ def demo(args: list[str]) -> None:
 
 def test(pytest_args: list[str]) -> None:
     ensure_environment()
-    ensure_chromium()
+    ensure_test_programs()
     run(PYTHON, "-m", "ruff", "check", ".")
     run(PYTHON, "-m", "ruff", "format", "--check", ".")
     run(PYTHON, "-m", "mypy")

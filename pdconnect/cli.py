@@ -2,7 +2,8 @@
 
 ``pdconnect snippet`` prints the embeddable button; ``pdconnect check-key`` checks an
 integration key; ``pdconnect sandbox`` runs a local PagerDuty; ``pdconnect worker`` delivers the
-outbox and ``pdconnect outbox`` looks after it; ``pdconnect db init`` creates the tables.
+outbox and ``pdconnect outbox`` looks after it; ``pdconnect alertmanager`` receives Prometheus
+Alertmanager's webhooks; ``pdconnect db init`` creates the tables.
 """
 
 from __future__ import annotations
@@ -75,11 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--database", required=True, help="a SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db")
     init.set_defaults(handler=_db_init)
 
+    from pdconnect.alertmanager_cli import add_parser as add_alertmanager
     from pdconnect.outbox_cli import add_parsers as add_outbox
     from pdconnect.sandbox.cli import add_parser as add_sandbox
 
     add_sandbox(commands)
     add_outbox(commands)
+    add_alertmanager(commands)
     return parser
 
 

@@ -23,6 +23,7 @@ friendly 400 page; it is never a 500.
 """
 
 from pdconnect.flask import views as _views  # noqa: F401  (registers the routes on the blueprint)
+from pdconnect.flask.alertmanager_views import alertmanager_token
 from pdconnect.flask.blueprint import blueprint
 from pdconnect.flask.extension import (
     CSRF_FIELD,
@@ -49,6 +50,7 @@ __all__ = [
     "SESSION_BINDING_KEY",
     "PagerDutyConnect",
     "PagerDutyState",
+    "alertmanager_token",
     "blueprint",
     "cancelled",
     "check_form_token",

@@ -1,0 +1,143 @@
+"""``pdconnect alertmanager``: receive Alertmanager's webhooks and queue them for PagerDuty.
+
+::
+
+    export PDCONNECT_ROUTING_KEYS=<integration key>      # one or more, comma-separated
+    export PDCONNECT_ALERTMANAGER_TOKEN=<a long random token>
+    pdconnect alertmanager --listen 127.0.0.1:9095 --database sqlite:///outbox.db --worker
+
+Keys and the token come from the environment so they stay out of the process list.
+``--worker`` also delivers the outbox in the same process; without it, run ``pdconnect
+worker`` on the same database. SIGTERM or Ctrl-C stops both cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from typing import Any
+
+from pdconnect.urls import is_loopback_host
+
+KEYS_VARIABLE = "PDCONNECT_ROUTING_KEYS"
+TOKEN_VARIABLE = "PDCONNECT_ALERTMANAGER_TOKEN"  # noqa: S105 -- the variable's name, not a token
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = commands.add_parser(
+        "alertmanager",
+        help="receive Prometheus Alertmanager webhooks and queue them for PagerDuty",
+        description=(
+            "Listen for Alertmanager's webhook notifications (payload version 4), turn each group into "
+            f"one PagerDuty event and put it in the outbox. Routing keys come from ${KEYS_VARIABLE} "
+            f"(or --routing-key); the bearer token Alertmanager must send from ${TOKEN_VARIABLE}."
+        ),
+    )
+    parser.add_argument("--listen", default="127.0.0.1:9095", help="HOST:PORT to listen on (default: %(default)s)")
+    parser.add_argument("--database", required=True, help="SQLAlchemy URL of the outbox's database")
+    parser.add_argument("--table-prefix", default="pdconnect_outbox", help="outbox table name (default: %(default)s)")
+    parser.add_argument(
+        "--routing-key",
+        action="append",
+        default=[],
+        help=f"an integration key to send to (repeatable; prefer ${KEYS_VARIABLE}, out of the process list)",
+    )
+    parser.add_argument(
+        "--default-severity",
+        choices=["critical", "error", "warning", "info"],
+        default="error",
+        help="severity when the group's 'severity' label is missing or unknown (default: %(default)s)",
+    )
+    parser.add_argument("--client", default="Alertmanager", help="the events' client name (default: %(default)s)")
+    parser.add_argument(
+        "--events-base-url",
+        default=None,
+        help="where events go, e.g. a local sandbox (default: PagerDuty's Events API for the key's region)",
+    )
+    parser.add_argument("--worker", action="store_true", help="also deliver the outbox in this process")
+    parser.add_argument(
+        "--no-token",
+        action="store_true",
+        help=f"accept requests without a bearer token (only when listening on loopback; else set ${TOKEN_VARIABLE})",
+    )
+    parser.set_defaults(handler=_run)
+
+
+def _listen_address(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("--listen must be HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pdconnect.alertmanager_bridge import AlertmanagerBridge, serve
+    from pdconnect.errors import PdConnectError
+    from pdconnect.events import Severity
+    from pdconnect.keys import normalize_key
+    from pdconnect.outbox import Outbox
+    from pdconnect.sender import Sender
+    from pdconnect.worker import Worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        host, port = _listen_address(args.listen)
+        raw_keys = [*args.routing_key, *os.environ.get(KEYS_VARIABLE, "").split(",")]
+        keys = [normalize_key(k, name="routing key") for k in raw_keys if k.strip()]
+    except (ValueError, PdConnectError) as exc:
+        print(f"pdconnect alertmanager: {exc}", file=sys.stderr)
+        return 2
+    if not keys:
+        print(f"pdconnect alertmanager: set ${KEYS_VARIABLE} (or --routing-key)", file=sys.stderr)
+        return 2
+    token = os.environ.get(TOKEN_VARIABLE) or None
+    if token is None and not (args.no_token and is_loopback_host(host)):
+        print(
+            f"pdconnect alertmanager: set ${TOKEN_VARIABLE} (--no-token is allowed only on loopback)", file=sys.stderr
+        )
+        return 2
+    try:
+        sender = Sender(client=args.client, events_base_url=args.events_base_url)
+    except (ValueError, PdConnectError) as exc:
+        print(f"pdconnect alertmanager: {exc}", file=sys.stderr)
+        return 2
+    outbox = Outbox(args.database, sender=sender, table_prefix=args.table_prefix)
+    bridge = AlertmanagerBridge(
+        outbox, keys, token=token, default_severity=Severity(args.default_severity), client=args.client
+    )
+    server = serve(bridge, host, port)
+    threading.Thread(target=server.serve_forever, name="alertmanager-http", daemon=True).start()
+    print(
+        f"pdconnect alertmanager listening on http://{host}:{server.server_address[1]} "
+        f"for {len(keys)} routing key(s), outbox {outbox!r}",
+        flush=True,
+    )
+    try:
+        if args.worker:
+            Worker(outbox).run(handle_signals=True)
+        else:
+            _wait_for_signal()
+    finally:
+        server.shutdown()
+        server.server_close()
+        outbox.close()
+    print("pdconnect alertmanager stopped", flush=True)
+    return 0
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+
+    def handle(_signum: int, _frame: Any) -> None:
+        stop.set()
+
+    previous = {each: signal.signal(each, handle) for each in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        stop.wait()
+    finally:
+        for each, handler in previous.items():
+            signal.signal(each, handler)
