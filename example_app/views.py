@@ -13,7 +13,7 @@ from flask.typing import ResponseReturnValue
 
 from example_app import db
 from example_app.monitoring import OPERATORS, Monitoring
-from pdconnect.flask import current_pagerduty
+from pdconnect.flask import alertmanager_token, current_pagerduty
 from pdconnect.monitors import MonitorState
 
 bp = Blueprint("acme", __name__)
@@ -154,7 +154,9 @@ def dashboard() -> ResponseReturnValue:
 @bp.route("/settings/pagerduty")
 @signed_in
 def pagerduty_settings() -> ResponseReturnValue:
-    return render_template("settings.html", integrations=current_pagerduty().integrations())
+    return render_template(
+        "settings.html", integrations=current_pagerduty().integrations(), alertmanager_token=alertmanager_token()
+    )
 
 
 # -- monitors --------------------------------------------------------------------------------

@@ -309,3 +309,20 @@ def test_unknown_pages_are_friendly(acme: RunningDemo) -> None:
     response = client.get("/nope")
     assert response.status_code == 404
     assert "There is nothing here." in response.get_data(as_text=True)
+
+
+def test_alertmanager_from_the_settings_page(acme: RunningDemo, pagerduty_sandbox: PagerDutySandbox) -> None:
+    """The token on the settings page lets the user's Alertmanager page their services."""
+    client = signed_in(acme, "alice")
+    paste(client, pagerduty_sandbox.service_key(), "On-call")
+    page = client.get("/settings/pagerduty").get_data(as_text=True)
+    found = re.search(r"<code data-alertmanager-token>([^<]+)</code>", page)
+    assert found and "webhook_configs" in page and "/pagerduty/alertmanager" in page
+    payload = (Path(__file__).parent.parent / "data" / "alertmanager" / "firing.json").read_bytes()
+    response = client.post(
+        "/pagerduty/alertmanager", data=payload, headers={"Authorization": f"Bearer {found.group(1)}"}
+    )
+    assert response.status_code == 202 and response.json["enqueued"] == 1
+    deliver(acme)
+    titles = [i["title"] for i in pagerduty_sandbox.incidents()]
+    assert "[CRITICAL] [FIRING:2] prod HighLatency" in titles
