@@ -86,6 +86,14 @@ class EventValidationError(PdConnectError, ValueError):
         super().__init__("invalid event: " + "; ".join(self.problems))
 
 
+class InvalidData(PdConnectError, ValueError):
+    """Data handed to pdconnect (a rule, a stored state) is not valid; ``field`` names what, when known."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 # -- delivery --------------------------------------------------------------------------------
 
 

@@ -22,16 +22,13 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pdconnect.errors import PdConnectError
+from pdconnect.errors import InvalidData
 from pdconnect.events import AlertEvent, Link, Severity
+from pdconnect.timestamps import parse_timestamp
 
 
-class MonitorInvalid(PdConnectError, ValueError):
+class MonitorInvalid(InvalidData):
     """A monitor policy, or a stored monitor state, is not valid; ``field`` names what."""
-
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
 
 
 class MonitorStatus(StrEnum):
@@ -188,13 +185,10 @@ def _flag(value: object, name: str) -> bool:
 def _when(value: object, name: str, *, optional: bool) -> datetime | None:
     if value is None and optional:
         return None
-    try:
-        moment = datetime.fromisoformat(value) if isinstance(value, str) else None
-    except ValueError:
-        moment = None
+    moment = parse_timestamp(value)
     if moment is None:
         raise MonitorInvalid(f"{name} must be an ISO 8601 time", field=name)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment
 
 
 def _optional_number(value: object, name: str) -> float | None:

@@ -26,6 +26,7 @@ from sqlalchemy.exc import IntegrityError
 
 from pdconnect.integration import EventsApi, Integration, Origin, Region
 from pdconnect.keys import KeyType, redact
+from pdconnect.timestamps import as_utc
 
 
 @dataclass(frozen=True, repr=False)
@@ -266,10 +267,10 @@ class SqlIntegrationStore:
             service_name=data["service_name"],
             service_id=data["service_id"],
             target_type=data["target_type"],
-            connected_at=_aware(data["connected_at"]) or _now(),
+            connected_at=as_utc(data["connected_at"]) or _now(),
             id=data["id"],
-            updated_at=_aware(data["updated_at"]),
-            failing_since=_aware(data["failing_since"]),
+            updated_at=as_utc(data["updated_at"]),
+            failing_since=as_utc(data["failing_since"]),
             failure_reason=data["failure_reason"],
         )
 
@@ -344,10 +345,3 @@ class SqlIntegrationStore:
                 .values(failing_since=None, failure_reason=None, updated_at=_now())
             )
         return bool(result.rowcount)
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes for timezone-aware columns; they were stored in UTC."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)

@@ -26,17 +26,14 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from pdconnect.errors import PdConnectError
+from pdconnect.errors import InvalidData
 from pdconnect.events import AlertEvent, Link, Severity
 from pdconnect.monitors import Action
+from pdconnect.timestamps import parse_timestamp
 
 
-class RuleInvalid(PdConnectError, ValueError):
+class RuleInvalid(InvalidData):
     """A threshold rule (or a series handed to one) is not valid; ``field`` names what."""
-
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.field = field
 
 
 class Operator(StrEnum):
@@ -112,9 +109,9 @@ class RuleState:
         value = data.get("last_value")
         return cls(
             firing=data.get("firing") is True,
-            firing_since=_moment(data.get("firing_since")),
+            firing_since=parse_timestamp(data.get("firing_since")),
             last_value=float(value) if isinstance(value, int | float) and _number(value) else None,
-            evaluated_at=_moment(data.get("evaluated_at")),
+            evaluated_at=parse_timestamp(data.get("evaluated_at")),
         )
 
 
@@ -403,7 +400,7 @@ def series_from_posthog_trend(insight: Mapping[str, Any]) -> list[Point]:
         raise RuleInvalid("the line needs 'data' and 'days' lists of the same length", field="result[0].data")
     points = []
     for index, (value, day) in enumerate(zip(data, days, strict=True)):
-        moment = _moment(day)
+        moment = parse_timestamp(day)
         if moment is None or not _number(value):
             raise RuleInvalid(f"point {index} is not a date and a number", field=f"result[0].data[{index}]")
         points.append(Point(moment, float(value)))
@@ -415,16 +412,6 @@ def series_from_posthog_trend(insight: Mapping[str, Any]) -> list[Point]:
 
 def _number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _moment(value: object) -> datetime | None:
-    if not isinstance(value, str) or len(value) > 64:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _point(item: object, index: int) -> Point:

@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from pdconnect.timestamps import as_utc
 from pdconnect.webhooks.model import IncidentStatus, WebhookEvent
 
 
@@ -121,7 +122,7 @@ class IncidentStateStore:
                 with self.engine.begin() as conn:
                     row = conn.execute(sa.select(table).where(key)).one_or_none()
                     current = dict(row._mapping) if row is not None else None
-                    if current is not None and _older(event.occurred_at, _aware(current["occurred_at"])):
+                    if current is not None and _older(event.occurred_at, as_utc(current["occurred_at"])):
                         return None
                     values = _merge(current, event)
                     if current is None:
@@ -192,7 +193,7 @@ def _merge(current: dict[str, Any] | None, event: WebhookEvent) -> dict[str, Any
         "incident_key": incident.incident_key or old.get("incident_key"),
         "status": status.value if status else old.get("status"),
         "last_event_type": event.event_type,
-        "occurred_at": event.occurred_at or _aware(old.get("occurred_at")),
+        "occurred_at": event.occurred_at or as_utc(old.get("occurred_at")),
         "number": incident.number if incident.number is not None else old.get("number"),
         "title": (incident.title or old.get("title") or "")[:1024] or None,
         "urgency": incident.urgency or old.get("urgency"),
@@ -201,7 +202,7 @@ def _merge(current: dict[str, Any] | None, event: WebhookEvent) -> dict[str, Any
         "service_name": ((incident.service.name if incident.service else None) or old.get("service_name") or "")[:255]
         or None,
         "assignees": json.dumps([a.name for a in incident.assignees]) if incident.assignees else old.get("assignees"),
-        "changed_at": _aware(old.get("changed_at")),
+        "changed_at": as_utc(old.get("changed_at")),
         "changed_by": old.get("changed_by"),
         "changed_by_type": old.get("changed_by_type"),
     }
@@ -211,12 +212,6 @@ def _merge(current: dict[str, Any] | None, event: WebhookEvent) -> dict[str, Any
         values["changed_by"] = agent[:255] if agent else None
         values["changed_by_type"] = (event.agent.type or "")[:64] or None if event.agent else None
     return values
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
 
 
 def _state(row: sa.Row[Any]) -> IncidentState:
@@ -230,7 +225,7 @@ def _state(row: sa.Row[Any]) -> IncidentState:
         owner_id=data["owner_id"] or None,
         incident_key=data["incident_key"],
         status=IncidentStatus(data["status"]) if data["status"] else None,
-        changed_at=_aware(data["changed_at"]),
+        changed_at=as_utc(data["changed_at"]),
         changed_by=data["changed_by"],
         changed_by_type=data["changed_by_type"],
         last_event_type=data["last_event_type"],

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
 from pdconnect.errors import PayloadInvalid
+from pdconnect.timestamps import parse_timestamp
 from pdconnect.webhooks.model import (
     LEGACY_EVENT_TYPES,
     IncidentInfo,
@@ -242,13 +243,7 @@ def _list(value: Any) -> list[Any]:
 
 
 def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or len(value) > 64:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return parse_timestamp(value)
 
 
 def _status(value: Any) -> IncidentStatus | None:
