@@ -412,7 +412,18 @@ class SandboxApp:
 
     # -- PagerDuty's REST shape for webhook subscriptions ------------------------------------
 
+    @staticmethod
+    def _rest_token(request: Request) -> None:
+        """PagerDuty's REST API needs ``Token token=<key>`` or ``Bearer <oauth token>``; the sandbox takes any."""
+        scheme, _, credentials = (request.headers.get("Authorization") or "").partition(" ")
+        token = credentials.removeprefix("token=") if scheme == "Token" else credentials
+        if scheme not in ("Token", "Bearer") or not token.strip():
+            raise SandboxError(
+                "Unauthorized: send 'Authorization: Token token=<API key>' or a Bearer token.", status=401
+            )
+
     def on_api_subscriptions(self, request: Request) -> Response:
+        self._rest_token(request)
         if request.method == "GET":
             subscriptions = self.sandbox.store.all(Subscription)
             return _json({"webhook_subscriptions": [_public_subscription(s) for s in subscriptions]})
@@ -432,6 +443,7 @@ class SandboxApp:
         return _json({"webhook_subscription": _public_subscription(subscription, with_secret=True)}, 201)
 
     def on_api_subscription(self, request: Request, subscription_id: str) -> Response:
+        self._rest_token(request)
         if request.method == "DELETE":
             self.sandbox.unsubscribe(subscription_id)
             return Response(status=204)

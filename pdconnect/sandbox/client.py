@@ -33,6 +33,8 @@ class SandboxClient:
         self.url = url.rstrip("/")
         self.verify = verify
         self.http = requests.Session()
+        # The REST-shaped endpoints (/webhook_subscriptions) want a token; the sandbox takes any.
+        self.http.headers["Authorization"] = "Token token=sandbox-client"
         # Passed on every request: requests lets REQUESTS_CA_BUNDLE override a session's own ``verify``.
         self.http.request = functools.partial(self.http.request, verify=verify)  # type: ignore[method-assign]
 

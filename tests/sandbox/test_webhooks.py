@@ -21,6 +21,9 @@ def receiver() -> Iterator[WebhookReceiver]:
         yield made
 
 
+REST = {"Authorization": "Token token=any-api-key"}
+
+
 def _trigger(sandbox: PagerDutySandbox, dedup_key: str = "m1") -> dict[str, str]:
     with Sender(events_base_url=sandbox.url, client="Acme Monitoring") as sender:
         sender.trigger(
@@ -37,10 +40,14 @@ def test_subscription_secret_is_shown_once(pagerduty_sandbox: PagerDutySandbox, 
     created = pagerduty_sandbox.subscribe(receiver.url, description="vendor")
     assert created["type"] == "webhook_subscription"
     assert len(created["delivery_method"]["secret"]) >= 24
-    listed = requests.get(pagerduty_sandbox.url + "/webhook_subscriptions", timeout=10).json()["webhook_subscriptions"]
+    listed = requests.get(pagerduty_sandbox.url + "/webhook_subscriptions", headers=REST, timeout=10).json()[
+        "webhook_subscriptions"
+    ]
     assert [s["id"] for s in listed] == [created["id"]]
     assert "secret" not in listed[0]["delivery_method"]
-    one = requests.get(f"{pagerduty_sandbox.url}/webhook_subscriptions/{created['id']}", timeout=10).json()
+    one = requests.get(
+        f"{pagerduty_sandbox.url}/webhook_subscriptions/{created['id']}", headers=REST, timeout=10
+    ).json()
     assert "secret" not in one["webhook_subscription"]["delivery_method"]
 
 
@@ -169,7 +176,9 @@ def test_three_dropped_webhooks_disable_the_subscription(
     for key in ("a", "b", "c"):
         _trigger(pagerduty_sandbox, key)
     pagerduty_sandbox.wait_for_deliveries(3)
-    state = requests.get(f"{pagerduty_sandbox.url}/webhook_subscriptions/{created['id']}", timeout=10).json()
+    state = requests.get(
+        f"{pagerduty_sandbox.url}/webhook_subscriptions/{created['id']}", headers=REST, timeout=10
+    ).json()
     assert state["webhook_subscription"]["delivery_method"]["temporarily_disabled"] is True
     _trigger(pagerduty_sandbox, "d")
     deliveries = pagerduty_sandbox.wait_for_deliveries(4)
@@ -228,9 +237,18 @@ def test_service_filter_and_event_choice(pagerduty_sandbox: PagerDutySandbox, re
     ],
 )
 def test_bad_subscriptions(pagerduty_sandbox: PagerDutySandbox, body: dict[str, object], message: str) -> None:
-    response = requests.post(pagerduty_sandbox.url + "/webhook_subscriptions", json=body, timeout=10)
+    response = requests.post(pagerduty_sandbox.url + "/webhook_subscriptions", json=body, headers=REST, timeout=10)
     assert response.status_code == 400
     assert message in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("authorization", [None, "", "Token", "Token token=", "Basic dXNlcjpwYXNz", "Bearer  "])
+def test_the_rest_endpoints_want_a_token(pagerduty_sandbox: PagerDutySandbox, authorization: str | None) -> None:
+    headers = {} if authorization is None else {"Authorization": authorization}
+    for method, path in (("GET", "/webhook_subscriptions"), ("POST", "/webhook_subscriptions"),
+                         ("GET", "/webhook_subscriptions/P1"), ("DELETE", "/webhook_subscriptions/P1")):  # fmt: skip
+        response = requests.request(method, pagerduty_sandbox.url + path, headers=headers, json={}, timeout=10)
+        assert response.status_code == 401 and "Unauthorized" in response.json()["error"]["message"]
 
 
 def test_subscription_made_in_the_pages(pagerduty_sandbox: PagerDutySandbox, receiver: WebhookReceiver) -> None:
