@@ -189,3 +189,43 @@ def test_a_real_alertmanager_through_the_command_line(
 
     cli.process.send_signal(signal.SIGTERM)
     assert cli.process.wait(timeout=30) == 0
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (
+            ["--listen", "nowhere"],
+            {"PDCONNECT_ROUTING_KEYS": SERVICE_KEY, "PDCONNECT_ALERTMANAGER_TOKEN": TOKEN},
+            "HOST:PORT",
+        ),
+        ([], {"PDCONNECT_ALERTMANAGER_TOKEN": TOKEN}, "PDCONNECT_ROUTING_KEYS"),
+        ([], {"PDCONNECT_ROUTING_KEYS": "not-a-key", "PDCONNECT_ALERTMANAGER_TOKEN": TOKEN}, "32 characters"),
+        ([], {"PDCONNECT_ROUTING_KEYS": SERVICE_KEY}, "PDCONNECT_ALERTMANAGER_TOKEN"),
+        (["--listen", "0.0.0.0:9", "--no-token"], {"PDCONNECT_ROUTING_KEYS": SERVICE_KEY}, "only on loopback"),
+        (
+            ["--events-base-url", "ftp://x"],
+            {"PDCONNECT_ROUTING_KEYS": SERVICE_KEY, "PDCONNECT_ALERTMANAGER_TOKEN": TOKEN},
+            "URL",
+        ),
+    ],
+)
+def test_the_command_line_refuses_bad_settings(
+    argv: list[str],
+    env: dict[str, str],
+    message: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from pdconnect.cli import main
+
+    for name in ("PDCONNECT_ROUTING_KEYS", "PDCONNECT_ALERTMANAGER_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    status = main(["alertmanager", "--database", f"sqlite:///{tmp_path / 'o.db'}", *argv])
+    assert status == 2
+    error = capsys.readouterr().err
+    assert message in error
+    assert TOKEN not in error
