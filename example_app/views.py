@@ -338,18 +338,25 @@ def _reported_by_pagerduty(alerts: list[Any]) -> dict[int, str]:
     """For the newest alert per (dedup key, integration): the incident's state from webhooks."""
     pagerduty = current_pagerduty()
     owner = current_owner()
-    services = {i.id: i.service_id for i in pagerduty.integrations(owner)} if owner else {}
-    reported: dict[int, str] = {}
-    seen: set[tuple[str, str]] = set()
+    if pagerduty.incidents is None or owner is None:
+        return {}
+    services = {i.id: i.service_id for i in pagerduty.integrations(owner)}
+    newest: dict[tuple[str, str], Any] = {}
     for alert in sorted(alerts, key=lambda a: a.id, reverse=True):
-        pair = (alert.dedup_key, alert.integration_id)
-        if pair in seen:
-            continue
-        seen.add(pair)
-        service_id = services.get(alert.integration_id)
-        if pagerduty.incidents is None or service_id is None:
-            continue
-        state = pagerduty.incidents.by_dedup_key(alert.dedup_key, owner_id=owner, service_id=service_id)
+        if services.get(alert.integration_id):
+            newest.setdefault((alert.dedup_key, alert.integration_id), alert)
+    # One query per service, however many alerts the page lists.
+    keys_by_service: dict[str, set[str]] = {}
+    for dedup_key, integration_id in newest:
+        keys_by_service.setdefault(services[integration_id], set()).add(dedup_key)
+    states = {
+        (key, service_id): state
+        for service_id, keys in keys_by_service.items()
+        for key, state in pagerduty.incidents.by_dedup_keys(sorted(keys), owner_id=owner, service_id=service_id).items()
+    }
+    reported: dict[int, str] = {}
+    for (dedup_key, integration_id), alert in newest.items():
+        state = states.get((dedup_key, services[integration_id]))
         # Only an incident changed since this alert opened is this alert's (a minute's leeway
         # for clocks): the dedup key is reused by the monitor's next incident.
         if state is None or state.status is None or state.changed_at is None:

@@ -22,12 +22,13 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 from pdconnect.errors import PayloadInvalid
 from pdconnect.events import AlertEvent, Link, Severity
+from pdconnect.timestamps import parse_timestamp
 from pdconnect.webhooks.parsing import load_json
 
 #: Common ``severity`` label values and the PagerDuty severity each becomes (lowercased first).
@@ -192,13 +193,10 @@ def _time(value: Any, path: str) -> datetime | None:
         head, _, tail = text.partition(".")
         digits = "".join(ch for ch in tail if ch.isdigit())
         text = f"{head}.{digits[:6]}{tail[len(digits) :]}"
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise PayloadInvalid("times must be RFC 3339 strings", field=path) from None
-    if moment.year <= 1:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    moment = parse_timestamp(text)
+    if moment is None:
+        raise PayloadInvalid("times must be RFC 3339 strings", field=path)
+    return None if moment.year <= 1 else moment
 
 
 def _web_url(url: str) -> bool:

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeGuard
 
 from pdconnect.errors import InvalidData
 from pdconnect.events import AlertEvent, Link, Severity
@@ -110,7 +110,7 @@ class RuleState:
         return cls(
             firing=data.get("firing") is True,
             firing_since=parse_timestamp(data.get("firing_since")),
-            last_value=float(value) if isinstance(value, int | float) and _number(value) else None,
+            last_value=float(value) if _number(value) else None,
             evaluated_at=parse_timestamp(data.get("evaluated_at")),
         )
 
@@ -138,7 +138,7 @@ def parse_duration(value: object, *, field: str = "window") -> timedelta:
     if isinstance(value, timedelta):
         duration = value
     elif _number(value):
-        duration = timedelta(seconds=float(value))  # type: ignore[arg-type]
+        duration = timedelta(seconds=float(value))
     elif isinstance(value, str) and (match := _DURATION.match(value)):
         duration = timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
     else:
@@ -410,7 +410,7 @@ def series_from_posthog_trend(insight: Mapping[str, Any]) -> list[Point]:
 # -- small readers -------------------------------------------------------------------------------
 
 
-def _number(value: object) -> bool:
+def _number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 

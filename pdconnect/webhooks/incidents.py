@@ -10,6 +10,7 @@ order they arrived: a retried, older webhook never overwrites a newer state.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -129,8 +130,7 @@ class IncidentStateStore:
                         conn.execute(sa.insert(table).values(owner_id=owner, incident_id=incident.id, **values))
                     else:
                         conn.execute(sa.update(table).where(key).values(**values))
-                    merged = conn.execute(sa.select(table).where(key)).one()
-                    return _state(merged)
+                    return _state({**values, "owner_id": owner, "incident_id": incident.id})
             except IntegrityError:
                 continue  # another request inserted it first: the second pass updates
         return None
@@ -140,7 +140,7 @@ class IncidentStateStore:
         query = sa.select(table).where(table.c.owner_id == (owner_id or ""), table.c.incident_id == incident_id)
         with self.engine.connect() as conn:
             row = conn.execute(query).one_or_none()
-        return _state(row) if row is not None else None
+        return _state(row._mapping) if row is not None else None
 
     def by_dedup_key(
         self, dedup_key: str, *, owner_id: str | None = None, service_id: str | None = None
@@ -169,7 +169,7 @@ class IncidentStateStore:
         found: dict[str, IncidentState] = {}
         with self.engine.connect() as conn:
             for row in conn.execute(query):
-                state = _state(row)
+                state = _state(row._mapping)
                 if state.incident_key is not None:
                     found[state.incident_key] = state  # later (newer) rows win
         return found
@@ -214,8 +214,7 @@ def _merge(current: dict[str, Any] | None, event: WebhookEvent) -> dict[str, Any
     return values
 
 
-def _state(row: sa.Row[Any]) -> IncidentState:
-    data = row._mapping
+def _state(data: Mapping[Any, Any]) -> IncidentState:
     try:
         assignees = tuple(str(name) for name in json.loads(data["assignees"] or "[]") if name)
     except ValueError:

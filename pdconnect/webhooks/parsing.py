@@ -163,24 +163,12 @@ def _legacy_incident(raw: Mapping[str, Any], *, v1: bool) -> IncidentInfo | None
     if v1:
         summary = raw.get("trigger_summary_data")
         title = _str(summary.get("subject")) if isinstance(summary, dict) else None
-        assignees = tuple(
-            ref
-            for entry in _list(raw.get("assigned_to"))
-            if isinstance(entry, dict) and (ref := _ref(entry.get("object"))) is not None
-        )
+        assignees = _refs_in(raw.get("assigned_to"), "object")
         acknowledgers: tuple[Reference, ...] = ()
     else:
         title = _str(raw.get("title")) or _str(raw.get("summary"))
-        assignees = tuple(
-            ref
-            for entry in _list(raw.get("assignments"))
-            if isinstance(entry, dict) and (ref := _ref(entry.get("assignee"))) is not None
-        )
-        acknowledgers = tuple(
-            ref
-            for entry in _list(raw.get("acknowledgements"))
-            if isinstance(entry, dict) and (ref := _ref(entry.get("acknowledger"))) is not None
-        )
+        assignees = _refs_in(raw.get("assignments"), "assignee")
+        acknowledgers = _refs_in(raw.get("acknowledgements"), "acknowledger")
     return IncidentInfo(
         id=incident_id,
         number=_int(raw.get("incident_number")),
@@ -270,6 +258,13 @@ def _ref(value: Any) -> Reference | None:
         html_url=_str(value.get("html_url")),
     )
     return ref if ref.id or ref.summary else None
+
+
+def _refs_in(entries: Any, key: str) -> tuple[Reference, ...]:
+    """The references under ``key`` in a list of entries (``[{"at": ..., "assignee": {...}}]``)."""
+    return tuple(
+        ref for entry in _list(entries) if isinstance(entry, dict) and (ref := _ref(entry.get(key))) is not None
+    )
 
 
 def _refs(value: Any) -> tuple[Reference, ...]:
