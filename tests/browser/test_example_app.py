@@ -5,9 +5,11 @@ Screenshots of every step go to test-output/screenshots/<test name>/.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
@@ -29,6 +31,30 @@ def acme(pagerduty_sandbox: PagerDutySandbox, tmp_path: Path, clock: FakeClock) 
     )
     yield running
     running.stop()
+
+
+def wait_until_recorded(acme: RunningDemo, timeout: float = 10.0) -> None:
+    """Wait until the outbox has nothing pending or leased, woken by each of the worker's records.
+
+    PagerDuty (the sandbox) has an event before the worker records its 202; a page showing
+    the outbox's delivery state must wait for the record, not for the sandbox.
+    """
+    outbox = acme.app.extensions["pdconnect"].outbox
+    recorded = threading.Condition()
+    original = outbox.record
+
+    def record(*args: Any, **kwargs: Any) -> int:
+        count = original(*args, **kwargs)
+        with recorded:
+            recorded.notify_all()
+        return int(count)
+
+    outbox.record = record
+    try:
+        with recorded:
+            assert recorded.wait_for(lambda: outbox.stats().depth == 0, timeout), "the outbox did not drain"
+    finally:
+        outbox.record = original
 
 
 def sign_in(page: Page, acme: RunningDemo, name: str = "alice") -> None:
@@ -112,6 +138,7 @@ def test_the_whole_demo(page: Page, acme: RunningDemo, pagerduty_sandbox: PagerD
 
     # The outbox's worker, beside the app, delivers the four triggers.
     pagerduty_sandbox.wait_for(lambda: storefront("triggered"), what="four incidents in PagerDuty")
+    wait_until_recorded(acme)
     page.reload()
     expect(page.locator("[data-pagerduty-status]")).to_have_text(["triggered"] * 4)
     page.screenshot(path=shots / "05-monitor-down.png", full_page=True)
@@ -153,6 +180,7 @@ def test_the_whole_demo(page: Page, acme: RunningDemo, pagerduty_sandbox: PagerD
     page.get_by_role("button", name="Simulate recovery").click()
     expect(page.locator("h1 [data-status]")).to_have_text("up")
     pagerduty_sandbox.wait_for(lambda: storefront("resolved"), what="the incidents resolved")
+    wait_until_recorded(acme)
     subscribed = [i for i in pagerduty_sandbox.sandbox.incidents() if i.service in subscribed_services]
     pagerduty_sandbox.wait_for(
         lambda: webhooks_settled("incident.resolved", len(subscribed)), what="the resolves' webhooks"
