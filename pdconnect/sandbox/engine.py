@@ -282,8 +282,7 @@ class Sandbox:
         if not app_id.strip():
             raise SandboxError("An app needs an id.")
         for url in redirect_urls:
-            parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.netloc:
+            if not _is_absolute_http_url(url):
                 raise SandboxError(f"Redirect URL {url!r} is not an absolute URL.")
         with self.store.transaction():
             app = App(id=app_id, name=name or f"App {app_id}", redirect_urls=list(redirect_urls))
@@ -303,10 +302,10 @@ class Sandbox:
         description: str = "",
     ) -> Subscription:
         """Create a subscription; its ``secret`` is shown only in this answer, as at PagerDuty."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        if not _is_absolute_http_url(url):
             raise SandboxError("The delivery URL must be an absolute http(s) URL.")
-        if not self.settings.allow_remote_webhooks and not is_loopback_host(parts.hostname):
+        hostname = urlsplit(url).hostname or ""
+        if not self.settings.allow_remote_webhooks and not is_loopback_host(hostname):
             raise SandboxError("The sandbox only delivers webhooks to this machine (localhost or 127.0.0.1).")
         chosen = list(events or V3_EVENT_TYPES)
         unknown = [e for e in chosen if e not in SUBSCRIBABLE_EVENT_TYPES]
@@ -800,7 +799,8 @@ class Sandbox:
         app = self.store.get(App, app_id) if app_id else None
         if app is None:
             raise SandboxError("App not found.", status=404)
-        if not redirect_url or _without_query(redirect_url) not in {_without_query(u) for u in app.redirect_urls}:
+        registered = {_without_query(u) for u in app.redirect_urls}
+        if not redirect_url or _without_query(redirect_url) not in registered - {None}:
             raise SandboxError("The supplied redirect URL does not match a redirect URL configured by this app.")
         return app
 
@@ -871,6 +871,18 @@ def _object_or_empty(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _without_query(url: str) -> str:
-    parts = urlsplit(url)
+def _is_absolute_http_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        return parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # an unclosed IPv6 bracket, or a port that is not a number
+        return False
+
+
+def _without_query(url: str) -> str | None:
+    """``url`` without its query and fragment; None when it cannot be parsed (e.g. ``http://[::1``)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
     return urlunsplit(parts._replace(query="", fragment=""))

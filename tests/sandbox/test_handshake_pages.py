@@ -92,6 +92,7 @@ def test_connect_into_another_account(pagerduty_sandbox: PagerDutySandbox, hands
         ({"vendor": VENDOR_KEY}, "callback parameter must be an absolute URL"),
         ({"vendor": VENDOR_KEY, "callback": "/relative/path"}, "callback parameter must be an absolute URL"),
         ({"vendor": VENDOR_KEY, "callback": "javascript:alert(1)"}, "callback parameter must be an absolute URL"),
+        ({"vendor": VENDOR_KEY, "callback": "http://[::1"}, "callback parameter must be an absolute URL"),
     ],
 )
 def test_connect_error_pages_never_redirect(
@@ -162,6 +163,8 @@ def test_install_with_nothing_picked_stays_on_pagerduty(
             "The supplied redirect URL does not match a redirect URL configured by this app.",
         ),
         ({"app_id": APP_ID, "version": "2"}, 400, "does not match a redirect URL"),
+        ({"app_id": APP_ID, "redirect_url": "http://[::1", "version": "2"}, 400, "does not match a redirect URL"),
+        ({"app_id": APP_ID, "redirect_url": "http://h:port/", "version": "2"}, 400, "does not match a redirect URL"),
     ],
 )
 def test_install_error_pages(
@@ -233,3 +236,16 @@ def test_control_api_answers_bad_bodies_with_a_4xx_json_reason(
     assert response.status_code in (201, 400, 404), response.text[:200]
     if response.status_code >= 400:
         assert response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("redirect_url", ["/relative", "ftp://host/cb", "http://[::1", "https://"])
+def test_registering_an_app_refuses_a_redirect_url_that_is_not_absolute(
+    pagerduty_sandbox: PagerDutySandbox, redirect_url: str
+) -> None:
+    response = requests.post(
+        pagerduty_sandbox.url + "/_sandbox/api/apps",
+        json={"app_id": "PBAD001", "redirect_urls": [redirect_url]},
+        timeout=10,
+    )
+    assert response.status_code == 400
+    assert "is not an absolute URL" in response.json()["error"]["message"]

@@ -223,6 +223,7 @@ def test_service_filter_and_event_choice(pagerduty_sandbox: PagerDutySandbox, re
             "only delivers webhooks to this machine",
         ),
         ({"webhook_subscription": {"delivery_method": {"url": "not a url"}}}, "absolute http"),
+        ({"webhook_subscription": {"delivery_method": {"url": "http://[::1/h"}}}, "absolute http"),
         (
             {
                 "webhook_subscription": {
