@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 from pdconnect.connect import build_connect_url, parse_connect_callback
 from pdconnect.errors import CallbackError, StateInvalid
-from pdconnect.install import build_install_url, parse_install_callback
+from pdconnect.install import build_install_url, check_subdomain, parse_install_callback
 from pdconnect.integration import Origin, Region
 from pdconnect.nonces import NonceStore
 from pdconnect.outcomes import Outcome
@@ -93,14 +93,24 @@ class Handshake:
 
         The state goes into ``redirect_url``'s query; PagerDuty keeps it (healthchecks relies
         on this) while matching the registered redirect URL without it.
+
+        ``subdomain`` (the user's account, such as ``acme``) sends the user to
+        ``https://acme.pagerduty.com``. It applies to PagerDuty's own host only: with another
+        ``install_base_url`` (the sandbox, say) that base URL is used and ``subdomain`` is
+        ignored, so a test or demo never sends a browser to PagerDuty. A malformed subdomain
+        raises :class:`~pdconnect.errors.UnsafeURLError`.
         """
         if not self.app_id:
             raise ValueError("the install flow needs an app_id")
         check_callback_url(redirect_url, name="redirect URL")
+        if subdomain is not None:
+            check_subdomain(subdomain)
+        on_pagerduty = self.install_base_url == INSTALL_BASE_URL
         token = self.states.issue(owner_id=owner_id, session_binding=session_binding, flow=Origin.INSTALL)
         redirect = add_query_params(redirect_url, {STATE_PARAM: token})
-        kwargs = {"subdomain": subdomain} if subdomain else {"base_url": self.install_base_url}
-        return build_install_url(app_id=self.app_id, redirect_url=redirect, **kwargs)
+        if subdomain and on_pagerduty:
+            return build_install_url(app_id=self.app_id, redirect_url=redirect, subdomain=subdomain)
+        return build_install_url(app_id=self.app_id, redirect_url=redirect, base_url=self.install_base_url)
 
     def complete(
         self,

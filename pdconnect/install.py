@@ -39,6 +39,17 @@ _MAX_NAME = 255
 _SUBDOMAIN = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 
 
+def check_subdomain(subdomain: object) -> str:
+    """Return ``subdomain`` if it can be a PagerDuty account subdomain (a DNS label), else raise.
+
+    Raises :class:`~pdconnect.errors.UnsafeURLError`: the value becomes part of a host name,
+    so nothing that could name another host gets through.
+    """
+    if not isinstance(subdomain, str) or not _SUBDOMAIN.fullmatch(subdomain):
+        raise UnsafeURLError("subdomain must be lowercase letters, digits and hyphens")
+    return subdomain
+
+
 def build_install_url(
     *,
     app_id: str,
@@ -58,8 +69,7 @@ def build_install_url(
     if subdomain is not None:
         if base_url != INSTALL_BASE_URL:
             raise ValueError("give either base_url or subdomain, not both")
-        if not _SUBDOMAIN.fullmatch(subdomain):
-            raise UnsafeURLError("subdomain must be lowercase letters, digits and hyphens")
+        check_subdomain(subdomain)
         base_url = f"https://{subdomain}.pagerduty.com"
     query = urlencode({"app_id": app_id, "redirect_url": redirect_url, "version": INSTALL_FLOW_VERSION})
     return f"{check_base_url(base_url)}/install/integration?{query}"

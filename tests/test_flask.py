@@ -239,6 +239,20 @@ def test_callback_url_must_be_safe(tmp_path: Path, pagerduty_sandbox: PagerDutyS
     assert "not set up here yet" in response.get_data(as_text=True)
 
 
+@pytest.mark.parametrize("subdomain", ["evil.example/", "Acme", "a" * 64, "-acme", "acme.pagerduty.com@evil"])
+def test_a_bad_subdomain_is_a_400_page_not_a_redirect(client: FlaskClient, subdomain: str) -> None:
+    response = client.get("/pagerduty/install", query_string={"subdomain": subdomain})
+    assert response.status_code == 400
+    assert "Location" not in response.headers
+    assert "That is not a PagerDuty account" in response.get_data(as_text=True)
+
+
+def test_a_subdomain_keeps_the_sandbox_host(client: FlaskClient, pagerduty_sandbox: PagerDutySandbox) -> None:
+    response = client.get("/pagerduty/install", query_string={"subdomain": "acme"})
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith(pagerduty_sandbox.url + "/install/integration?")
+
+
 def test_behind_a_tls_terminating_proxy(tmp_path: Path, pagerduty_sandbox: PagerDutySandbox) -> None:
     app = make_app(tmp_path, pagerduty_sandbox)
     app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1, x_host=1)  # type: ignore[method-assign]

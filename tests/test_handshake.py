@@ -102,6 +102,11 @@ def test_sandbox_base_urls(clock: FakeClock, binding: str) -> None:
     assert handshake.install_url(REDIRECT_URL, owner_id="o", session_binding=binding).startswith(
         "http://127.0.0.1:8765/install/integration?"
     )
+    # A subdomain names a host of PagerDuty's own: against the sandbox it is ignored, so a
+    # test never sends a browser to pagerduty.com.
+    assert handshake.install_url(REDIRECT_URL, owner_id="o", session_binding=binding, subdomain="acme").startswith(
+        "http://127.0.0.1:8765/install/integration?"
+    )
 
 
 def test_cancel_is_verified_then_returned(handshake: Handshake, binding: str) -> None:
@@ -193,6 +198,11 @@ def test_state_shared_across_processes_through_sql(tmp_path: Path, binding: str)
         (lambda h, b: Handshake(secret=SECRET).connect_url(CALLBACK_URL, owner_id="o", session_binding=b), ValueError),
         (lambda h, b: Handshake(secret=SECRET).install_url(REDIRECT_URL, owner_id="o", session_binding=b), ValueError),
         (lambda h, b: h.connect_url(CALLBACK_URL, owner_id="o", session_binding="weak"), ValueError),
+        (
+            lambda h, b: h.install_url(REDIRECT_URL, owner_id="o", session_binding=b, subdomain="evil.com/"),
+            UnsafeURLError,
+        ),
+        (lambda h, b: h.install_url(REDIRECT_URL, owner_id="o", session_binding=b, subdomain="Acme"), UnsafeURLError),
     ],
 )
 def test_misuse_is_refused_before_any_redirect(handshake: Handshake, binding: str, call, error) -> None:  # type: ignore[no-untyped-def]

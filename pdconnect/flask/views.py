@@ -40,6 +40,7 @@ from pdconnect.flask.blueprint import blueprint
 from pdconnect.flask.extension import check_form_token, current_pagerduty, session_binding
 from pdconnect.flask.signals import cancelled, connected, failed
 from pdconnect.flask.webhook_views import subscribe, unsubscribe
+from pdconnect.install import check_subdomain
 from pdconnect.integration import Integration, Region, integration_from_key
 from pdconnect.outcomes import Cancelled
 from pdconnect.storage import StoredIntegration
@@ -58,6 +59,11 @@ _EXPLANATIONS: list[tuple[type[PdConnectError], str, str]] = [
     (StateInvalid, "This link is not valid", "It was changed, or was not made by this site. Start again."),
     (CallbackError, "PagerDuty's answer could not be read", "Start again; if it keeps happening, contact support."),
     (HandshakeFailed, "PagerDuty reported an error", "Start again; if it keeps happening, contact support."),
+    (
+        UnsafeURLError,
+        "That is not a PagerDuty account",
+        "Use the subdomain of your account, e.g. acme for acme.pagerduty.com.",
+    ),
     (InvalidIntegrationKey, "That is not an integration key", "Copy the 32-character Integration Key again."),
 ]
 
@@ -161,6 +167,11 @@ def install() -> ResponseReturnValue:
     """Start PagerDuty's install flow for the signed-in owner (``?subdomain=`` optional)."""
     owner = _require_owner()
     subdomain = request.args.get("subdomain") or None
+    if subdomain is not None:
+        try:
+            check_subdomain(subdomain)
+        except UnsafeURLError as exc:
+            return _failed(exc)
     try:
         url = current_pagerduty().handshake.install_url(
             _callback_url(), owner_id=owner, session_binding=session_binding(), subdomain=subdomain
