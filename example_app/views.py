@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
@@ -170,6 +171,14 @@ def _owned_monitor(monitor_id: int) -> db.Monitor:
     return monitor
 
 
+def _finite(text: str | int) -> float:
+    """A number from a form; ValueError for text, and for NaN and infinities (SQLite stores NaN as NULL)."""
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"not a finite number: {text!r}")
+    return number
+
+
 def _form_monitor(form: Any, owner: str) -> dict[str, Any]:
     """Validate the monitor form; raises ValueError with a message for the user."""
     name = form.get("name", "").strip()
@@ -184,8 +193,8 @@ def _form_monitor(form: Any, owner: str) -> dict[str, Any]:
     if not target or len(target) > 500:
         raise ValueError("Say what to check (a URL, or the metric's name).")
     try:
-        threshold = float(form.get("threshold") or 0)
-        value = float(form.get("metric_value") or 0)
+        threshold = _finite(form.get("threshold") or 0)
+        value = _finite(form.get("metric_value") or 0)
         interval = int(form.get("interval_seconds") or 30)
         confirm = int(form.get("confirm_after") or 1)
         resolve = int(form.get("resolve_after") or 1)
@@ -281,7 +290,7 @@ def simulate(monitor_id: int) -> ResponseReturnValue:
     values: dict[str, Any] = {"forced": forced}
     if found.kind == "metric" and request.form.get("metric_value"):
         try:
-            values = {"metric_value": float(request.form["metric_value"]), "forced": None}
+            values = {"metric_value": _finite(request.form["metric_value"]), "forced": None}
         except ValueError:
             flash("The value must be a number.", "error")
             return redirect(url_for("acme.monitor", monitor_id=found.id))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from flask.testing import FlaskClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from example_app import db
 from example_app.config import DEMO_SECRET, InsecureConfiguration, load_config
@@ -153,6 +156,8 @@ def test_users_cannot_use_each_others_services(acme: RunningDemo, pagerduty_sand
         ({"kind": "ping"}, "Choose an HTTP check or a metric"),
         ({"target": "ftp://x"}, "needs a URL starting with http"),
         ({"threshold": "lots"}, "must be numbers"),
+        ({"threshold": "nan"}, "must be numbers"),
+        ({"kind": "metric", "target": "cpu", "metric_value": "1e999"}, "must be numbers"),
         ({"interval_seconds": "1"}, "The interval is 5 s to a day"),
         ({"operator": "sideways"}, "at or above, above, at or below, or below"),
     ],
@@ -326,3 +331,29 @@ def test_alertmanager_from_the_settings_page(acme: RunningDemo, pagerduty_sandbo
     deliver(acme)
     titles = [i["title"] for i in pagerduty_sandbox.incidents()]
     assert "[CRITICAL] [FIRING:2] prod HighLatency" in titles
+
+
+_fuzz_users = itertools.count()
+_FIELDS = ["name", "kind", "target", "threshold", "metric_value", "interval_seconds", "confirm_after", "resolve_after",
+           "operator", "region", "targets"]  # fmt: skip
+_AWKWARD = ["nan", "inf", "-inf", "1e999", "NaN", "0", "-1", "5", "30", "http://127.0.0.1:9/x", "metric", "http",
+            "real", "fail", "recover", "at_or_above", "below"]  # fmt: skip
+_form_values = st.one_of(st.text(max_size=12), st.sampled_from(_AWKWARD))
+_monitor_form = st.dictionaries(st.sampled_from(_FIELDS), _form_values)
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(form=_monitor_form, simulate=st.dictionaries(st.sampled_from(["mode", "metric_value"]), _form_values))
+def test_any_monitor_form_is_a_page_never_a_server_error(
+    acme: RunningDemo, form: dict[str, str], simulate: dict[str, str]
+) -> None:
+    user = f"fuzz-{next(_fuzz_users)}"  # each example starts with the two seeded monitors
+    client = signed_in(acme, user)
+    response = client.post("/monitors/new", data={**form, "pdconnect_csrf": token(client, "/monitors/new")})
+    assert response.status_code in (302, 400), response.status_code
+    for monitor_id in monitor_ids(acme, user):
+        csrf = token(client, f"/monitors/{monitor_id}")
+        response = client.post(f"/monitors/{monitor_id}/simulate", data={**simulate, "pdconnect_csrf": csrf})
+        assert response.status_code in (302, 400), response.status_code
+        assert client.get(f"/monitors/{monitor_id}").status_code == 200
+    assert client.get("/").status_code == 200
