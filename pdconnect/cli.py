@@ -87,14 +87,41 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (2 for bad input)."""
+    """Run the command line; returns the exit status (2 for bad input, 1 for a database failure)."""
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+
     args = build_parser().parse_args(argv)
     try:
         status: int = args.handler(args)
     except PdConnectError as exc:
         print(f"pdconnect: {exc}", file=sys.stderr)
         return 2
+    except (ArgumentError, NoSuchModuleError) as exc:
+        print(f"pdconnect: --database is not a SQLAlchemy URL this installation can use ({exc})", file=sys.stderr)
+        return 2
+    except SQLAlchemyError as exc:
+        where = _database_shown(getattr(args, "database", None))
+        print(f"pdconnect: the database {where} cannot be used: {_driver_message(exc)}", file=sys.stderr)
+        return 1
     return status
+
+
+def _database_shown(url: str | None) -> str:
+    """The database URL with its password hidden, for an error message."""
+    from sqlalchemy.engine import make_url
+
+    if not url:
+        return "(none given)"
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # only for a message: an unreadable URL was refused before this
+        return "(unreadable URL)"
+
+
+def _driver_message(exc: BaseException) -> str:
+    cause = getattr(exc, "orig", None) or exc
+    lines = str(cause).strip().splitlines()
+    return lines[0] if lines else type(cause).__name__
 
 
 if __name__ == "__main__":  # pragma: no cover

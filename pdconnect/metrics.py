@@ -51,6 +51,7 @@ def metrics_text(outbox: Outbox, worker: Worker | None = None, *, stats: OutboxS
             ("dead", counters.dead, "Events this worker sent to the dead-letter state."),
             ("given_back", counters.given_back, "Events given back untried (rate limit, shutdown)."),
             ("attempts", counters.attempts, "Requests made."),
+            ("database_errors", counters.database_errors, "Times the outbox's database was unavailable."),
         ):
             lines += [
                 f"# HELP pdconnect_worker_{name}_total {text}",

@@ -15,6 +15,10 @@ never holds a thread. Events of different groups go out in parallel; each group 
 - Events older than ``max_age`` go to the dead-letter state instead of being sent late.
 - On SIGTERM or SIGINT (with ``handle_signals``) the worker stops claiming, lets requests
   under way finish, records them, and gives back what it had not started.
+- When the database is unreachable (a restart, a fail-over, a network cut) the worker keeps
+  the outcomes it could not record, logs a warning, waits (doubling up to
+  ``database_retry_max`` seconds) and carries on when the database is back. Requests under way
+  finish meanwhile; nothing new is claimed.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from pdconnect.keys import redact
 from pdconnect.outbox import DEAD, DELIVERED, PENDING, Outbox, OutboxEvent, Outcome, outcome_for
@@ -81,6 +87,8 @@ class WorkerCounters:
     dead: int = 0
     given_back: int = 0
     attempts: int = 0
+    #: Times the loop found the database unavailable and waited for it.
+    database_errors: int = 0
     started_at: float = field(default_factory=time.time)
     recent: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=120), repr=False)
 
@@ -102,6 +110,7 @@ class Worker:
     this process (``None``: no limit). ``integrations``, when given, is told about keys that
     PagerDuty refuses (:meth:`~pdconnect.storage.IntegrationStore.mark_failing`). ``prefetch``
     events (half the concurrency by default) are claimed ahead, queued for the next free thread.
+    ``database_retry_max`` caps the wait between tries while the database is unavailable.
     """
 
     def __init__(
@@ -120,6 +129,7 @@ class Worker:
         name: str | None = None,
         prefetch: int | None = None,
         rng: random.Random | None = None,
+        database_retry_max: float = 30.0,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -151,6 +161,10 @@ class Worker:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._last_purge = 0.0
+        self._last_tick = 0.0
+        self.database_retry_max = database_retry_max
+        # Outcomes drained from the results queue that the database has not taken yet.
+        self._unrecorded: list[Outcome] = []
 
     def __repr__(self) -> str:
         return f"Worker(name={self.name!r}, concurrency={self.concurrency}, {self.outbox!r})"
@@ -189,36 +203,64 @@ class Worker:
                 previous[each] = signal.signal(each, self._handle_signal)
         in_flight: dict[int, tuple[OutboxEvent, Future[None]]] = {}
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="pdconnect-worker")
-        last_tick = 0.0
+        self._last_tick = 0.0
         self.outbox.refresh_statistics()
         self.outbox.add_listener(self._wake.set)
+        database_wait = 0.0
         try:
             while not self.stopping:
-                if in_flight and 0 < self._results.qsize() < len(in_flight) // 4:
-                    # Busy: let a few more outcomes arrive, so one transaction records a batch.
-                    self._wake.wait(self.batch_window)
-                    self._wake.clear()
-                recorded = self._record(in_flight)
-                free = self.concurrency + self.prefetch - len(in_flight)
-                claimed = self.outbox.claim(self.name, free, lease=self.lease) if free > 0 else []
-                for event in claimed:
-                    in_flight[event.id] = (event, pool.submit(self._deliver, event))
-                self._maybe_purge()
-                now = time.monotonic()
-                if on_tick is not None and now - last_tick >= 1.0:
-                    last_tick = now
-                    on_tick(self)
-                if until_empty and not in_flight and not claimed and not recorded and self.outbox.stats().depth == 0:
-                    break
-                if not claimed and not recorded:
-                    self._wake.wait(self.poll_interval)  # the loop's tick; a finished request wakes it early
-                    self._wake.clear()
+                try:
+                    if self._turn(in_flight, pool, until_empty=until_empty, on_tick=on_tick):
+                        break
+                    database_wait = 0.0
+                except SQLAlchemyError as exc:
+                    database_wait = min(self.database_retry_max, max(0.25, database_wait * 2))
+                    self.counters.database_errors += 1
+                    logger.warning(
+                        "pdconnect: worker %s cannot reach the outbox's database (%s); %d outcome(s) kept, "
+                        "trying again in %.2g s",
+                        self.name,
+                        _first_line(exc),
+                        len(self._unrecorded) + self._results.qsize(),
+                        database_wait,
+                    )
+                    self._stopping.wait(database_wait)
         finally:
             self.outbox.remove_listener(self._wake.set)
             self._shutdown(pool, in_flight)
             self._close_connections()
             for each, handler in previous.items():
                 signal.signal(each, handler)
+
+    def _turn(
+        self,
+        in_flight: dict[int, tuple[OutboxEvent, Future[None]]],
+        pool: ThreadPoolExecutor,
+        *,
+        until_empty: bool,
+        on_tick: Callable[[Worker], None] | None,
+    ) -> bool:
+        """One turn of the loop: record, claim, submit, tick. True when ``until_empty`` is done."""
+        if in_flight and 0 < self._results.qsize() < len(in_flight) // 4:
+            # Busy: let a few more outcomes arrive, so one transaction records a batch.
+            self._wake.wait(self.batch_window)
+            self._wake.clear()
+        recorded = self._record(in_flight)
+        free = self.concurrency + self.prefetch - len(in_flight)
+        claimed = self.outbox.claim(self.name, free, lease=self.lease) if free > 0 else []
+        for event in claimed:
+            in_flight[event.id] = (event, pool.submit(self._deliver, event))
+        self._maybe_purge()
+        now = time.monotonic()
+        if on_tick is not None and now - self._last_tick >= 1.0:
+            self._last_tick = now
+            on_tick(self)
+        if until_empty and not in_flight and not claimed and not recorded and self.outbox.stats().depth == 0:
+            return True
+        if not claimed and not recorded:
+            self._wake.wait(self.poll_interval)  # the loop's tick; a finished request wakes it early
+            self._wake.clear()
+        return False
 
     def run_once(self) -> int:
         """Claim what is due, deliver it, record the outcomes, and return (for tests and cron jobs)."""
@@ -239,15 +281,26 @@ class Worker:
         pool.shutdown(wait=True)
         for event in not_started:
             in_flight.pop(event.id, None)
-        self._record(in_flight)
-        if not_started:
-            released = self.outbox.release(not_started)
-            self.counters.given_back += released
-        for event, _ in list(in_flight.values()):
-            self.outbox.release([event])  # anything whose outcome never arrived
+        try:
+            self._record(in_flight)
+            if not_started:
+                released = self.outbox.release(not_started)
+                self.counters.given_back += released
+            for event, _ in list(in_flight.values()):
+                self.outbox.release([event])  # anything whose outcome never arrived
+        except SQLAlchemyError as exc:
+            # Their leases run out and another worker sends them again: at least once, never lost.
+            logger.error(
+                "pdconnect: worker %s stopped without recording %d outcome(s) (%s); "
+                "their events are sent again when their leases run out",
+                self.name,
+                len(self._unrecorded) + len(not_started),
+                _first_line(exc),
+            )
 
     def _record(self, in_flight: dict[int, tuple[OutboxEvent, Future[None]]]) -> int:
-        outcomes: list[Outcome] = []
+        outcomes = self._unrecorded
+        self._unrecorded = []
         while True:
             try:
                 outcomes.append(self._results.get_nowait())
@@ -255,7 +308,11 @@ class Worker:
                 break
         if not outcomes:
             return 0
-        self.outbox.record(outcomes)
+        try:
+            self.outbox.record(outcomes)
+        except SQLAlchemyError:
+            self._unrecorded = outcomes  # kept for the next try; their events stay in flight
+            raise
         delivered = 0
         for outcome in outcomes:
             entry = in_flight.pop(outcome.event_id, None)
@@ -278,7 +335,12 @@ class Worker:
         if self.integrations is None or event is None or not event.owner_id or not event.integration_id:
             return
         if outcome.status is not None and 400 <= outcome.status < 500:
-            self.integrations.mark_failing(event.owner_id, event.integration_id, outcome.error or "refused")
+            try:
+                self.integrations.mark_failing(event.owner_id, event.integration_id, outcome.error or "refused")
+            except SQLAlchemyError as exc:  # a hint for the vendor's UI; the dead letter is recorded
+                logger.warning(
+                    "pdconnect: could not mark integration %s failing (%s)", event.integration_id, _first_line(exc)
+                )
 
     def _maybe_purge(self) -> None:
         now = time.monotonic()
@@ -363,3 +425,10 @@ class Worker:
                 },
             )
         return outcome
+
+
+def _first_line(exc: BaseException) -> str:
+    """The driver's own message, without SQLAlchemy's SQL echo and background link."""
+    cause = getattr(exc, "orig", None) or exc
+    text = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {text[0] if text else ''}"[:300]

@@ -112,3 +112,23 @@ def test_worker_stops_cleanly_on_sigterm(url: str, pagerduty_sandbox: PagerDutyS
     assert process.returncode == 0
     assert "stopped: delivered 1" in out
     assert outbox.stats().leased == 0
+
+
+@pytest.mark.parametrize(
+    ("command", "database", "status", "message"),
+    [
+        ("worker", "postgresql://acme:hunter2-secret@127.0.0.1:1/outbox", 1, "cannot be used: connection failed"),
+        ("outbox status", "postgresql://acme:hunter2-secret@127.0.0.1:1/outbox", 1, "cannot be used"),
+        ("outbox dead", "nonsense://x", 2, "is not a SQLAlchemy URL"),
+        ("db init", "not a url at all", 2, "is not a SQLAlchemy URL"),
+        ("worker", "sqlite:////no-such-directory/outbox.db", 1, "unable to open database file"),
+    ],
+)
+def test_a_database_that_cannot_be_used_is_one_line_not_a_traceback(
+    command: str, database: str, status: int, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*command.split(), "--database", database]) == status
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert "hunter2-secret" not in err, "the password is hidden"

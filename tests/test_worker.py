@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -246,3 +247,95 @@ def test_delivered_rows_are_purged_later(outbox: Outbox, pagerduty_sandbox: Page
     assert outbox.purge_delivered(0, now=time.time() + 1) + outbox.stats().delivered <= 1
     assert worker.counters.delivered == 1
     assert DELIVERED != DEAD
+
+
+class _Announcements(logging.Handler):
+    """Counts the worker's 'cannot reach the database' warnings, and wakes a waiting test."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.count = 0
+        self.changed = threading.Condition()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "cannot reach the outbox's database" in record.getMessage():
+            with self.changed:
+                self.count += 1
+                self.changed.notify_all()
+
+    def wait_for(self, count: int, timeout: float) -> None:
+        with self.changed:
+            assert self.changed.wait_for(lambda: self.count >= count, timeout), "the worker never met the outage"
+
+
+def test_a_database_outage_pauses_the_worker_and_loses_nothing(
+    postgres_engine: sa.Engine, pagerduty_sandbox: PagerDutySandbox
+) -> None:
+    """PostgreSQL refuses the worker's role mid-run (its sessions killed, logins refused), then
+    takes it back: the worker waits, keeps what it could not record, and finishes with every
+    event delivered once, in order."""
+    role, prefix = unique_table("pdc_role"), unique_table("pdc_outage")
+    admin = postgres_engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    def logins(allowed: bool) -> None:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'ALTER ROLE "{role}" {"LOGIN" if allowed else "NOLOGIN"}'))
+            if not allowed:
+                conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = :r"),
+                             {"r": role})  # fmt: skip
+
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE ROLE "{role}" LOGIN SUPERUSER'))
+    setup = Outbox(postgres_engine, sender=Sender(events_base_url=pagerduty_sandbox.url), table_prefix=prefix)
+    worker_outbox = Outbox(
+        postgres_engine.url.set(username=role).render_as_string(hide_password=False),
+        table_prefix=prefix,
+        create_tables=False,
+    )
+    announcements = _Announcements()
+    logging.getLogger("pdconnect").addHandler(announcements)
+    try:
+        pagerduty_sandbox.set_settings(rate_limit=None)
+        pagerduty_sandbox.set_faults("latency=40")
+        keys = [pagerduty_sandbox.service_key("Checkout API"), pagerduty_sandbox.service_key("Database")]
+        groups = [(key, f"outage-{i}") for key in keys for i in range(3)]
+        setup.enqueue_many([(k, sequence(g)[step]) for step in range(5) for k, g in groups])
+        worker = Worker(worker_outbox, sender=Sender(retry=RetryPolicy.no_retries()), concurrency=3,
+                        retry=FAST_RETRY, rate_limit_per_key=None, poll_interval=0.05, database_retry_max=0.5)  # fmt: skip
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                worker.run(until_empty=True)
+            except BaseException as exc:  # the test reports it
+                errors.append(exc)
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        pagerduty_sandbox.wait_for(
+            lambda: len(pagerduty_sandbox.sandbox.received()) >= 6, timeout=60, what="deliveries"
+        )
+        logins(False)
+        announcements.wait_for(3, timeout=60)
+        logins(True)
+        thread.join(timeout=120)
+        assert not thread.is_alive() and not errors, errors
+
+        stats = setup.stats()
+        assert (stats.delivered, stats.dead, stats.depth) == (30, 0, 0)
+        assert worker.counters.delivered == 30 and worker.counters.database_errors >= 3
+        for key, group in groups:
+            sent = [r["action"] for r in pagerduty_sandbox.received(routing_key=key) if r["dedup_key"] == group]
+            assert sent == ["trigger", "trigger", "acknowledge", "resolve", "trigger"], f"{group}: once each, in order"
+    finally:
+        worker.stop()
+        thread.join(timeout=30)
+        logging.getLogger("pdconnect").removeHandler(announcements)
+        worker_outbox.close()
+        setup.drop_tables()
+        setup.close()
+        with admin.connect() as conn:
+            conn.execute(
+                sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = :r"), {"r": role}
+            )
+            conn.execute(sa.text(f'DROP ROLE IF EXISTS "{role}"'))
