@@ -100,7 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pdconnect: --database is not a SQLAlchemy URL this installation can use ({exc})", file=sys.stderr)
         return 2
     except SQLAlchemyError as exc:
-        where = _database_shown(getattr(args, "database", None))
+        where = (
+            _database_shown(getattr(args, "database", None)) if hasattr(args, "database") else getattr(args, "db", "")
+        )
         print(f"pdconnect: the database {where} cannot be used: {_driver_message(exc)}", file=sys.stderr)
         return 1
     return status

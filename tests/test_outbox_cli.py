@@ -132,3 +132,9 @@ def test_a_database_that_cannot_be_used_is_one_line_not_a_traceback(
     assert message in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert "hunter2-secret" not in err, "the password is hidden"
+
+
+def test_a_sandbox_file_that_cannot_be_opened_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sandbox", "--db", "/no-such-directory/sandbox.db", "--port", "0"]) == 1
+    err = capsys.readouterr().err
+    assert "the database /no-such-directory/sandbox.db cannot be used" in err and "Traceback" not in err
