@@ -31,13 +31,20 @@ def _check_key(args: argparse.Namespace) -> int:
 
 
 def _db_init(args: argparse.Namespace) -> int:
+    """Create every table pdconnect uses, as the Flask extension and a worker would."""
     # SQLAlchemy is a core dependency; importing the stores here keeps the CLI's start-up light.
     from pdconnect.nonces import SqlNonceStore
+    from pdconnect.outbox import Outbox
     from pdconnect.storage import SqlIntegrationStore
+    from pdconnect.webhooks import IncidentStateStore, SqlDeliveryLog, SqlWebhookSecretStore
 
     store = SqlIntegrationStore(args.database, create_tables=False)
     store.create_tables()
     SqlNonceStore(store.engine)
+    SqlWebhookSecretStore(store.engine)
+    SqlDeliveryLog(store.engine)
+    IncidentStateStore(store.engine)
+    Outbox(store.engine, table_prefix=args.outbox_table_prefix)
     print(f"pdconnect tables ready in {store.engine.url.render_as_string(hide_password=True)}")
     return 0
 
@@ -70,10 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     database_commands = database.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     init = database_commands.add_parser(
         "init",
-        help="create pdconnect's tables (integrations, used handshake nonces) if missing",
+        help="create pdconnect's tables (integrations, nonces, webhooks, outbox) if missing",
         description="Create pdconnect's tables if they do not exist; safe to run again.",
     )
     init.add_argument("--database", required=True, help="a SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db")
+    init.add_argument(
+        "--outbox-table-prefix", default="pdconnect_outbox", help="the outbox's table name (default: %(default)s)"
+    )
     init.set_defaults(handler=_db_init)
 
     from pdconnect.alertmanager_cli import add_parser as add_alertmanager

@@ -7,7 +7,10 @@ import logging
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+from pdconnect.errors import PdConnectError
 
 if TYPE_CHECKING:
     from pdconnect.outbox import Outbox
@@ -68,6 +71,30 @@ def _outbox(args: argparse.Namespace) -> Outbox:
     from pdconnect.outbox import Outbox
 
     return Outbox(args.database, table_prefix=args.table_prefix)
+
+
+def _existing_outbox(args: argparse.Namespace) -> Outbox:
+    """The outbox for ``outbox status|dead|requeue``, which look and never create.
+
+    A mistyped SQLite path or table prefix would otherwise show an empty, healthy outbox.
+    """
+    import sqlalchemy as sa
+
+    from pdconnect.outbox import Outbox
+
+    url = sa.engine.make_url(args.database)
+    sqlite_file = url.database if url.get_backend_name() == "sqlite" and url.database not in ("", ":memory:") else None
+    if sqlite_file and not Path(sqlite_file).is_file():
+        raise NoOutbox(f"no such SQLite file: {sqlite_file}")
+    outbox = Outbox(args.database, table_prefix=args.table_prefix, create_tables=False)
+    if not sa.inspect(outbox.engine).has_table(args.table_prefix):
+        outbox.close()
+        raise NoOutbox(f"no outbox table {args.table_prefix!r} there (start a worker, or run 'pdconnect db init')")
+    return outbox
+
+
+class NoOutbox(PdConnectError):
+    """``pdconnect outbox`` was pointed at a database without an outbox."""
 
 
 def _progress(worker: Worker) -> None:
@@ -136,7 +163,7 @@ def _run_worker(args: argparse.Namespace) -> int:
 def _status(args: argparse.Namespace) -> int:
     from pdconnect.metrics import metrics_text
 
-    with _outbox(args) as outbox:
+    with _existing_outbox(args) as outbox:
         stats = outbox.stats()
         text = metrics_text(outbox, stats=stats)
     if args.prometheus:
@@ -157,7 +184,7 @@ def _when(stamp: float | None) -> str:
 
 
 def _dead(args: argparse.Namespace) -> int:
-    with _outbox(args) as outbox:
+    with _existing_outbox(args) as outbox:
         events = outbox.dead(limit=args.limit)
     if not events:
         print("no dead events")
@@ -171,7 +198,7 @@ def _dead(args: argparse.Namespace) -> int:
 
 
 def _requeue(args: argparse.Namespace) -> int:
-    with _outbox(args) as outbox:
+    with _existing_outbox(args) as outbox:
         count = outbox.requeue(None if args.all else args.ids)
     print(f"requeued {count} event(s)")
     return 0

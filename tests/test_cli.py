@@ -110,7 +110,8 @@ def test_db_init_creates_the_tables(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["db", "init", "--database", url]) == 0
     assert main(["db", "init", "--database", url]) == 0, "running it again is harmless"
     tables = set(sa.inspect(sa.create_engine(url)).get_table_names())
-    assert {"pdconnect_integrations", "pdconnect_used_nonces"} <= tables
+    assert {"pdconnect_integrations", "pdconnect_used_nonces", "pdconnect_outbox"} <= tables
+    assert {"pdconnect_webhook_secrets", "pdconnect_webhook_deliveries", "pdconnect_incident_states"} <= tables
     assert "pdconnect tables ready" in capsys.readouterr().out
 
 

@@ -138,3 +138,16 @@ def test_a_sandbox_file_that_cannot_be_opened_is_one_line(capsys: pytest.Capture
     assert main(["sandbox", "--db", "/no-such-directory/sandbox.db", "--port", "0"]) == 1
     err = capsys.readouterr().err
     assert "the database /no-such-directory/sandbox.db cannot be used" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", ["status", "dead", "requeue --all"])
+def test_looking_at_an_outbox_never_makes_one(command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "typo.db"
+    assert main(["outbox", *command.split(), "--database", f"sqlite:///{missing}"]) == 2
+    assert "no such SQLite file" in capsys.readouterr().err
+    assert not missing.exists(), "no empty database left behind"
+
+    other = tmp_path / "other.db"
+    Outbox(f"sqlite:///{other}")  # tables under the default prefix only
+    assert main(["outbox", *command.split(), "--database", f"sqlite:///{other}", "--table-prefix", "typo"]) == 2
+    assert "no outbox table 'typo' there" in capsys.readouterr().err
