@@ -250,7 +250,7 @@ class Worker:
         claimed = self.outbox.claim(self.name, free, lease=self.lease) if free > 0 else []
         for event in claimed:
             in_flight[event.id] = (event, pool.submit(self._deliver, event))
-        self._maybe_purge()
+        self._housekeeping()
         now = time.monotonic()
         if on_tick is not None and now - self._last_tick >= 1.0:
             self._last_tick = now
@@ -342,11 +342,13 @@ class Worker:
                     "pdconnect: could not mark integration %s failing (%s)", event.integration_id, _first_line(exc)
                 )
 
-    def _maybe_purge(self) -> None:
+    def _housekeeping(self) -> None:
+        """At start and then every 30 s: purge old deliveries, and give stranded groups a head."""
         now = time.monotonic()
         if now - self._last_purge >= 30.0:
             self._last_purge = now
             self.outbox.purge_delivered(self.keep_delivered)
+            self.outbox.repair_heads()
 
     # -- one event ---------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -238,3 +239,64 @@ def test_a_burst_refreshes_the_statistics(outbox: Outbox) -> None:
     outbox.enqueue_many([(SERVICE_KEY, trigger(f"burst{i}")) for i in range(1000)])
     assert len(outbox.claim("w", 5, lease=60)) == 5
     assert analysed() == outbox.postgres  # SQLite's planner needs no figures here
+
+
+def test_a_head_finishing_while_its_successor_is_promoted_never_strands_the_group(postgres_engine: sa.Engine) -> None:
+    """PostgreSQL, READ COMMITTED: worker A records E1 delivered; before A commits, E2 (same
+    group) is enqueued and worker B's claim promotes it while E1 still looks unfinished, so E2
+    is marked blocked. A's advance ran before E2 existed. E2 must still become the head.
+
+    The interleaving is forced: A's record also pauses another key (a 429 in the same batch),
+    and this test holds that pause's row, so A stops after its advance and before its commit.
+    """
+    outbox = Outbox(postgres_engine, table_prefix=unique_table("pdc_race"))
+    try:
+        outbox.enqueue(SERVICE_KEY, trigger("g"))
+        outbox.enqueue(OTHER_SERVICE_KEY, trigger("other"))
+        e1, other = outbox.claim("A", 10, lease=60)
+        with outbox.engine.begin() as conn:  # the row A's record will have to update
+            conn.execute(outbox.pauses.insert().values(routing_key=OTHER_SERVICE_KEY, paused_until=0.0))
+        holder = outbox.engine.connect()
+        hold = holder.begin()
+        holder.execute(
+            sa.select(outbox.pauses).where(outbox.pauses.c.routing_key == OTHER_SERVICE_KEY).with_for_update()
+        )
+        holder_pid = holder.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+        outcomes = [outcome_for(e1, DELIVERED, status=202),
+                    outcome_for(other, PENDING, status=429, next_attempt_at=0.0, pause_key_until=time.time() + 0.01)]  # fmt: skip
+        recorder = threading.Thread(target=outbox.record, args=(outcomes,))
+        recorder.start()
+        with outbox.engine.connect() as watcher:  # until A waits on the held row
+            for _ in range(500):
+                blocked = watcher.execute(
+                    sa.text("SELECT count(*) FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))"),
+                    {"pid": holder_pid},
+                ).scalar_one()
+                if blocked:
+                    break
+                watcher.execute(sa.text("SELECT pg_sleep(0.01)"))
+            assert blocked, "A's record never reached the held row"
+        e2 = outbox.enqueue(SERVICE_KEY, AlertEvent.resolve("g"))
+        assert outbox.claim("B", 10, lease=60) == [], "E1 is not finished yet as B sees it"
+        hold.commit()
+        holder.close()
+        recorder.join(timeout=30)
+        assert e2.id in [e.id for e in outbox.claim("B", 10, lease=60, now=time.time() + 1)], "E2 is the head"
+    finally:
+        outbox.drop_tables()
+
+
+def test_repair_gives_a_stranded_group_its_head_and_only_that(outbox: Outbox) -> None:
+    first = outbox.enqueue(SERVICE_KEY, trigger("g"))
+    second = outbox.enqueue(SERVICE_KEY, AlertEvent.acknowledge("g"))
+    third = outbox.enqueue(SERVICE_KEY, AlertEvent.resolve("g"))
+    (head,) = outbox.claim("w", 10, lease=60)
+    assert head.id == first.id
+    outbox.record([outcome_for(head, DELIVERED, status=202)])
+    with outbox.engine.begin() as conn:  # an advance lost (a crash, a race): the group has no head
+        conn.execute(sa.update(outbox.events).where(outbox.events.c.id == second.id).values(ready=False))
+    assert claim_ids(outbox) == []
+    assert outbox.repair_heads() == 1
+    assert outbox.repair_heads() == 0, "nothing left to mend"
+    assert claim_ids(outbox) == [second.id], "the oldest unfinished event, not the one behind it"
+    assert third.id not in claim_ids(outbox)

@@ -14,7 +14,7 @@ import responses
 import sqlalchemy as sa
 
 from pdconnect import AlertEvent, EventsApi, RetryPolicy, Sender, integration_from_key
-from pdconnect.outbox import DEAD, DELIVERED, Outbox
+from pdconnect.outbox import DEAD, DELIVERED, Outbox, outcome_for
 from pdconnect.sandbox.pytest_plugin import PagerDutySandbox
 from pdconnect.storage import MemoryIntegrationStore
 from pdconnect.transport import HttpResponse
@@ -339,3 +339,20 @@ def test_a_database_outage_pauses_the_worker_and_loses_nothing(
                 sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = :r"), {"r": role}
             )
             conn.execute(sa.text(f'DROP ROLE IF EXISTS "{role}"'))
+
+
+def test_a_worker_mends_a_stranded_group_when_it_starts(tmp_path: Path, pagerduty_sandbox: PagerDutySandbox) -> None:
+    outbox = Outbox(f"sqlite:///{tmp_path / 'outbox.db'}", sender=Sender(events_base_url=pagerduty_sandbox.url))
+    key = pagerduty_sandbox.service_key()
+    first, second = (outbox.enqueue(key, event) for event in sequence("stranded")[:2])
+    (head,) = outbox.claim("earlier-worker", 10, lease=60)
+    outbox.record([outcome_for(head, DELIVERED, status=202)])
+    with outbox.engine.begin() as conn:  # as if the advance had been lost
+        conn.execute(sa.update(outbox.events).where(outbox.events.c.id == second.id).values(ready=False))
+    worker = Worker(outbox, rate_limit_per_key=None, poll_interval=0.05)
+    thread = threading.Thread(target=worker.run, kwargs={"until_empty": True}, daemon=True)
+    thread.start()
+    thread.join(timeout=30)
+    worker.stop()  # without the repair it would wait for a head forever
+    thread.join(timeout=30)
+    assert outbox.states([first.id, second.id]) == {first.id: DELIVERED, second.id: DELIVERED}
