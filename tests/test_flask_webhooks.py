@@ -236,3 +236,11 @@ def test_any_request_gets_an_answer_never_a_500(
 def _csrf(client: FlaskClient) -> str:
     page = client.get("/").get_data(as_text=True)
     return page.split('value="')[1].split('"')[0]
+
+
+def test_an_unavailable_database_is_a_503_that_pagerduty_retries(client: FlaskClient) -> None:
+    deliveries = client.application.extensions["pdconnect"].webhooks.deliveries
+    deliveries.drop_tables()  # the stores' database has lost its tables (a restore, a bad migration)
+    response = post(client, BODY, {"X-PagerDuty-Signature": sign(SECRET, BODY), "X-Webhook-Id": "w-db"})
+    assert response.status_code == 503 and response.headers["Retry-After"] == "30"
+    assert response.json["error"]["type"] == "Unavailable"

@@ -4,8 +4,9 @@ The route reads at most ``PDCONNECT_WEBHOOK_MAX_BYTES`` of the body (a larger de
 length is refused before reading), hands it to the app's
 :class:`~pdconnect.webhooks.WebhookReceiver` and answers with the receipt's status and a
 short JSON body. Refusals are 4xx JSON with the error's type and reason; a handler that
-raises (a :data:`~pdconnect.flask.signals.webhook_received` receiver, say) gets a 500, so
-PagerDuty retries. A legacy V2 webhook must carry ``?token=`` (``PDCONNECT_WEBHOOK_LEGACY_TOKEN``).
+raises (a :data:`~pdconnect.flask.signals.webhook_received` receiver, say) gets a 500, and an
+unavailable database a 503, so PagerDuty retries. A legacy V2 webhook must carry ``?token=``
+(``PDCONNECT_WEBHOOK_LEGACY_TOKEN``).
 
 Also: subscribing the webhook endpoint to a newly connected service, and unsubscribing on
 disconnect, when the app has PagerDuty REST access (``PDCONNECT_REST_API_TOKEN``).
@@ -17,6 +18,7 @@ import logging
 
 from flask import current_app, request, url_for
 from flask.typing import ResponseReturnValue
+from sqlalchemy.exc import SQLAlchemyError
 
 from pdconnect.errors import PdConnectError, ReceiveError
 from pdconnect.flask.blueprint import blueprint
@@ -38,6 +40,10 @@ def webhook() -> ResponseReturnValue:
     except ReceiveError as exc:
         logger.info("pdconnect: webhook refused (%s): %s", exc.status, exc)
         return {"error": {"type": type(exc).__name__, "message": str(exc)}}, exc.status
+    except SQLAlchemyError:
+        logger.exception("pdconnect: the webhook stores' database is unavailable; PagerDuty will retry")
+        unavailable = {"error": {"type": "Unavailable", "message": "the webhook could not be stored; retry later"}}
+        return unavailable, 503, {"Retry-After": "30"}
     except Exception:
         logger.exception("pdconnect: a webhook handler failed; PagerDuty will retry")
         return {"error": {"type": "HandlerFailed", "message": "the webhook could not be handled; retry later"}}, 500
