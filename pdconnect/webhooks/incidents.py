@@ -10,6 +10,7 @@ order they arrived: a retried, older webhook never overwrites a newer state.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +21,12 @@ from sqlalchemy.exc import IntegrityError
 
 from pdconnect.timestamps import as_utc
 from pdconnect.webhooks.model import IncidentStatus, WebhookEvent
+
+logger = logging.getLogger("pdconnect")
+
+#: Reads and conditional writes before giving up on one event (each lost race means another
+#: event of the same incident was applied in between).
+_TRIES = 5
 
 
 @dataclass(frozen=True)
@@ -118,7 +125,9 @@ class IncidentStateStore:
         owner = event.owner_id or ""
         table = self.table
         key = sa.and_(table.c.owner_id == owner, table.c.incident_id == incident.id)
-        for _ in range(2):
+        # Optimistic: read, merge, then write only if the row is still the one read (another
+        # process may have applied a newer event meanwhile); otherwise read again.
+        for _ in range(_TRIES):
             try:
                 with self.engine.begin() as conn:
                     row = conn.execute(sa.select(table).where(key)).one_or_none()
@@ -129,10 +138,17 @@ class IncidentStateStore:
                     if current is None:
                         conn.execute(sa.insert(table).values(owner_id=owner, incident_id=incident.id, **values))
                     else:
-                        conn.execute(sa.update(table).where(key).values(**values))
+                        unchanged = sa.and_(
+                            key,
+                            table.c.occurred_at.is_not_distinct_from(current["occurred_at"]),
+                            table.c.last_event_type == current["last_event_type"],
+                        )
+                        if not conn.execute(sa.update(table).where(unchanged).values(**values)).rowcount:
+                            continue  # changed since it was read: merge again from what is there now
                     return _state({**values, "owner_id": owner, "incident_id": incident.id})
             except IntegrityError:
-                continue  # another request inserted it first: the second pass updates
+                continue  # another request inserted it first: the next pass updates
+        logger.warning("pdconnect: incident %s changed on every try; event %s not folded in", incident.id, event.id)
         return None
 
     def get(self, incident_id: str, *, owner_id: str | None = None) -> IncidentState | None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from pdconnect.webhooks import IncidentStateStore, IncidentStatus, WebhookEvent, parse_legacy, parse_v3
 from tests.conftest import unique_table
@@ -109,3 +112,36 @@ def test_narrowed_to_one_service(states: IncidentStateStore) -> None:
     states.apply(event("incident.acknowledged", "2026-11-22T10:05:00Z"))
     assert states.by_dedup_key("monitor/42", owner_id="org-1", service_id="PSVC001") is not None
     assert states.by_dedup_key("monitor/42", owner_id="org-1", service_id="POTHER") is None
+
+
+def test_a_slower_request_never_writes_back_a_stale_state(states: IncidentStateStore) -> None:
+    """Two processes receive two webhooks of one incident at once: the acknowledge (10:01)
+    has read the state and is about to write it when the resolve (10:02) is applied and
+    committed; then the acknowledge writes. The resolve must stay: the acknowledge was computed from a state that is gone."""
+    read_done, resolved = threading.Event(), threading.Event()
+    table = states.table.name
+
+    def pause_before_the_first_write(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        writing = statement.lstrip().upper().startswith(("UPDATE", "INSERT")) and table in statement
+        if threading.current_thread().name == "ack" and writing and not read_done.is_set():
+            read_done.set()
+            assert resolved.wait(30)
+
+    states.apply(event("incident.triggered", "2026-11-22T10:00:00Z", agent=None))
+    sa.event.listen(states.engine, "before_cursor_execute", pause_before_the_first_write)
+    try:
+        results: list[object] = []
+        ack = threading.Thread(
+            name="ack",
+            target=lambda: results.append(states.apply(event("incident.acknowledged", "2026-11-22T10:01:00Z"))),
+        )
+        ack.start()
+        assert read_done.wait(30)
+        states.apply(event("incident.resolved", "2026-11-22T10:02:00Z", agent="Bob Responder"))
+        resolved.set()
+        ack.join(30)
+    finally:
+        sa.event.remove(states.engine, "before_cursor_execute", pause_before_the_first_write)
+    assert results == [None], "the acknowledge is older than what is stored now"
+    final = states.get("PINC001", owner_id="org-1")
+    assert final is not None and final.status is IncidentStatus.RESOLVED and final.changed_by == "Bob Responder"
