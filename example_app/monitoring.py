@@ -67,6 +67,7 @@ class Monitoring:
         self.app = app
         self.engine = engine
         self._lock = threading.Lock()
+        self._monitor_locks: dict[int, threading.Lock] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -86,8 +87,18 @@ class Monitoring:
         )
 
     def check(self, monitor_id: int) -> Action:
-        """Check one monitor now and act on the result; returns what was sent."""
-        with self._lock, self.engine.connect() as conn:
+        """Check one monitor now and act on the result; returns what was sent.
+
+        One check of a monitor at a time (the schedule and a "simulate" click can meet): two
+        checks reading the same state would both trigger, or one's state would be lost.
+        """
+        with self._lock:
+            monitor_lock = self._monitor_locks.setdefault(monitor_id, threading.Lock())
+        with monitor_lock:
+            return self._check(monitor_id)
+
+    def _check(self, monitor_id: int) -> Action:
+        with self.engine.connect() as conn:
             monitor = db.load_monitor(conn, None, monitor_id)
         if monitor is None:
             return Action.NONE

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -357,3 +358,32 @@ def test_any_monitor_form_is_a_page_never_a_server_error(
         assert response.status_code in (302, 400), response.status_code
         assert client.get(f"/monitors/{monitor_id}").status_code == 200
     assert client.get("/").status_code == 200
+
+
+def test_checks_of_one_monitor_at_once_raise_one_alert(acme: RunningDemo, pagerduty_sandbox: PagerDutySandbox) -> None:
+    """The schedule and a "simulate" click can check one monitor at the same moment."""
+    client = signed_in(acme, "alice")
+    paste(client, pagerduty_sandbox.service_key(), "On-call")
+    monitor_id = monitor_ids(acme, "alice")[0]
+    client.post(
+        f"/monitors/{monitor_id}/targets",
+        data={"targets": first_integration(acme), "pdconnect_csrf": token(client, "/")},
+    )
+    engine: sa.Engine = acme.app.extensions["acme_engine"]
+    with engine.begin() as conn:
+        conn.execute(sa.update(db.monitors).where(db.monitors.c.id == monitor_id).values(forced="fail"))
+    monitoring = acme.app.extensions["acme_monitoring"]
+    start = threading.Barrier(8)
+
+    def check() -> None:
+        start.wait()
+        monitoring.check(monitor_id)
+
+    threads = [threading.Thread(target=check) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    with engine.connect() as conn:
+        alerts = conn.execute(sa.select(db.alerts).where(db.alerts.c.monitor_id == monitor_id)).all()
+    assert len(alerts) == 1, "one incident, however many checks ran at once"
