@@ -14,6 +14,8 @@ from typing import Protocol, runtime_checkable
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from pdconnect.database import engine_for
+
 
 @runtime_checkable
 class NonceStore(Protocol):
@@ -72,7 +74,7 @@ class SqlNonceStore:
         create_table: bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.engine = sa.create_engine(engine) if isinstance(engine, str) else engine
+        self.engine = engine_for(engine)
         metadata = sa.MetaData()
         self.table = sa.Table(
             table_name,

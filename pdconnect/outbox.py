@@ -40,6 +40,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from pdconnect.database import engine_for
 from pdconnect.events import Event
 from pdconnect.integration import EventsApi, Integration
 from pdconnect.keys import redact
@@ -143,7 +144,7 @@ class Outbox:
         create_tables: bool = True,
     ) -> None:
         self._owns_engine = isinstance(engine, str)
-        self.engine = _engine(engine) if isinstance(engine, str) else engine
+        self.engine = engine_for(engine)
         self.sender = sender or Sender()
         self.enqueued = 0  # events enqueued by this process, for its metrics
         self._listeners: list[Callable[[], None]] = []
@@ -698,24 +699,6 @@ def outcome_for(event: OutboxEvent, state: str, **fields: Any) -> Outcome:
         state=state,
         **fields,
     )
-
-
-def _engine(url: str) -> sa.Engine:
-    """An engine for ``url``; SQLite gets WAL mode, a busy timeout and NORMAL sync."""
-    if not url.startswith("sqlite"):
-        return sa.create_engine(url, pool_pre_ping=True)
-    engine = sa.create_engine(url, connect_args={"timeout": 60})
-
-    @sa.event.listens_for(engine, "connect")
-    def _pragmas(dbapi_connection: Any, _record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        # WAL with NORMAL survives a crash of any process; only an OS crash can lose the last
-        # commits, and delivery is at least once anyway.
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
-
-    return engine
 
 
 def body_json(event: OutboxEvent) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from pdconnect.database import engine_for
 from pdconnect.integration import EventsApi, Integration, Origin, Region
 from pdconnect.keys import KeyType, redact
 from pdconnect.timestamps import as_utc
@@ -189,7 +190,7 @@ class SqlIntegrationStore:
         create_tables: bool = True,
         cipher: KeyCipher | None = None,
     ) -> None:
-        self.engine = sa.create_engine(engine) if isinstance(engine, str) else engine
+        self.engine = engine_for(engine)
         self.cipher = cipher
         self.metadata = sa.MetaData()
         self.table = sa.Table(

@@ -25,6 +25,8 @@ from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
+from pdconnect.database import engine_for
+
 KEEP_FOR = 72 * 3600.0
 STALE_AFTER = 60.0
 
@@ -97,7 +99,7 @@ class SqlDeliveryLog:
         stale_after: float = STALE_AFTER,
         create_tables: bool = True,
     ) -> None:
-        self.engine = sa.create_engine(engine) if isinstance(engine, str) else engine
+        self.engine = engine_for(engine)
         self.stale_after = stale_after
         self.metadata = sa.MetaData()
         self.table = sa.Table(

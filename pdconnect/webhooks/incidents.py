@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from pdconnect.database import engine_for
 from pdconnect.timestamps import as_utc
 from pdconnect.webhooks.model import IncidentStatus, WebhookEvent
 
@@ -87,7 +88,7 @@ class IncidentStateStore:
         table_name: str = "pdconnect_incident_states",
         create_tables: bool = True,
     ) -> None:
-        self.engine = sa.create_engine(engine) if isinstance(engine, str) else engine
+        self.engine = engine_for(engine)
         self.metadata = sa.MetaData()
         self.table = sa.Table(
             table_name,

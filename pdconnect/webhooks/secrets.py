@@ -20,6 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import sqlalchemy as sa
 
+from pdconnect.database import engine_for
 from pdconnect.storage import KeyCipher
 
 MAX_SECRET_LENGTH = 1024
@@ -112,7 +113,7 @@ class SqlWebhookSecretStore:
         cipher: KeyCipher | None = None,
         create_tables: bool = True,
     ) -> None:
-        self.engine = sa.create_engine(engine) if isinstance(engine, str) else engine
+        self.engine = engine_for(engine)
         self.cipher = cipher
         self.metadata = sa.MetaData()
         self.table = sa.Table(
