@@ -106,6 +106,9 @@ class DeadEvent:
     reason: str | None
     owner_id: str | None
     integration_id: str | None
+    #: A later event of its group was delivered or is queued: requeued, this one would arrive
+    #: after it and change what it meant (see :meth:`Outbox.requeue`).
+    superseded: bool = False
 
 
 @dataclass(frozen=True)
@@ -596,9 +599,14 @@ class Outbox:
         return {int(row.id): str(row.state) for row in rows}
 
     def dead(self, *, limit: int = 100) -> list[DeadEvent]:
-        """Dead-lettered events, newest first, with the reason."""
+        """Dead-lettered events, newest first, with the reason and whether they are superseded."""
         table = self.events
-        query = sa.select(table).where(table.c.state == DEAD).order_by(table.c.id.desc()).limit(limit)
+        query = (
+            sa.select(table, self._superseded().label("superseded"))
+            .where(table.c.state == DEAD)
+            .order_by(table.c.id.desc())
+            .limit(limit)
+        )
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         return [
@@ -613,20 +621,42 @@ class Outbox:
                 reason=row.last_error,
                 owner_id=row.owner_id,
                 integration_id=row.integration_id,
+                superseded=bool(row.superseded),
             )
             for row in rows
         ]
 
-    def requeue(self, ids: Iterable[int] | None = None) -> int:
-        """Put dead events back in the queue (all of them when ``ids`` is None).
+    def _superseded(self) -> sa.Exists:
+        """True for an event whose group has a later event that was delivered or is still queued."""
+        events = self.events
+        later = events.alias("later")
+        return (
+            sa.select(later.c.id)
+            .where(
+                later.c.group_key == events.c.group_key,
+                later.c.id > events.c.id,
+                later.c.state.in_((*UNFINISHED, DELIVERED)),
+            )
+            .exists()
+        )
+
+    def requeue(self, ids: Iterable[int] | None = None, *, superseded: bool = False) -> int:
+        """Put dead events back in the queue (all of them when ``ids`` is None); returns how many.
 
         Each goes to the *end* of its group as a new event, so it never overtakes events
-        enqueued after it died; the dead row is kept, marked ``requeued``.
+        enqueued after it died; the dead row is kept, marked ``requeued``. A *superseded* dead
+        event, one with a later event of its group delivered or still queued, is left dead
+        unless ``superseded`` is true: sent now, it would arrive after that event and change
+        its meaning (a trigger after its resolve opens an incident nothing will resolve; a
+        resolve after a later trigger closes an incident that is still real). Delivered events
+        are purged after a while, so this check sees only the deliveries still kept.
         """
         table = self.events
         query = sa.select(table).where(table.c.state == DEAD).order_by(table.c.id)
         if ids is not None:
             query = query.where(table.c.id.in_(list(ids)))
+        if not superseded:
+            query = query.where(~self._superseded())
         now = time.time()
         with self.engine.begin() as conn:
             rows = conn.execute(query).all()

@@ -64,6 +64,11 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
     chosen = requeue.add_mutually_exclusive_group(required=True)
     chosen.add_argument("--all", action="store_true", help="every dead event")
     chosen.add_argument("ids", nargs="*", type=int, default=[], metavar="ID", help="these event ids")
+    requeue.add_argument(
+        "--superseded",
+        action="store_true",
+        help="also events whose group has a later event delivered or queued (they would arrive after it)",
+    )
     requeue.set_defaults(handler=_requeue)
 
 
@@ -190,15 +195,26 @@ def _dead(args: argparse.Namespace) -> int:
         print("no dead events")
         return 0
     for event in events:
+        note = "  (superseded: a later event of its group was delivered or is queued)" if event.superseded else ""
         print(
             f"{event.id}  {_when(event.finished_at)}  key {event.routing_key_hint}  {event.action} "
-            f"dedup={event.dedup_key!r}  attempts={event.attempts}  reason: {event.reason}"
+            f"dedup={event.dedup_key!r}  attempts={event.attempts}  reason: {event.reason}{note}"
         )
     return 0
 
 
 def _requeue(args: argparse.Namespace) -> int:
+    wanted = None if args.all else set(args.ids)
     with _existing_outbox(args) as outbox:
-        count = outbox.requeue(None if args.all else args.ids)
+        left = [] if args.superseded else [e.id for e in outbox.dead(limit=10_000) if e.superseded]
+        left = [i for i in left if wanted is None or i in wanted]
+        count = outbox.requeue(None if wanted is None else sorted(wanted), superseded=args.superseded)
     print(f"requeued {count} event(s)")
+    if left:
+        shown = " ".join(str(i) for i in sorted(left)[:20]) + (" ..." if len(left) > 20 else "")
+        print(
+            f"left {len(left)} superseded event(s) dead: {shown}\n"
+            "  a later event of each one's group was delivered or is queued, so it would arrive after it"
+            " (a trigger after its resolve reopens the incident); --superseded requeues them anyway"
+        )
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -136,7 +137,10 @@ def test_dead_letters_free_the_group_and_can_be_requeued(outbox: Outbox) -> None
     (next_one,) = outbox.claim("w", 10, lease=60)
     assert next_one.id == res.id
     outbox.record([outcome_for(next_one, DELIVERED, status=202)])
-    assert outbox.requeue() == 1
+    (dead,) = outbox.dead()
+    assert dead.superseded, "its resolve went out: sent now, the trigger would reopen the incident"
+    assert outbox.requeue() == 0 and [d.id for d in outbox.dead()] == [trig.id]
+    assert outbox.requeue(superseded=True) == 1
     (again,) = outbox.claim("w", 10, lease=60)
     assert again.id > res.id, "a requeued event goes to the end of its group"
     assert again.prepared.body == claimed.prepared.body
@@ -145,6 +149,27 @@ def test_dead_letters_free_the_group_and_can_be_requeued(outbox: Outbox) -> None
         states = dict(conn.execute(sa.select(outbox.events.c.id, outbox.events.c.state)).all())
     assert states[trig.id] == REQUEUED
     assert outbox.dead() == []
+
+
+def test_requeue_keeps_the_order_of_dead_events_that_are_not_superseded(outbox: Outbox) -> None:
+    trig, ack, res = outbox.enqueue_many(
+        [
+            (SERVICE_KEY, trigger("a")),
+            (SERVICE_KEY, AlertEvent.acknowledge("a")),
+            (SERVICE_KEY, AlertEvent.resolve("a")),
+        ]
+    )
+    for _ in range(3):  # PagerDuty refused all three (a key it did not know yet, say)
+        outbox.record([outcome_for(e, DEAD, status=400) for e in outbox.claim("w", 10, lease=60)])
+    assert [d.superseded for d in outbox.dead()] == [False, False, False]
+    assert outbox.requeue() == 3
+    heads = []
+    for _ in range(3):
+        (head,) = outbox.claim("w", 10, lease=60)
+        heads.append(head.prepared.action)
+        outbox.record([outcome_for(head, DELIVERED, status=202)])
+    assert heads == ["trigger", "acknowledge", "resolve"]
+    assert {trig.id, ack.id, res.id}.isdisjoint(e.id for e in outbox.dead())
 
 
 def test_requeue_by_id(outbox: Outbox) -> None:
@@ -250,13 +275,14 @@ def test_a_head_finishing_while_its_successor_is_promoted_never_strands_the_grou
     and this test holds that pause's row, so A stops after its advance and before its commit.
     """
     outbox = Outbox(postgres_engine, table_prefix=unique_table("pdc_race"))
-    try:
+    with contextlib.ExitStack() as stack:
+        stack.callback(outbox.drop_tables)
         outbox.enqueue(SERVICE_KEY, trigger("g"))
         outbox.enqueue(OTHER_SERVICE_KEY, trigger("other"))
         e1, other = outbox.claim("A", 10, lease=60)
         with outbox.engine.begin() as conn:  # the row A's record will have to update
             conn.execute(outbox.pauses.insert().values(routing_key=OTHER_SERVICE_KEY, paused_until=0.0))
-        holder = outbox.engine.connect()
+        holder = stack.enter_context(outbox.engine.connect())  # closed (its lock freed) even on failure
         hold = holder.begin()
         holder.execute(
             sa.select(outbox.pauses).where(outbox.pauses.c.routing_key == OTHER_SERVICE_KEY).with_for_update()
@@ -264,26 +290,40 @@ def test_a_head_finishing_while_its_successor_is_promoted_never_strands_the_grou
         holder_pid = holder.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
         outcomes = [outcome_for(e1, DELIVERED, status=202),
                     outcome_for(other, PENDING, status=429, next_attempt_at=0.0, pause_key_until=time.time() + 0.01)]  # fmt: skip
-        recorder = threading.Thread(target=outbox.record, args=(outcomes,))
+        failures: list[BaseException] = []
+
+        def record() -> None:
+            try:
+                outbox.record(outcomes)
+            except BaseException as exc:  # reported below
+                failures.append(exc)
+
+        recorder = threading.Thread(target=record, daemon=True)
         recorder.start()
-        with outbox.engine.connect() as watcher:  # until A waits on the held row
-            for _ in range(500):
+        # Until A waits on the held row. Autocommit: in one transaction PostgreSQL would show
+        # the same snapshot of pg_stat_activity every time.
+        with outbox.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as watcher:
+            for _ in range(3000):
                 blocked = watcher.execute(
                     sa.text("SELECT count(*) FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))"),
                     {"pid": holder_pid},
                 ).scalar_one()
-                if blocked:
+                if blocked or not recorder.is_alive():
                     break
                 watcher.execute(sa.text("SELECT pg_sleep(0.01)"))
-            assert blocked, "A's record never reached the held row"
+            activity = watcher.execute(
+                sa.text("SELECT pid, state, wait_event_type, pg_blocking_pids(pid), left(query, 60) FROM pg_stat_activity"
+                        " WHERE datname = current_database()")
+            ).all()  # fmt: skip
+            assert blocked, (
+                f"A's record never waited on the held row: {failures}, alive={recorder.is_alive()}, {activity}"
+            )
         e2 = outbox.enqueue(SERVICE_KEY, AlertEvent.resolve("g"))
         assert outbox.claim("B", 10, lease=60) == [], "E1 is not finished yet as B sees it"
         hold.commit()
-        holder.close()
         recorder.join(timeout=30)
+        assert not failures, failures
         assert e2.id in [e.id for e in outbox.claim("B", 10, lease=60, now=time.time() + 1)], "E2 is the head"
-    finally:
-        outbox.drop_tables()
 
 
 def test_repair_gives_a_stranded_group_its_head_and_only_that(outbox: Outbox) -> None:

@@ -11,7 +11,7 @@ import pytest
 from pdconnect import AlertEvent, Sender
 from pdconnect.cli import main
 from pdconnect.metrics import CONTENT_TYPE, metrics_text
-from pdconnect.outbox import DEAD, Outbox, outcome_for
+from pdconnect.outbox import DEAD, DELIVERED, Outbox, outcome_for
 from pdconnect.sandbox.pytest_plugin import PagerDutySandbox
 from pdconnect.worker import Worker
 from tests.conftest import SERVICE_KEY
@@ -151,3 +151,18 @@ def test_looking_at_an_outbox_never_makes_one(command: str, tmp_path: Path, caps
     Outbox(f"sqlite:///{other}")  # tables under the default prefix only
     assert main(["outbox", *command.split(), "--database", f"sqlite:///{other}", "--table-prefix", "typo"]) == 2
     assert "no outbox table 'typo' there" in capsys.readouterr().err
+
+
+def test_requeue_leaves_superseded_events_dead_unless_asked(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    outbox = Outbox(url)
+    trig, _ = outbox.enqueue_many([(SERVICE_KEY, AlertEvent.trigger("down", source="h", severity="critical",
+                                    dedup_key="m1")), (SERVICE_KEY, AlertEvent.resolve("m1"))])  # fmt: skip
+    outbox.record([outcome_for(e, DEAD, status=400, error="HTTP 400") for e in outbox.claim("w", 1, lease=60)])
+    outbox.record([outcome_for(e, DELIVERED, status=202) for e in outbox.claim("w", 1, lease=60)])
+    assert main(["outbox", "dead", "--database", url]) == 0
+    assert "(superseded: a later event of its group was delivered or is queued)" in capsys.readouterr().out
+    assert main(["outbox", "requeue", "--database", url, "--all"]) == 0
+    out = capsys.readouterr().out
+    assert "requeued 0 event(s)" in out and f"left 1 superseded event(s) dead: {trig.id}" in out
+    assert main(["outbox", "requeue", "--database", url, str(trig.id), "--superseded"]) == 0
+    assert "requeued 1 event(s)" in capsys.readouterr().out
