@@ -296,7 +296,8 @@ def test_a_database_outage_pauses_the_worker_and_loses_nothing(
     logging.getLogger("pdconnect").addHandler(announcements)
     try:
         pagerduty_sandbox.set_settings(rate_limit=None)
-        pagerduty_sandbox.set_faults("latency=40")
+        # Slow enough that the cut below lands mid-run: 24 events are left, 8 rounds of 200 ms.
+        pagerduty_sandbox.set_faults("latency=200")
         keys = [pagerduty_sandbox.service_key("Checkout API"), pagerduty_sandbox.service_key("Database")]
         groups = [(key, f"outage-{i}") for key in keys for i in range(3)]
         setup.enqueue_many([(k, sequence(g)[step]) for step in range(5) for k, g in groups])
