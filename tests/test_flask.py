@@ -430,6 +430,19 @@ def test_storage_outage_is_a_503_not_a_500(tmp_path: Path, pagerduty_sandbox: Pa
     assert "Could not save the connection" in response.get_data(as_text=True)
 
 
+def test_a_nonce_store_outage_is_a_503_and_the_link_still_works(
+    client: FlaskClient, app: Flask, pagerduty_sandbox: PagerDutySandbox
+) -> None:
+    callback = _path(pagerduty_sandbox.install(client.get("/pagerduty/install").headers["Location"]))
+    nonces = app.extensions["pdconnect"].handshake.states.nonce_store
+    nonces.table.drop(nonces.engine)  # the used-nonce table is gone (a restore, a bad migration)
+    response = client.get(callback)
+    assert response.status_code == 503
+    assert "Could not finish connecting" in response.get_data(as_text=True)
+    nonces.table.create(nonces.engine)
+    assert client.get(callback).status_code == 302, "nothing was recorded: the same link finishes the handshake"
+
+
 def test_settings_from_config(tmp_path: Path) -> None:
     app = Flask(__name__, instance_path=str(tmp_path / "i"))
     app.config.update(

@@ -206,6 +206,9 @@ def callback(state: str | None = None) -> ResponseReturnValue:
         )
     except PdConnectError as exc:
         return _failed(exc)
+    except SQLAlchemyError:  # the used-nonce store; nothing was recorded, so this link still works
+        logger.exception("pdconnect: could not check the handshake's state against the nonce store")
+        return _page("Could not finish connecting", "Our database did not answer. Reload this page in a minute.", 503)
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     if isinstance(outcome, Cancelled):
         replacement = _take_over(cancelled.send(app, owner_id=outcome.owner_id, flow=outcome.flow))
