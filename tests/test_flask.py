@@ -380,6 +380,21 @@ def test_disconnect_only_your_own(client: FlaskClient, app: Flask) -> None:
         assert current_pagerduty().store.list("alice") == []
 
 
+@pytest.mark.parametrize("action", ["delete", "test"])
+def test_a_database_outage_on_any_route_is_a_503_page(client: FlaskClient, app: Flask, action: str) -> None:
+    integration_id = _paste(client)
+    store = app.extensions["pdconnect"].store
+    store.table.drop(store.engine)
+    response = client.post(f"/pagerduty/integrations/{integration_id}/{action}", data={"pdconnect_csrf": _csrf(client)})
+    assert response.status_code == 503
+    assert "PagerDuty settings are unavailable" in response.get_data(as_text=True)
+    response = client.post(
+        f"/pagerduty/integrations/{integration_id}/{action}",
+        headers={"Accept": "application/json", "X-PDConnect-CSRF": _csrf(client)},
+    )
+    assert response.status_code == 503 and "did not answer" in response.json["error"]["message"]
+
+
 def test_disconnect_needs_the_form_token(client: FlaskClient) -> None:
     integration_id = _paste(client)
     response = client.post(f"/pagerduty/integrations/{integration_id}/delete")

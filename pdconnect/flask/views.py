@@ -226,6 +226,15 @@ def callback(state: str | None = None) -> ResponseReturnValue:
     return replacement or _done(f"Connected to PagerDuty: {names}.")
 
 
+@blueprint.errorhandler(SQLAlchemyError)
+def _database_unavailable(exc: SQLAlchemyError) -> ResponseReturnValue:
+    """Any route whose database fails (listing, testing, disconnecting): a 503, never a 500."""
+    logger.exception("pdconnect: the database did not answer")
+    return _page(
+        "PagerDuty settings are unavailable", "Our database did not answer. Please try again in a minute.", 503
+    )
+
+
 def _unavailable() -> ResponseReturnValue:
     return _page("Could not save the connection", "Our database did not answer. Please try again in a minute.", 503)
 
