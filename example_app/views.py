@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
@@ -66,9 +66,7 @@ def signin() -> ResponseReturnValue:
         with engine().begin() as conn:
             user = conn.execute(sa.select(db.users).where(db.users.c.name == name)).one_or_none()
             if user is None:
-                user_id = conn.execute(
-                    sa.insert(db.users).values(name=name, created_at=time.time())
-                ).inserted_primary_key[0]
+                user_id = _new_id(conn.execute(sa.insert(db.users).values(name=name, created_at=time.time())))
                 _seed_monitors(conn, str(user_id))
             else:
                 user_id = user.id
@@ -235,9 +233,9 @@ def new_monitor() -> ResponseReturnValue:
             return render_template("monitor_form.html", integrations=integrations, form=request.form), 400
         targets = values.pop("targets")
         with engine().begin() as conn:
-            monitor_id = conn.execute(
-                sa.insert(db.monitors).values(owner=owner, state="{}", last_checked_at=0, **values)
-            ).inserted_primary_key[0]
+            monitor_id = _new_id(
+                conn.execute(sa.insert(db.monitors).values(owner=owner, state="{}", last_checked_at=0, **values))
+            )
             for integration_id in targets:
                 conn.execute(sa.insert(db.monitor_targets).values(monitor_id=monitor_id, integration_id=integration_id))
         flash(f"Monitor {values['name']} created.", "success")
@@ -315,7 +313,14 @@ def delete_monitor(monitor_id: int) -> ResponseReturnValue:
 # -- incidents -------------------------------------------------------------------------------
 
 
-def pagerduty_states(alerts: list[Any]) -> dict[int, str]:
+def _new_id(result: sa.CursorResult[Any]) -> int:
+    """The primary key an INSERT made."""
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+def pagerduty_states(alerts: Sequence[Any]) -> dict[int, str]:
     """What PagerDuty knows of each alert.
 
     The newest alert of each monitor and service shows what PagerDuty's webhooks last said
@@ -343,16 +348,16 @@ def pagerduty_states(alerts: list[Any]) -> dict[int, str]:
     return labels
 
 
-def _reported_by_pagerduty(alerts: list[Any]) -> dict[int, str]:
+def _reported_by_pagerduty(alerts: Sequence[Any]) -> dict[int, str]:
     """For the newest alert per (dedup key, integration): the incident's state from webhooks."""
     pagerduty = current_pagerduty()
     owner = current_owner()
     if pagerduty.incidents is None or owner is None:
         return {}
-    services = {i.id: i.service_id for i in pagerduty.integrations(owner)}
+    services = {i.id: i.service_id for i in pagerduty.integrations(owner) if i.service_id}
     newest: dict[tuple[str, str], Any] = {}
     for alert in sorted(alerts, key=lambda a: a.id, reverse=True):
-        if services.get(alert.integration_id):
+        if alert.integration_id in services:
             newest.setdefault((alert.dedup_key, alert.integration_id), alert)
     # One query per service, however many alerts the page lists.
     keys_by_service: dict[str, set[str]] = {}
