@@ -110,30 +110,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pdconnect: --database is not a SQLAlchemy URL this installation can use ({exc})", file=sys.stderr)
         return 2
     except SQLAlchemyError as exc:
-        where = (
-            _database_shown(getattr(args, "database", None)) if hasattr(args, "database") else getattr(args, "db", "")
-        )
-        print(f"pdconnect: the database {where} cannot be used: {_driver_message(exc)}", file=sys.stderr)
+        from pdconnect.database import driver_message
+
+        print(f"pdconnect: the database {_database_shown(args)} cannot be used: {driver_message(exc)}", file=sys.stderr)
         return 1
     return status
 
 
-def _database_shown(url: str | None) -> str:
-    """The database URL with its password hidden, for an error message."""
+def _database_shown(args: argparse.Namespace) -> str:
+    """The command's ``--database`` URL with its password hidden, or the sandbox's ``--db`` file."""
     from sqlalchemy.engine import make_url
 
+    url = getattr(args, "database", None)
     if not url:
-        return "(none given)"
+        return str(getattr(args, "db", None) or "(none given)")
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # only for a message: an unreadable URL was refused before this
         return "(unreadable URL)"
-
-
-def _driver_message(exc: BaseException) -> str:
-    cause = getattr(exc, "orig", None) or exc
-    lines = str(cause).strip().splitlines()
-    return lines[0] if lines else type(cause).__name__
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -40,3 +40,13 @@ def create_engine(url: str) -> sa.Engine:
 def engine_for(engine: sa.Engine | str) -> sa.Engine:
     """``engine`` itself, or an engine made by :func:`create_engine` from a URL."""
     return create_engine(engine) if isinstance(engine, str) else engine
+
+
+def driver_message(exc: BaseException) -> str:
+    """The first line of the driver's own message, without SQLAlchemy's SQL echo and link.
+
+    For logs and one-line command errors; drivers do not put passwords in these messages.
+    """
+    cause = getattr(exc, "orig", None) or exc
+    lines = str(cause).strip().splitlines()
+    return (lines[0] if lines else type(cause).__name__)[:300]

@@ -104,13 +104,14 @@ class Handshake:
             raise ValueError("the install flow needs an app_id")
         check_callback_url(redirect_url, name="redirect URL")
         if subdomain is not None:
-            check_subdomain(subdomain)
-        on_pagerduty = self.install_base_url == INSTALL_BASE_URL
+            check_subdomain(subdomain)  # before a state is issued for a URL that cannot be built
+        if self.install_base_url != INSTALL_BASE_URL:
+            subdomain = None
         token = self.states.issue(owner_id=owner_id, session_binding=session_binding, flow=Origin.INSTALL)
         redirect = add_query_params(redirect_url, {STATE_PARAM: token})
-        if subdomain and on_pagerduty:
-            return build_install_url(app_id=self.app_id, redirect_url=redirect, subdomain=subdomain)
-        return build_install_url(app_id=self.app_id, redirect_url=redirect, base_url=self.install_base_url)
+        return build_install_url(
+            app_id=self.app_id, redirect_url=redirect, base_url=self.install_base_url, subdomain=subdomain or None
+        )
 
     def complete(
         self,

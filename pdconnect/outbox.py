@@ -640,6 +640,15 @@ class Outbox:
             .exists()
         )
 
+    def superseded_dead(self, ids: Iterable[int] | None = None) -> list[int]:
+        """The ids of the dead events (of ``ids``, or all) that :meth:`requeue` leaves dead by default."""
+        table = self.events
+        query = sa.select(table.c.id).where(table.c.state == DEAD, self._superseded()).order_by(table.c.id)
+        if ids is not None:
+            query = query.where(table.c.id.in_(list(ids)))
+        with self.engine.connect() as conn:
+            return [int(i) for i in conn.execute(query).scalars()]
+
     def requeue(self, ids: Iterable[int] | None = None, *, superseded: bool = False) -> int:
         """Put dead events back in the queue (all of them when ``ids`` is None); returns how many.
 

@@ -204,14 +204,13 @@ def _dead(args: argparse.Namespace) -> int:
 
 
 def _requeue(args: argparse.Namespace) -> int:
-    wanted = None if args.all else set(args.ids)
+    ids = None if args.all else args.ids
     with _existing_outbox(args) as outbox:
-        left = [] if args.superseded else [e.id for e in outbox.dead(limit=10_000) if e.superseded]
-        left = [i for i in left if wanted is None or i in wanted]
-        count = outbox.requeue(None if wanted is None else sorted(wanted), superseded=args.superseded)
+        left = [] if args.superseded else outbox.superseded_dead(ids)
+        count = outbox.requeue(ids, superseded=args.superseded)
     print(f"requeued {count} event(s)")
     if left:
-        shown = " ".join(str(i) for i in sorted(left)[:20]) + (" ..." if len(left) > 20 else "")
+        shown = " ".join(str(i) for i in left[:20]) + (" ..." if len(left) > 20 else "")
         print(
             f"left {len(left)} superseded event(s) dead: {shown}\n"
             "  a later event of each one's group was delivered or is queued, so it would arrive after it"

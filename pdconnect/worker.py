@@ -41,6 +41,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from pdconnect.database import driver_message
 from pdconnect.keys import redact
 from pdconnect.outbox import DEAD, DELIVERED, PENDING, Outbox, OutboxEvent, Outcome, outcome_for
 from pdconnect.retry import RetryPolicy, Verdict
@@ -220,7 +221,7 @@ class Worker:
                         "pdconnect: worker %s cannot reach the outbox's database (%s); %d outcome(s) kept, "
                         "trying again in %.2g s",
                         self.name,
-                        _first_line(exc),
+                        driver_message(exc),
                         len(self._unrecorded) + self._results.qsize(),
                         database_wait,
                     )
@@ -295,7 +296,7 @@ class Worker:
                 "their events are sent again when their leases run out",
                 self.name,
                 len(self._unrecorded) + len(not_started),
-                _first_line(exc),
+                driver_message(exc),
             )
 
     def _record(self, in_flight: dict[int, tuple[OutboxEvent, Future[None]]]) -> int:
@@ -339,7 +340,7 @@ class Worker:
                 self.integrations.mark_failing(event.owner_id, event.integration_id, outcome.error or "refused")
             except SQLAlchemyError as exc:  # a hint for the vendor's UI; the dead letter is recorded
                 logger.warning(
-                    "pdconnect: could not mark integration %s failing (%s)", event.integration_id, _first_line(exc)
+                    "pdconnect: could not mark integration %s failing (%s)", event.integration_id, driver_message(exc)
                 )
 
     def _housekeeping(self) -> None:
@@ -427,10 +428,3 @@ class Worker:
                 },
             )
         return outcome
-
-
-def _first_line(exc: BaseException) -> str:
-    """The driver's own message, without SQLAlchemy's SQL echo and background link."""
-    cause = getattr(exc, "orig", None) or exc
-    text = str(cause).strip().splitlines()
-    return f"{type(cause).__name__}: {text[0] if text else ''}"[:300]

@@ -799,8 +799,8 @@ class Sandbox:
         app = self.store.get(App, app_id) if app_id else None
         if app is None:
             raise SandboxError("App not found.", status=404)
-        registered = {_without_query(u) for u in app.redirect_urls}
-        if not redirect_url or _without_query(redirect_url) not in registered - {None}:
+        given = _without_query(redirect_url) if redirect_url else None
+        if given is None or given not in {_without_query(u) for u in app.redirect_urls}:
             raise SandboxError("The supplied redirect URL does not match a redirect URL configured by this app.")
         return app
 
