@@ -6,6 +6,7 @@ from the vendor's own configuration and are checked here before use.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -22,15 +23,85 @@ EVENTS_BASE_URLS: Mapping[Region, str] = {
     Region.EU: "https://events.eu.pagerduty.com",
 }
 
-_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+#: Local redirect targets longer than this are refused (no browser needs more).
+MAX_REDIRECT_LENGTH = 2048
 
 
 def is_loopback_host(host: str | None) -> bool:
-    """True for ``localhost``, ``*.localhost`` and the loopback addresses."""
-    if not host:
+    """True for ``localhost`` and for literal loopback addresses (``127.0.0.0/8``, ``::1``).
+
+    The host is parsed as an address, never matched by prefix: ``127.evil.example`` is a DNS
+    name that anybody can point anywhere, so it is not loopback. Other names under
+    ``.localhost`` are refused too, since Python's resolver may send them to DNS, and so is a
+    trailing dot.
+    """
+    if not isinstance(host, str) or not host:
         return False
     host = host.lower()
-    return host in _LOOPBACK_HOSTS or host.endswith(".localhost") or host.startswith("127.")
+    if host == "localhost":
+        return True
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
+
+
+def _has_unsafe_characters(value: str) -> bool:
+    r"""True if ``value`` holds anything a browser and Python may read differently.
+
+    That is any character outside printable ASCII: control characters (which Werkzeug and
+    browsers strip, so ``/\t/evil.example`` becomes ``//evil.example``), spaces, non-ASCII
+    letters, and the backslash, which browsers read as ``/``.
+    """
+    return any(not ("\x21" <= ch <= "\x7e") or ch == "\\" for ch in value)
+
+
+def safe_local_redirect(target: object, *, default: str = "/") -> str:
+    """Return ``target`` if the browser may be redirected there, else ``default``.
+
+    Only a path on the same site qualifies: a string that starts with one ``/`` (not ``//``,
+    which is another host), holds printable ASCII only (no backslash, no control character,
+    no space), has no scheme or host once parsed, and is at most
+    :data:`MAX_REDIRECT_LENGTH` characters. Anything else, including ``None`` and other types,
+    gives ``default``. Use it for every ``next``-style parameter.
+    """
+    if not isinstance(target, str) or not target or len(target) > MAX_REDIRECT_LENGTH:
+        return default
+    if not target.startswith("/") or target.startswith("//") or _has_unsafe_characters(target):
+        return default
+    try:
+        parts = urlsplit(target)
+    except ValueError:
+        return default
+    if parts.scheme or parts.netloc:
+        return default
+    return target
+
+
+def safe_link_href(url: object) -> str | None:
+    """Return ``url`` if it may be rendered as a clickable link, else ``None``.
+
+    Only absolute ``http`` and ``https`` URLs with a host qualify: ``javascript:``, ``data:``,
+    ``vbscript:``, relative and protocol-relative links are refused, and so is anything with
+    control characters, spaces, backslashes or credentials (``https://bank.example@evil.example``
+    shows one host and opens another). Callers render a refused URL as plain text.
+    """
+    if not isinstance(url, str) or not url or len(url) > MAX_REDIRECT_LENGTH or _has_unsafe_characters(url):
+        return None
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 -- raises ValueError on a malformed port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not host or "@" in parts.netloc:
+        return None
+    return url
 
 
 def check_callback_url(url: str, *, name: str = "callback URL") -> str:
@@ -44,6 +115,8 @@ def check_callback_url(url: str, *, name: str = "callback URL") -> str:
         raise UnsafeURLError(f"{name} must be a non-empty string")
     if any(ord(ch) < 0x21 or ord(ch) == 0x7F for ch in url):
         raise UnsafeURLError(f"{name} must not contain spaces or control characters")
+    if "\\" in url:
+        raise UnsafeURLError(f"{name} must not contain a backslash (browsers read it as '/')")
     try:
         parts = urlsplit(url)
         host = parts.hostname
