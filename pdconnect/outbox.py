@@ -148,7 +148,7 @@ class Outbox:
     ) -> None:
         self._owns_engine = isinstance(engine, str)
         self.engine = engine_for(engine)
-        self.sender = sender or Sender()
+        self.sender = sender if sender is not None else Sender()
         self.enqueued = 0  # events enqueued by this process, for its metrics
         self._listeners: list[Callable[[], None]] = []
         self.metadata = sa.MetaData()

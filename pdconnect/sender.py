@@ -172,13 +172,13 @@ class Sender:
         self._defaults = _Defaults(client=client, client_url=client_url, vendor_key=vendor_key, base_urls=base_urls)
         # Fail at construction, not on the first trigger, if the vendor fields are bad.
         check_vendor_fields(client=client, client_url=client_url)
-        self.transport: Transport = transport or RequestsTransport(session)
-        self.retry = retry or RetryPolicy()
+        self.transport: Transport = transport if transport is not None else RequestsTransport(session)
+        self.retry = retry if retry is not None else RetryPolicy()
         self.timeout = timeout
         self._headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": user_agent}
         self._sleep = sleep
         self._clock = clock
-        self._rng = rng or random.Random()  # noqa: S311 -- jitter, not secrecy
+        self._rng = rng if rng is not None else random.Random()  # noqa: S311 -- jitter, not secrecy
 
     def __repr__(self) -> str:
         return f"Sender(client={self._defaults.client!r}, base_urls={list(self._defaults.base_urls.values())!r})"

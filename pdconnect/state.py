@@ -106,7 +106,7 @@ class StateManager:
         if max_age <= 0:
             raise ValueError("max_age must be positive")
         self.max_age = max_age
-        self.nonce_store: NonceStore = nonce_store or MemoryNonceStore(clock=clock)
+        self.nonce_store: NonceStore = nonce_store if nonce_store is not None else MemoryNonceStore(clock=clock)
         self._clock = clock
 
         class _ClockedSigner(TimestampSigner):

@@ -276,7 +276,7 @@ class ThresholdRule:
         now: datetime | None = None,
     ) -> Evaluation:
         """Compare the window's value with the threshold and say what to send."""
-        state = state or RuleState()
+        state = state if state is not None else RuleState()
         now = now or datetime.now(UTC)
         if now.tzinfo is None:
             raise RuleInvalid("now must be timezone-aware", field="now")

@@ -135,7 +135,11 @@ class Worker:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self._owns_sender = sender is None
-        self.sender = sender or Sender(retry=RetryPolicy.no_retries(), transport=default_worker_transport())
+        self.sender = (
+            sender
+            if sender is not None
+            else Sender(retry=RetryPolicy.no_retries(), transport=default_worker_transport())
+        )
         # Never start a request with less than this left of the lease: it may take its timeouts.
         self.lease_margin = sum(self.sender.timeout) + 1.0
         if lease < 2 * self.lease_margin:
@@ -148,7 +152,7 @@ class Worker:
         # next one at once instead of waiting for the loop to claim it.
         self.prefetch = concurrency // 2 if prefetch is None else prefetch
         self.lease = lease
-        self.retry = retry or RetryPolicy(base_delay=1.0, max_delay=300.0)
+        self.retry = retry if retry is not None else RetryPolicy(base_delay=1.0, max_delay=300.0)
         self.max_age = max_age
         self.limiter = KeyRateLimiter(rate_limit_per_key) if rate_limit_per_key else None
         self.keep_delivered = keep_delivered
@@ -157,7 +161,7 @@ class Worker:
         self.integrations = integrations
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.counters = WorkerCounters()
-        self._rng = rng or random.Random()  # noqa: S311 -- jitter, not secrecy
+        self._rng = rng if rng is not None else random.Random()  # noqa: S311 -- jitter, not secrecy
         self._results: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._stopping = threading.Event()

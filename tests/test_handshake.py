@@ -248,3 +248,25 @@ def test_valid_state_with_arbitrary_parameters_gives_an_outcome_or_our_error(
     except PdConnectError:
         return
     assert isinstance(outcome, Connected | Cancelled)
+
+
+@pytest.mark.parametrize("store_kind", ["memory", "sql"])
+def test_a_shared_empty_nonce_store_is_kept_so_a_callback_cannot_be_replayed(
+    store_kind: str, clock: FakeClock, binding: str, tmp_path: Path
+) -> None:
+    """One module-level store, a Handshake made per request: the store is empty (falsy) at first."""
+    from pdconnect import MemoryNonceStore
+
+    shared = MemoryNonceStore(clock=clock) if store_kind == "memory" else SqlNonceStore(f"sqlite:///{tmp_path}/n.db")
+
+    def per_request() -> Handshake:
+        return Handshake(secret=SECRET, vendor_key=VENDOR_KEY, nonce_store=shared, clock=clock)
+
+    url = per_request().connect_url(CALLBACK_URL, owner_id="org-1", session_binding=binding)
+    callback = _connect_callback(url) + "?" + urlencode(CONNECT_PARAMS)
+    path, _, query = callback.partition("?")
+    state = path.rsplit("/", 1)[-1]
+    assert isinstance(per_request().complete(query, state=state, session_binding=binding), Connected)
+    assert per_request().states.nonce_store is shared
+    with pytest.raises(StateReplayed):
+        per_request().complete(query, state=state, session_binding=binding)

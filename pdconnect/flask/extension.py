@@ -230,9 +230,11 @@ class PagerDutyConnect:
         storage_url = config["PDCONNECT_STORAGE_URL"] or f"sqlite:///{app.instance_path}/pdconnect.db"
         if storage_url.startswith("sqlite:///") and (self._store is None or self._nonce_store is None):
             os.makedirs(app.instance_path, exist_ok=True)
-        store = self._store or SqlIntegrationStore(storage_url)
-        nonce_store = self._nonce_store or SqlNonceStore(
-            store.engine if isinstance(store, SqlIntegrationStore) else storage_url
+        store = self._store if self._store is not None else SqlIntegrationStore(storage_url)
+        nonce_store = (
+            self._nonce_store
+            if self._nonce_store is not None
+            else SqlNonceStore(store.engine if isinstance(store, SqlIntegrationStore) else storage_url)
         )
         handshake = Handshake(
             secret=secret,
@@ -244,12 +246,16 @@ class PagerDutyConnect:
             install_base_url=config["PDCONNECT_INSTALL_BASE_URL"],
             clock=self._clock,
         )
-        sender = self._sender or Sender(
-            client=config["PDCONNECT_CLIENT_NAME"],
-            client_url=config["PDCONNECT_CLIENT_URL"],
-            vendor_key=config["PDCONNECT_VENDOR_KEY"],
-            events_base_url=config["PDCONNECT_EVENTS_BASE_URL"],
-            retry=RetryPolicy(max_attempts=3, deadline=20.0),
+        sender = (
+            self._sender
+            if self._sender is not None
+            else Sender(
+                client=config["PDCONNECT_CLIENT_NAME"],
+                client_url=config["PDCONNECT_CLIENT_URL"],
+                vendor_key=config["PDCONNECT_VENDOR_KEY"],
+                events_base_url=config["PDCONNECT_EVENTS_BASE_URL"],
+                retry=RetryPolicy(max_attempts=3, deadline=20.0),
+            )
         )
         loader = self._owner_loader
         if loader is None and config["PDCONNECT_OWNER_LOADER"]:

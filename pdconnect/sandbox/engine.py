@@ -126,10 +126,10 @@ class Sandbox:
         faults: FaultPlan | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.settings = settings or SandboxSettings()
+        self.settings = settings if settings is not None else SandboxSettings()
         self._initial_settings = dataclasses.replace(self.settings)
         self.store = SandboxStore(db_path)
-        self.faults = Faults(faults or FaultPlan(), clock=clock)
+        self.faults = Faults(faults if faults is not None else FaultPlan(), clock=clock)
         self.limiter = RateLimiter(self.settings.rate_limit, clock=clock)
         self.base_url = "http://127.0.0.1"
         self.webhooks = WebhookDispatcher(self.store, schedule=self.settings.webhook_schedule, clock=clock)

@@ -111,7 +111,7 @@ class SandboxServer:
         port: int = 0,
         tls: TlsFiles | None = None,
     ) -> None:
-        self.sandbox = sandbox or Sandbox()
+        self.sandbox = sandbox if sandbox is not None else Sandbox()
         self.tls = tls
         context = server_context(tls) if tls is not None else None
         self._server: BaseWSGIServer = make_server(

@@ -241,7 +241,7 @@ class WebhookDispatcher:
         workers: int = 4,
     ) -> None:
         self.store = store
-        self.schedule = schedule or RetrySchedule()
+        self.schedule = schedule if schedule is not None else RetrySchedule()
         self.clock = clock
         self.session = requests.Session()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sandbox-webhook")

@@ -92,7 +92,7 @@ class SubscriptionClient:
         self._authorization = f"Bearer {api_token.strip()}" if oauth else f"Token token={api_token.strip()}"
         self.base_url = check_base_url(base_url, name="REST API URL").rstrip("/")
         self._owns_session = session is None
-        self.session = session or requests.Session()
+        self.session = session if session is not None else requests.Session()
         self.timeout = timeout
 
     def __repr__(self) -> str:
