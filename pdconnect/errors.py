@@ -75,6 +75,17 @@ class UnsafeURLError(PdConnectError, ValueError):
     """A URL given to pdconnect is not safe to redirect to or to link from a button."""
 
 
+class ConfigError(PdConnectError, ValueError):
+    """A setting holds a value of the wrong type or out of range; ``setting`` names it.
+
+    The message says what was expected and never repeats the value, which may be a secret.
+    """
+
+    def __init__(self, message: str, *, setting: str) -> None:
+        super().__init__(message)
+        self.setting = setting
+
+
 class EventValidationError(PdConnectError, ValueError):
     """An event breaks PagerDuty's documented rules; it was refused before any request.
 
