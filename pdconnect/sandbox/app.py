@@ -57,6 +57,7 @@ URLS = Map(
         Rule("/services", endpoint="create_service", methods=["POST"]),
         Rule("/services/<service_id>", endpoint="service", methods=["GET"]),
         Rule("/services/<service_id>/integrations", endpoint="add_integration", methods=["POST"]),
+        Rule("/services/<service_id>/integrations/<key_id>/<change>", endpoint="change_integration", methods=["POST"]),
         Rule("/incidents", endpoint="incidents", methods=["GET"]),
         Rule("/incidents/<incident_id>", endpoint="incident", methods=["GET"]),
         Rule("/incidents/<incident_id>/actions", endpoint="incident_action", methods=["POST"]),
@@ -78,6 +79,8 @@ URLS = Map(
         Rule("/_sandbox/api/apps", endpoint="api_apps", methods=["POST"]),
         Rule("/_sandbox/api/accounts", endpoint="api_accounts", methods=["POST"]),
         Rule("/_sandbox/api/services", endpoint="api_services", methods=["POST"]),
+        Rule("/_sandbox/api/keys/<key_id>", endpoint="api_key", methods=["GET", "DELETE"]),
+        Rule("/_sandbox/api/keys/<key_id>/<change>", endpoint="api_key_change", methods=["POST"]),
     ]
 )
 
@@ -136,6 +139,11 @@ def _local_path(value: str | None) -> str:
     return "/"
 
 
+def _is_api(path: str) -> bool:
+    """True for the paths that answer JSON (the control API and PagerDuty's REST shape)."""
+    return path.startswith(("/_sandbox/api/", "/webhook_subscriptions")) or path == "/_sandbox/api"
+
+
 class SandboxApp:
     """WSGI application serving one :class:`Sandbox`."""
 
@@ -153,11 +161,14 @@ class SandboxApp:
         except SandboxError as exc:
             response = self._error(request, exc.message, exc.status)
         except HTTPException as exc:
-            response = exc.get_response(environ)
+            if exc.code is not None and exc.code >= 400 and _is_api(request.path):
+                response = _json({"error": {"message": exc.name}}, exc.code)
+            else:
+                response = exc.get_response(environ)
         return response(environ, start_response)
 
     def _error(self, request: Request, message: str, status: int) -> Response:
-        if request.path.startswith(("/_sandbox/api/", "/webhook_subscriptions")):
+        if _is_api(request.path):
             return _json({"error": {"message": message}}, status)
         return _html(pages.error_page(message), status)
 
@@ -347,6 +358,22 @@ class SandboxApp:
 
     def on_add_integration(self, request: Request, service_id: str) -> Response:
         self.sandbox.add_integration(service_id, "events_api_v2", "Events API V2")
+        return _redirect(f"/services/{service_id}", 303)
+
+    def _change_key(self, key_id: str, change: str) -> IntegrationKey:
+        if change == "disable":
+            return self.sandbox.set_key_disabled(key_id, True)
+        if change == "enable":
+            return self.sandbox.set_key_disabled(key_id, False)
+        if change == "delete":
+            return self.sandbox.delete_key(key_id)
+        raise SandboxError("Unknown change: disable, enable or delete.", status=404)
+
+    def on_change_integration(self, request: Request, service_id: str, key_id: str, change: str) -> Response:
+        key = self.sandbox.store.get(IntegrationKey, key_id)
+        if key is None or key.service != service_id:
+            raise SandboxError("No such integration on this service.", status=404)
+        self._change_key(key_id, change)
         return _redirect(f"/services/{service_id}", 303)
 
     def on_incidents(self, request: Request) -> Response:
@@ -552,6 +579,20 @@ class SandboxApp:
             raise SandboxError("redirect_urls must be a list of URLs")
         app = self.sandbox.register_app(str(body.get("app_id", "")), urls, body.get("name"))
         return _json({"app": _record(app)}, 201)
+
+    def on_api_key(self, request: Request, key_id: str) -> Response:
+        if request.method == "DELETE":
+            self.sandbox.delete_key(key_id)
+            return Response(status=204)
+        key = self.sandbox.store.get(IntegrationKey, key_id)
+        if key is None:
+            raise SandboxError("No such integration key.", status=404)
+        return _json({"integration_key": _record(key)})
+
+    def on_api_key_change(self, request: Request, key_id: str, change: str) -> Response:
+        if change == "delete":
+            raise SandboxError("Delete a key with DELETE /_sandbox/api/keys/<key>.", status=404)
+        return _json({"integration_key": _record(self._change_key(key_id, change))})
 
     def on_api_accounts(self, request: Request) -> Response:
         body = self._body(request)

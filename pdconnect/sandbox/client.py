@@ -11,7 +11,7 @@ import functools
 import html
 import re
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import requests
 
@@ -80,11 +80,25 @@ class SandboxClient:
         raise SandboxClientError(f"no service named {name!r} in account {account!r}")
 
     def service_key(self, name: str = "Checkout API", *, account: str = "acme") -> str:
-        """The first Events API v2 key of the named service (the seed has "Checkout API" and "Database")."""
+        """The first enabled Events API v2 key of the named service (the seed has "Checkout API" and "Database")."""
         for key in self.service(name, account=account)["integration_keys"]:
-            if key["kind"] == "events_api_v2":
+            if key["kind"] == "events_api_v2" and not key.get("disabled"):
                 return str(key["id"])
         raise SandboxClientError(f"service {name!r} has no Events API v2 key")
+
+    def disable_key(self, key: str) -> dict[str, Any]:
+        """Disable an integration key: the events APIs then refuse it with 400, as an unknown key."""
+        result: dict[str, Any] = self._api("POST", f"/_sandbox/api/keys/{quote(key, safe='')}/disable")
+        return dict(result["integration_key"])
+
+    def enable_key(self, key: str) -> dict[str, Any]:
+        """Enable a disabled integration key again."""
+        result: dict[str, Any] = self._api("POST", f"/_sandbox/api/keys/{quote(key, safe='')}/enable")
+        return dict(result["integration_key"])
+
+    def delete_key(self, key: str) -> None:
+        """Delete an integration key for good (its incidents stay)."""
+        self._api("DELETE", f"/_sandbox/api/keys/{quote(key, safe='')}")
 
     def ruleset_key(self, name: str = "Global Event Rules") -> str:
         for ruleset in self.state()["rulesets"]:

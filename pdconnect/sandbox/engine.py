@@ -258,6 +258,25 @@ class Sandbox:
             self.store.put(key)
             return key
 
+    def set_key_disabled(self, key_id: str, disabled: bool) -> IntegrationKey:
+        """Disable (or enable again) an integration key; events sent with a disabled key are refused."""
+        with self.store.transaction():
+            key = self.store.get(IntegrationKey, key_id)
+            if key is None:
+                raise SandboxError("No such integration key.", status=404)
+            key.disabled = disabled
+            self.store.put(key)
+            return key
+
+    def delete_key(self, key_id: str) -> IntegrationKey:
+        """Delete an integration key for good; its incidents stay, as at PagerDuty."""
+        with self.store.transaction():
+            key = self.store.get(IntegrationKey, key_id)
+            if key is None:
+                raise SandboxError("No such integration key.", status=404)
+            self.store.delete(IntegrationKey, key_id)
+            return key
+
     def create_ruleset(self, account: str, name: str, target_service: str) -> Ruleset:
         with self.store.transaction():
             ruleset = Ruleset(
@@ -408,10 +427,13 @@ class Sandbox:
                 return self._answer(path, api, 400, raw, doc, validation.invalid(errors), "rejected: invalid")
             key_name = "service_key" if api == "v1" else "routing_key"
             key = self.store.get(IntegrationKey, doc[key_name])
-            if key is None:
-                # UNCONFIRMED: client logs show 400 "Invalid routing key" for keys PagerDuty does not know.
+            if key is None or key.disabled:
+                # UNCONFIRMED: client logs show 400 "Invalid routing key" for keys PagerDuty does not
+                # know. A deleted key is one it no longer knows; that a disabled key gets the very
+                # same answer is UNCONFIRMED too, and the stricter choice (no event gets through).
                 body = validation.invalid([f"Invalid {key_name.replace('_', ' ')}"])
-                return self._answer(path, api, 400, raw, doc, body, "rejected: unknown key")
+                outcome = "rejected: disabled key" if key is not None else "rejected: unknown key"
+                return self._answer(path, api, 400, raw, doc, body, outcome)
             if not self.limiter.allow(key.id):
                 status = 403 if api == "v1" else 429
                 return self._answer(path, api, status, raw, doc, THROTTLED, "rate limited")

@@ -97,7 +97,8 @@ class IntegrationKey:
     """An integration on a service (or a ruleset's key): what events are sent with.
 
     ``kind`` is ``events_api_v2`` (made in the pages or pasted), ``connect`` (made by legacy
-    Connect, for ``vendor``) or ``app`` (made by an app's install flow, for ``app_id``).
+    Connect, for ``vendor``) or ``app`` (made by an app's install flow, for ``app_id``). A
+    ``disabled`` key is refused by the events endpoints as if PagerDuty did not know it.
     """
 
     id: str  # the key itself
@@ -109,6 +110,7 @@ class IntegrationKey:
     vendor: str | None = None
     app_id: str | None = None
     created_at: str = field(default_factory=now_iso)
+    disabled: bool = False
 
 
 @dataclass

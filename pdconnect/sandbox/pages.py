@@ -117,7 +117,7 @@ def overview(
                 name=service.name,
                 keys=join(
                     Markup('<div><code data-key="{0}">{0}</code> <span class="muted">{1}</span></div>').format(
-                        k.id, k.kind
+                        k.id, f"{k.kind} (disabled)" if k.disabled else k.kind
                     )
                     for k in service_keys
                 ),
@@ -169,14 +169,24 @@ def service_page(
     changes: Sequence[ChangeEvent],
 ) -> str:
     key_rows = join(
-        Markup("<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>").format(
-            k.id, k.kind, k.name, k.vendor or k.app_id or ""
+        Markup(
+            '<tr data-key-row="{key}"><td><code>{key}</code></td><td>{kind}</td><td>{name}</td><td>{owner}</td>'
+            "<td data-key-state>{state}</td><td>{toggle}{delete}</td></tr>"
+        ).format(
+            key=k.id,
+            kind=k.kind,
+            name=k.name,
+            owner=k.vendor or k.app_id or "",
+            state="disabled" if k.disabled else "enabled",
+            toggle=_key_form(service.id, k.id, "enable" if k.disabled else "disable", ""),
+            delete=_key_form(service.id, k.id, "delete", "danger"),
         )
         for k in keys
     )
     body = Markup(
         "<section><p>Account <strong>{account}</strong> · id <code>{id}</code></p>"
-        "<h2>Integrations</h2><table><tr><th>Key</th><th>Type</th><th>Name</th><th>Vendor / app</th></tr>{keys}"
+        "<h2>Integrations</h2><table><tr><th>Key</th><th>Type</th><th>Name</th><th>Vendor / app</th><th>State</th>"
+        "<th></th></tr>{keys}"
         '</table><form method="post" action="/services/{id}/integrations"><button type="submit">'
         "Add an Events API v2 integration</button></form></section>"
         "<section><h2>Incidents</h2>{incidents}</section><section><h2>Change events</h2>{changes}</section>"
@@ -194,6 +204,14 @@ def service_page(
         or Markup('<p class="muted">None yet.</p>'),
     )
     return page(service.name, body)
+
+
+def _key_form(service_id: str, key_id: str, change: str, cls: str) -> Markup:
+    """A button that disables, enables or deletes one integration key."""
+    return Markup(
+        '<form class="inline" method="post" action="/services/{service}/integrations/{key}/{change}">'
+        '<button type="submit" class="{cls}" data-key-action="{change}">{label}</button></form>'
+    ).format(service=service_id, key=key_id, change=change, cls=cls, label=change.capitalize())
 
 
 # -- incidents ------------------------------------------------------------------------------
