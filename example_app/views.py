@@ -16,6 +16,7 @@ from example_app import db
 from example_app.monitoring import OPERATORS, Monitoring
 from pdconnect.flask import alertmanager_token, current_pagerduty
 from pdconnect.monitors import MonitorState
+from pdconnect.urls import safe_local_redirect
 
 bp = Blueprint("acme", __name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -72,8 +73,7 @@ def signin() -> ResponseReturnValue:
                 user_id = user.id
         session.clear()
         session["user_id"] = user_id
-        target = request.args.get("next", "")
-        return redirect(target if target.startswith("/") and not target.startswith("//") else url_for("acme.dashboard"))
+        return redirect(safe_local_redirect(request.args.get("next"), default=url_for("acme.dashboard")))
     return render_template("signin.html")
 
 

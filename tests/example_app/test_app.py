@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import re
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,19 +16,10 @@ from hypothesis import strategies as st
 
 from example_app import db
 from example_app.config import DEMO_SECRET, InsecureConfiguration, load_config
-from example_app.demo import RunningDemo, start_acme
+from example_app.demo import RunningDemo
 from example_app.monitoring import run_check
 from pdconnect.monitors import Action
 from pdconnect.sandbox.pytest_plugin import PagerDutySandbox
-
-
-@pytest.fixture
-def acme(pagerduty_sandbox: PagerDutySandbox, tmp_path: Path) -> Iterator[RunningDemo]:
-    running = start_acme(
-        pagerduty_sandbox.server, database_url=f"sqlite:///{tmp_path / 'acme.db'}", scheduler=False, worker=False
-    )
-    yield running
-    running.stop()
 
 
 def deliver(acme: RunningDemo) -> None:
