@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from base64 import urlsafe_b64encode
@@ -48,6 +49,8 @@ MAX_TOKEN_LENGTH = 2048
 #: Nonces are kept this long after a state expires, to absorb clock differences between hosts.
 _NONCE_GRACE = 60
 _MIN_BINDING_LENGTH = 16
+# What an itsdangerous URL-safe token is made of; anything else cannot be one of ours.
+_TOKEN = re.compile(r"[A-Za-z0-9_.\-]+", re.ASCII)
 
 Secret = str | bytes
 
@@ -68,7 +71,11 @@ def binding_digest(session_binding: str) -> str:
             f"session_binding must be a string of at least {_MIN_BINDING_LENGTH} characters; "
             "use pdconnect.new_session_binding()"
         )
-    digest = hashlib.sha256(session_binding.encode("utf-8")).digest()[:16]
+    try:
+        encoded = session_binding.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("session_binding must be text UTF-8 can encode; use pdconnect.new_session_binding()") from None
+    digest = hashlib.sha256(encoded).digest()[:16]
     return urlsafe_b64encode(digest).decode("ascii").rstrip("=")
 
 
@@ -157,6 +164,8 @@ class StateManager:
             raise StateInvalid("the handshake state is missing")
         if len(token) > MAX_TOKEN_LENGTH:
             raise StateInvalid("the handshake state is too long")
+        if not _TOKEN.fullmatch(token):
+            raise StateInvalid("the handshake state is not valid (tampered or not issued here)")
         try:
             payload, signed_at = self._serializer.loads(token, max_age=self.max_age, return_timestamp=True)
         except SignatureExpired as exc:
@@ -172,7 +181,7 @@ class StateManager:
             raise StateSessionMismatch("this browser session has no handshake in progress") from exc
         if not hmac.compare_digest(expected, payload["b"]):
             raise StateSessionMismatch("the handshake was started in another browser session")
-        if owner_id is not None and not hmac.compare_digest(owner_id.encode(), state.owner_id.encode()):
+        if owner_id is not None and not _same_owner(owner_id, state.owner_id):
             raise StateOwnerMismatch("the handshake was started by another user")
         expires_at = state.issued_at + self.max_age + _NONCE_GRACE
         if not self.nonce_store.consume(state.nonce, expires_at=expires_at):
@@ -193,3 +202,14 @@ class StateManager:
         except ValueError as exc:
             raise StateInvalid("the handshake state names an unknown flow") from exc
         return VerifiedState(nonce=payload["n"], owner_id=payload["o"], flow=flow, issued_at=issued_at)
+
+
+def _same_owner(given: object, issued: str) -> bool:
+    # An owner id that is not text, or that UTF-8 cannot encode ("\ud800"), was never issued a
+    # state: issue() checks its owner id. It is another owner, not a crash.
+    if not isinstance(given, str):
+        return False
+    try:
+        return hmac.compare_digest(given.encode("utf-8"), issued.encode("utf-8"))
+    except UnicodeEncodeError:
+        return False

@@ -174,3 +174,52 @@ def test_arbitrary_tokens_only_raise_state_errors(token: str) -> None:
     states = StateManager(SECRET)
     with pytest.raises(StateError):
         states.verify(token, session_binding="b" * 20)
+
+
+# -- hostile values at verify (issue 9): a typed StateError, never UnicodeEncodeError ----------
+
+_SURROGATES = st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)
+
+
+@pytest.mark.parametrize(
+    "token", ["\ud800", "abc.\ud800.def", "é" * 10, "abc def", "abc\x00", "a/b", "a%2Fb", "abc\u2028"]
+)
+def test_tokens_with_foreign_characters_are_invalid(states: StateManager, binding: str, token: str) -> None:
+    with pytest.raises(StateInvalid):
+        states.verify(token, session_binding=binding)
+
+
+@pytest.mark.parametrize("owner", ["\ud800", "alice\udcff", "ALICE", "alice ", "alicé", "", 5, ["alice"], b"alice"])
+def test_another_or_unencodable_owner_is_a_mismatch(states: StateManager, binding: str, owner: object) -> None:
+    token = states.issue(owner_id="alice", session_binding=binding, flow=Origin.INSTALL)
+    with pytest.raises(StateOwnerMismatch):
+        states.verify(token, session_binding=binding, owner_id=owner)  # type: ignore[arg-type]
+    assert states.verify(token, session_binding=binding, owner_id="alice").owner_id == "alice", "not consumed"
+
+
+@pytest.mark.parametrize("session_binding", ["\ud800" * 20, "x" * 15, b"x" * 20, None, 12345678901234567890])
+def test_an_unusable_session_binding_is_a_session_mismatch(states: StateManager, session_binding: object) -> None:
+    token = states.issue(owner_id="alice", session_binding="b" * 20, flow=Origin.INSTALL)
+    with pytest.raises(StateSessionMismatch):
+        states.verify(token, session_binding=session_binding)  # type: ignore[arg-type]
+
+
+def test_a_surrogate_session_binding_at_issue_is_a_clear_value_error(states: StateManager) -> None:
+    with pytest.raises(ValueError, match="session_binding"):
+        states.issue(owner_id="alice", session_binding="\ud800" * 20, flow=Origin.INSTALL)
+
+
+@given(token=st.text(alphabet=st.one_of(st.characters(), _SURROGATES), max_size=300))
+def test_any_text_token_including_surrogates_is_a_state_error(token: str) -> None:
+    with pytest.raises(StateError):
+        StateManager(SECRET).verify(token, session_binding="b" * 20)
+
+
+@given(owner=st.one_of(st.text(alphabet=st.one_of(st.characters(), _SURROGATES)), st.integers(), st.binary()))
+def test_any_other_owner_is_a_mismatch_never_a_crash(owner: object) -> None:
+    states = StateManager(SECRET)
+    token = states.issue(owner_id="the-owner", session_binding="b" * 20, flow=Origin.CONNECT)
+    if owner == "the-owner":
+        return
+    with pytest.raises(StateOwnerMismatch):
+        states.verify(token, session_binding="b" * 20, owner_id=owner)  # type: ignore[arg-type]
