@@ -39,6 +39,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.schema import CreateIndex
 
 from pdconnect.database import engine_for
 from pdconnect.events import Event
@@ -61,6 +62,16 @@ ANALYZE_AFTER = 1000
 
 def _group(routing_key: str, dedup_key: str | None) -> str:
     return f"{routing_key}/{dedup_key or ''}"
+
+
+def _unfinished(state: sa.ColumnElement[str]) -> sa.ColumnElement[bool]:
+    """``state IN ('pending', 'leased')``, the values written into the statement.
+
+    The same words as the ``open`` index's ``WHERE``: SQLite uses a partial index only for a
+    query whose ``WHERE`` repeats the index's condition, and bound parameters there would hide
+    it (from SQLite, and from PostgreSQL's generic plans).
+    """
+    return state.in_([sa.literal_column(f"'{value}'") for value in UNFINISHED])
 
 
 @dataclass(frozen=True)
@@ -182,18 +193,20 @@ class Outbox:
         )
         # Partial indexes, so each statement reads only the few rows it is about, whatever the
         # size of the table: the heads in id order (a claim walks them oldest first and stops
-        # after ``limit``), the events not yet promoted, the dead letters, and the finished
-        # events by age (for the purge). No index leads with ``state``: PostgreSQL, before it
-        # has statistics for a new table, would pick one for the claim and read every
-        # unfinished row.
+        # after ``limit``), the events not yet promoted, each group's unfinished events (a
+        # promotion, an advance and the repair look there, never at the group's delivered
+        # history), the dead letters, and the finished events by age (for the purge). No index
+        # leads with ``state``: PostgreSQL, before it has statistics for a new table, would pick
+        # one for the claim and read every unfinished row.
         events = self.events
-        for name, column, where in (
-            ("claim", events.c.id, events.c.ready == sa.true()),
-            ("new", events.c.id, events.c.ready.is_(None)),
-            ("dead", events.c.id, events.c.state == DEAD),
-            ("finished", events.c.finished_at, events.c.finished_at.is_not(None)),
+        for name, columns, where in (
+            ("claim", (events.c.id,), events.c.ready == sa.true()),
+            ("new", (events.c.id,), events.c.ready.is_(None)),
+            ("open", (events.c.group_key, events.c.id), _unfinished(events.c.state)),
+            ("dead", (events.c.id,), events.c.state == DEAD),
+            ("finished", (events.c.finished_at,), events.c.finished_at.is_not(None)),
         ):
-            sa.Index(f"{table_prefix}_{name}", column, postgresql_where=where, sqlite_where=where)
+            sa.Index(f"{table_prefix}_{name}", *columns, postgresql_where=where, sqlite_where=where)
         self.pauses = sa.Table(
             f"{table_prefix}_pauses",
             self.metadata,
@@ -210,7 +223,16 @@ class Outbox:
         return f"Outbox({url!r}, table={self.events.name!r})"
 
     def create_tables(self) -> None:
+        """Create the tables, and any index an older pdconnect did not make, where missing."""
         self.metadata.create_all(self.engine, checkfirst=True)
+        with self.engine.connect() as conn:
+            present = {index["name"] for index in sa.inspect(conn).get_indexes(self.events.name)}
+        missing = [index for index in self.events.indexes if index.name not in present]
+        for index in missing:
+            # IF NOT EXISTS: another process starting now may add it first.
+            with self.engine.begin() as conn:
+                conn.execute(CreateIndex(index, if_not_exists=True))
+            logger.info("pdconnect: outbox table %s got its index %s", self.events.name, index.name)
 
     def refresh_statistics(self) -> None:
         """PostgreSQL: ``ANALYZE`` the events table (SQLite needs nothing).
@@ -321,13 +343,15 @@ class Outbox:
     def _build_statements(self) -> None:
         """The worker's hot statements, built once; values arrive as bound parameters."""
         events = self.events
+        # An older unfinished event of the same group: a seek in the ``open`` index, which holds
+        # no delivered rows, so its cost does not grow with the history a group keeps.
         earlier = events.alias("earlier")
         blocked = (
             sa.select(earlier.c.id)
             .where(
                 earlier.c.group_key == events.c.group_key,
                 earlier.c.id < events.c.id,
-                earlier.c.state.in_(UNFINISHED),
+                _unfinished(earlier.c.state),
             )
             .exists()
         )
@@ -337,7 +361,7 @@ class Outbox:
         )
         self._repair = (
             sa.update(events)
-            .where(events.c.ready == sa.false(), events.c.state.in_(UNFINISHED), ~blocked)
+            .where(_unfinished(events.c.state), events.c.ready == sa.false(), ~blocked)
             .values(ready=True)
         )
         now = sa.bindparam("b_now", type_=sa.Float)
@@ -403,15 +427,15 @@ class Outbox:
             )
         )
         # A group's unfinished events are always the tail of the group (requeued events go to
-        # the end), so its next head is the first event after the one that just finished: a
-        # short walk of the (group_key, id) index, however many finished rows the group keeps.
+        # the end), so its next head is the first unfinished event after the one that just
+        # finished: one seek in the ``open`` index, however many finished rows the group keeps.
         later = events.alias("later")
         next_head = (
             sa.select(sa.func.min(later.c.id))
             .where(
                 later.c.group_key == sa.bindparam("b_group", type_=sa.String),
                 later.c.id > sa.bindparam("b_after", type_=sa.BigInteger()),
-                sa.or_(*(later.c.state == state for state in UNFINISHED)),  # no IN: run as executemany
+                _unfinished(later.c.state),
             )
             .scalar_subquery()
         )
