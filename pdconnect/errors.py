@@ -8,6 +8,7 @@ integration key, a signing secret or a state token.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 
 class PdConnectError(Exception):
@@ -73,6 +74,14 @@ class InvalidIntegrationKey(PdConnectError, ValueError):
 
 class UnsafeURLError(PdConnectError, ValueError):
     """A URL given to pdconnect is not safe to redirect to or to link from a button."""
+
+
+class UntrustedHost(UnsafeURLError):
+    """A request's host (``Host`` or ``X-Forwarded-Host``) is not one this site is configured to serve.
+
+    pdconnect refuses to build a callback or a link from it: an attacker's ``Host`` header would
+    send PagerDuty's callback, and the integration keys in it, to the attacker.
+    """
 
 
 class ConfigError(PdConnectError, ValueError):
@@ -160,6 +169,38 @@ class DeliveryFailed(DeliveryError):
     ) -> None:
         super().__init__(message, status=status, attempts=attempts)
         self.retry_after = retry_after
+
+
+class RateLimited(DeliveryFailed):
+    """PagerDuty asked to slow down (429, or 403 on the legacy API) for longer than the send may wait.
+
+    The event was not ingested. ``retry_after`` is how many seconds from when this was raised
+    PagerDuty asked for (its ``Retry-After``, else the policy's rate-limit wait) and
+    ``retry_at`` the same moment as a timezone-aware UTC ``datetime``: send it again then,
+    not before. The limit is per integration key, so other keys can go on sending.
+    """
+
+    retry_after: float
+
+    def __init__(
+        self, message: str, *, status: int | None, attempts: int, retry_after: float, retry_at: datetime
+    ) -> None:
+        super().__init__(message, status=status, attempts=attempts, retry_after=retry_after)
+        self.retry_at = retry_at
+
+
+class InvalidRoutingKey(EventRejected):
+    """PagerDuty does not know the integration key (400 "Invalid routing key" or "Invalid service key").
+
+    The key was deleted or disabled in PagerDuty (or never existed there): every event sent
+    with it will be refused the same way, so the integration needs reconnecting.
+    ``reason`` is a one-line explanation, without the key, fit to store and show the user.
+    """
+
+    @property
+    def reason(self) -> str:
+        said = "; ".join(self.errors) or self.pagerduty_message or "invalid routing key"
+        return f"PagerDuty refused the integration key (HTTP {self.status}: {said}); reconnect the integration"
 
 
 # -- receiving webhooks and alerts -----------------------------------------------------------

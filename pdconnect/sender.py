@@ -24,13 +24,13 @@ import random
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 import requests
 
-from pdconnect.errors import DeliveryFailed, EventRejected, EventValidationError
+from pdconnect.errors import DeliveryFailed, EventRejected, EventValidationError, InvalidRoutingKey, RateLimited
 from pdconnect.events import (
     AlertEvent,
     ChangeEvent,
@@ -45,7 +45,7 @@ from pdconnect.events import (
 from pdconnect.integration import EventsApi, Integration, Region
 from pdconnect.keys import KeyType, classify_key, normalize_key, redact
 from pdconnect.payloads import alert_body, change_body, check_vendor_fields, encode_body, legacy_body
-from pdconnect.retry import RetryPolicy, Verdict, classify_status, parse_retry_after
+from pdconnect.retry import RetryPolicy, Verdict, classify_status, is_rate_limited, parse_retry_after
 from pdconnect.transport import HttpResponse, RequestsTransport, Transport, TransportError
 from pdconnect.urls import EVENTS_BASE_URLS, check_base_url
 from pdconnect.version import __version__
@@ -60,6 +60,14 @@ LEGACY_PATH = "/generic/2010-04-15/create_event.json"
 DEFAULT_TIMEOUT = (3.05, 10.0)
 USER_AGENT = f"pdconnect/{__version__}"
 _MAX_MESSAGE = 500
+#: What PagerDuty's 400 says (as an ``errors`` entry, or as the message when ``errors`` is
+#: empty) for a key it does not know: deleted, disabled, never made. Compared without case,
+#: spacing or a final full stop. Client logs show "Invalid routing key" on Events API v2; the
+#: legacy API calls the key a service key.
+_UNKNOWN_KEY_ERRORS = {
+    EventsApi.V2: frozenset({"invalid routing key"}),
+    EventsApi.V1: frozenset({"invalid service key", "invalid routing key"}),
+}
 
 #: What a sender can send to: an integration, or a bare Events API v2 routing key (US region).
 Target = Integration | str
@@ -108,7 +116,12 @@ class SendResult:
 
 @dataclass(frozen=True)
 class AttemptOutcome:
-    """What one request gave: a :class:`~pdconnect.retry.Verdict` and what the server said."""
+    """What one request gave: a :class:`~pdconnect.retry.Verdict` and what the server said.
+
+    ``rate_limited`` is true for PagerDuty's "slow down" (429, or 403 on the legacy API);
+    ``invalid_key`` for its 400 saying the integration key is unknown (deleted or disabled):
+    then the integration, not the event, is at fault.
+    """
 
     verdict: Verdict
     status: int | None
@@ -117,6 +130,8 @@ class AttemptOutcome:
     errors: tuple[str, ...] = ()
     dedup_key: str | None = None
     retry_after: float | None = None
+    rate_limited: bool = False
+    invalid_key: bool = False
 
 
 @dataclass
@@ -142,6 +157,10 @@ class Sender:
     ``session`` or ``transport`` choose the HTTP layer (by default a new
     ``requests.Session``); ``retry`` and ``timeout`` how hard to try. ``sleep``, ``clock``
     and ``rng`` exist for tests.
+
+    A rate limit is waited out only while the wait fits in what is left of the retry
+    policy's ``deadline``; beyond that :meth:`deliver` raises
+    :class:`~pdconnect.errors.RateLimited` at once, carrying ``retry_at``.
     """
 
     def __init__(
@@ -263,13 +282,17 @@ class Sender:
         """Send ``prepared``, retrying temporary failures within the retry policy.
 
         Returns a :class:`SendResult` once PagerDuty accepts the event. Raises
-        :class:`~pdconnect.errors.EventRejected` for a final refusal (400 and other 4xx) and
-        :class:`~pdconnect.errors.DeliveryFailed` when attempts or time run out.
+        :class:`~pdconnect.errors.InvalidRoutingKey` when PagerDuty does not know the key
+        (deleted or disabled: reconnect), :class:`~pdconnect.errors.EventRejected` for any other
+        final refusal (400 and other 4xx), :class:`~pdconnect.errors.RateLimited` when PagerDuty
+        asks to wait longer than the deadline leaves (or attempts run out while it does), and
+        :class:`~pdconnect.errors.DeliveryFailed` when attempts or time run out otherwise.
         """
         policy = self.retry
         started = self._clock()
         outcome: AttemptOutcome | None = None
         attempts = 0
+        wait = 0.0
         for attempts in range(1, policy.max_attempts + 1):
             outcome = self.attempt(prepared)
             if outcome.verdict is Verdict.DELIVERED:
@@ -285,17 +308,20 @@ class Sender:
                 _log_event(logging.ERROR, "rejected", prepared, outcome, attempts)
                 if outcome.status is None:
                     raise DeliveryFailed(f"cannot deliver: {outcome.reason}", status=None, attempts=attempts)
-                raise EventRejected(
+                refusal = InvalidRoutingKey if outcome.invalid_key else EventRejected
+                raise refusal(
                     status=outcome.status,
                     attempts=attempts,
                     pagerduty_message=outcome.message,
                     errors=outcome.errors,
                 )
+            wait = policy.wait(attempts, self._rng, retry_after=outcome.retry_after, rate_limited=outcome.rate_limited)
             if attempts == policy.max_attempts:
                 break
-            wait = outcome.retry_after if outcome.retry_after is not None else policy.backoff(attempts, self._rng)
             if self._clock() - started + wait > policy.deadline:
                 _log_event(logging.ERROR, "gave up (deadline)", prepared, outcome, attempts)
+                if outcome.rate_limited:
+                    raise _rate_limited(outcome, attempts, wait, f"the {policy.deadline:g}s deadline leaves less")
                 raise DeliveryFailed(
                     f"gave up: waiting {wait:.1f}s more would pass the {policy.deadline:g}s deadline "
                     f"(last: {outcome.reason})",
@@ -307,6 +333,8 @@ class Sender:
             self._sleep(wait)
         assert outcome is not None
         _log_event(logging.ERROR, "gave up (attempts)", prepared, outcome, attempts)
+        if outcome.rate_limited:
+            raise _rate_limited(outcome, attempts, wait, f"{attempts} attempts were made")
         raise DeliveryFailed(
             f"gave up after {attempts} attempts (last: {outcome.reason})",
             status=outcome.status,
@@ -396,6 +424,26 @@ def _bare_key(target: object) -> str:
         raise EventValidationError([str(exc)]) from exc
 
 
+def _rate_limited(outcome: AttemptOutcome, attempts: int, wait: float, why: str) -> RateLimited:
+    retry_at = datetime.now(UTC) + timedelta(seconds=wait)
+    return RateLimited(
+        f"rate limited by PagerDuty (HTTP {outcome.status}): retry at {retry_at.isoformat(timespec='seconds')}, "
+        f"in {wait:.1f}s; not waited for because {why}",
+        status=outcome.status,
+        attempts=attempts,
+        retry_after=wait,
+        retry_at=retry_at,
+    )
+
+
+def _names_unknown_key(status: int, api: EventsApi, errors: tuple[str, ...], message: str | None) -> bool:
+    if status != 400:
+        return False
+    wanted = _UNKNOWN_KEY_ERRORS[api]
+    said = errors if errors else (message or "",)
+    return any(" ".join(text.split()).rstrip(".").lower() in wanted for text in said)
+
+
 def _read_outcome(response: HttpResponse, prepared: PreparedEvent) -> AttemptOutcome:
     verdict = classify_status(response.status, prepared.api)
     data = _json_object(response.body)
@@ -416,6 +464,8 @@ def _read_outcome(response: HttpResponse, prepared: PreparedEvent) -> AttemptOut
         errors=errors,
         dedup_key=echoed if isinstance(echoed, str) else None,
         retry_after=retry_after,
+        rate_limited=verdict is Verdict.RETRY and is_rate_limited(response.status, prepared.api),
+        invalid_key=_names_unknown_key(response.status, prepared.api, errors, message),
     )
 
 

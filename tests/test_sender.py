@@ -5,11 +5,14 @@ import logging
 import random
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import requests
 import responses
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pdconnect import (
     AlertEvent,
@@ -21,7 +24,7 @@ from pdconnect import (
     Sender,
     integration_from_key,
 )
-from pdconnect.errors import DeliveryFailed, EventRejected, EventValidationError
+from pdconnect.errors import DeliveryFailed, EventRejected, EventValidationError, InvalidRoutingKey, RateLimited
 from pdconnect.sender import ALERT_PATH, CHANGE_PATH, LEGACY_PATH
 from pdconnect.transport import HttpResponse, TransportError
 from tests.conftest import RULESET_KEY, SERVICE_KEY, VENDOR_KEY, FakeClock
@@ -89,12 +92,12 @@ STATUS_TABLE = [
     (400, EventsApi.V1, "rejected", 1),
     (401, EventsApi.V2, "rejected", 1),
     (403, EventsApi.V2, "rejected", 1),
-    (403, EventsApi.V1, "failed", 3),
+    (403, EventsApi.V1, "limited", 2),
     (404, EventsApi.V2, "rejected", 1),
     (408, EventsApi.V2, "failed", 3),
     (413, EventsApi.V2, "rejected", 1),
-    (429, EventsApi.V2, "failed", 3),
-    (429, EventsApi.V1, "failed", 3),
+    (429, EventsApi.V2, "limited", 2),
+    (429, EventsApi.V1, "limited", 2),
     (500, EventsApi.V2, "failed", 3),
     (502, EventsApi.V2, "failed", 3),
     (503, EventsApi.V1, "failed", 3),
@@ -123,16 +126,22 @@ def test_every_status_code(
         with pytest.raises(EventRejected) as rejected:
             sender.send(integration, _trigger())
         assert (rejected.value.status, rejected.value.attempts) == (status, attempts)
+    elif outcome == "limited":
+        # 30-36 s per rate-limit wait: one fits the 60 s deadline, a second does not.
+        with pytest.raises(RateLimited) as limited:
+            sender.send(integration, _trigger())
+        assert (limited.value.status, limited.value.attempts) == (status, attempts)
     else:
         with pytest.raises(DeliveryFailed) as failed:
             sender.send(integration, _trigger())
+        assert not isinstance(failed.value, RateLimited)
         assert (failed.value.status, failed.value.attempts) == (status, attempts)
     assert len(mocked.calls) == attempts
     assert len(sleeper.waits) == attempts - 1
 
 
 def test_retries_then_delivers_with_the_same_body(sender: Sender, mocked: responses.RequestsMock) -> None:
-    mocked.add(responses.POST, US + ALERT_PATH, status=429)
+    mocked.add(responses.POST, US + ALERT_PATH, status=429, headers={"Retry-After": "1"})
     mocked.add(responses.POST, US + ALERT_PATH, json={"status": "error"}, status=503)
     mocked.add(responses.POST, US + ALERT_PATH, json=ACCEPTED, status=202)
     result = sender.send(SERVICE_KEY, _trigger())
@@ -197,11 +206,242 @@ def test_retry_after_past_the_deadline_gives_up_at_once(
     sender: Sender, mocked: responses.RequestsMock, sleeper: Sleeper
 ) -> None:
     mocked.add(responses.POST, US + ALERT_PATH, status=429, headers={"Retry-After": "3600"})
-    with pytest.raises(DeliveryFailed, match="deadline") as info:
+    before = datetime.now(UTC)
+    with pytest.raises(RateLimited, match="deadline") as info:
         sender.send(SERVICE_KEY, _trigger())
+    after = datetime.now(UTC)
     assert info.value.retry_after == 3600.0
+    assert before + timedelta(seconds=3600) <= info.value.retry_at <= after + timedelta(seconds=3600)
+    assert info.value.retry_at.tzinfo is not None
     assert info.value.attempts == 1
     assert sleeper.waits == []
+
+
+def test_a_503_retry_after_past_the_deadline_is_not_a_rate_limit(
+    sender: Sender, mocked: responses.RequestsMock, sleeper: Sleeper
+) -> None:
+    mocked.add(responses.POST, US + ALERT_PATH, status=503, headers={"Retry-After": "3600"})
+    with pytest.raises(DeliveryFailed, match="deadline") as info:
+        sender.send(SERVICE_KEY, _trigger())
+    assert not isinstance(info.value, RateLimited)
+    assert info.value.retry_after == 3600.0
+
+
+# -- rate limits -----------------------------------------------------------------------------
+
+#: What the Flask extension's inline sender uses: a web request cannot wait minutes.
+INLINE = RetryPolicy(max_attempts=3, deadline=20.0)
+
+
+def test_a_bare_429_is_not_retried_within_two_seconds(
+    mocked: responses.RequestsMock, sleeper: Sleeper, clock: FakeClock
+) -> None:
+    # Issue 9: the inline sender retried a 429 twice after ~0.5 s and ~1 s, and gave up.
+    mocked.add(responses.POST, US + ALERT_PATH, status=429)
+    sender = Sender(retry=INLINE, sleep=sleeper, clock=clock, rng=random.Random(5))
+    with pytest.raises(RateLimited) as info:
+        sender.send(SERVICE_KEY, _trigger())
+    assert len(mocked.calls) == 1, "PagerDuty asks for tens of seconds; the send fails fast instead"
+    assert sleeper.waits == []
+    assert 30.0 <= info.value.retry_after <= 36.0
+    assert info.value.retry_at > datetime.now(UTC) + timedelta(seconds=29)
+    assert SERVICE_KEY not in str(info.value)
+
+
+def test_a_bare_429_is_waited_out_when_the_deadline_allows(
+    mocked: responses.RequestsMock, sleeper: Sleeper, clock: FakeClock
+) -> None:
+    mocked.add(responses.POST, US + ALERT_PATH, status=429)
+    mocked.add(responses.POST, US + ALERT_PATH, json=ACCEPTED, status=202)
+    sender = Sender(sleep=sleeper, clock=clock, rng=random.Random(5))  # default: 120 s deadline
+    assert sender.send(SERVICE_KEY, _trigger()).attempts == 2
+    assert len(sleeper.waits) == 1
+    assert 30.0 <= sleeper.waits[0] <= 36.0
+
+
+def test_rate_limited_until_the_attempts_run_out(
+    mocked: responses.RequestsMock, sleeper: Sleeper, clock: FakeClock
+) -> None:
+    mocked.add(responses.POST, US + ALERT_PATH, status=429, headers={"Retry-After": "2"})
+    sender = Sender(retry=RetryPolicy(max_attempts=3, deadline=60), sleep=sleeper, clock=clock)
+    with pytest.raises(RateLimited, match="3 attempts") as info:
+        sender.send(SERVICE_KEY, _trigger())
+    assert info.value.attempts == 3
+    assert info.value.retry_after == 2.0
+    assert sleeper.waits == [2.0, 2.0]
+
+
+def test_the_legacy_apis_403_is_its_rate_limit(
+    mocked: responses.RequestsMock, sleeper: Sleeper, clock: FakeClock
+) -> None:
+    mocked.add(responses.POST, US + LEGACY_PATH, status=403)
+    sender = Sender(retry=INLINE, sleep=sleeper, clock=clock)
+    with pytest.raises(RateLimited):
+        sender.send(integration_from_key(SERVICE_KEY, owner_id="o", events_api=EventsApi.V1), _trigger())
+
+
+@pytest.mark.parametrize(
+    ("header", "waited"),
+    [
+        ("5", 5.0),
+        ("0", 0.0),
+        ("0.25", 0.25),
+        ("Sun, 22 Nov 1990 12:00:30 GMT", 0.0),  # in the past: at once
+        ("-5", "default"),
+        ("NaN", "default"),
+        ("inf", "default"),
+        ("soon", "default"),
+        ("", "default"),
+        ("5\x00", "default"),
+        ("\u0663", "default"),
+        ("\udcff", "default"),
+        ("99999999999999999999", "limited"),  # capped at a day: past the deadline
+    ],
+)
+def test_hostile_retry_after_on_a_429(
+    mocked: responses.RequestsMock, sleeper: Sleeper, clock: FakeClock, header: str, waited: float | str
+) -> None:
+    # responses refuses headers that are not latin-1, as would any real server; send bytes then.
+    value = header.encode("utf-8", "surrogateescape").decode("latin-1")
+    mocked.add(responses.POST, US + ALERT_PATH, status=429, headers={"Retry-After": value})
+    mocked.add(responses.POST, US + ALERT_PATH, json=ACCEPTED, status=202)
+    sender = Sender(retry=RetryPolicy(deadline=100), sleep=sleeper, clock=clock, rng=random.Random(2))
+    if waited == "limited":
+        with pytest.raises(RateLimited) as info:
+            sender.send(SERVICE_KEY, _trigger())
+        assert info.value.retry_after == 86_400.0
+        return
+    sender.send(SERVICE_KEY, _trigger())
+    if waited == "default":
+        assert len(sleeper.waits) == 1 and 30.0 <= sleeper.waits[0] <= 36.0
+    else:
+        assert sleeper.waits == [waited]
+
+
+@given(header=st.text(max_size=40), deadline=st.floats(min_value=0.001, max_value=1e6))
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_a_429_ends_in_a_wait_or_a_rate_limited_error(header: str, deadline: float) -> None:
+    clock = FakeClock()
+    sleeper = Sleeper(clock)
+    transport = _Scripted([HttpResponse(429, b"", {"retry-after": header}), HttpResponse(202, b"{}", {})])
+    policy = RetryPolicy(max_attempts=2, deadline=deadline)
+    sender = Sender(transport=transport, retry=policy, sleep=sleeper, clock=clock)
+    failure: RateLimited | None = None
+    try:
+        sender.send(SERVICE_KEY, _trigger())
+    except RateLimited as exc:
+        failure = exc
+    if failure is not None:
+        assert deadline < failure.retry_after <= 86_400.0
+        assert failure.retry_at.tzinfo is not None
+        assert sleeper.waits == []
+    else:
+        assert len(sleeper.waits) == 1
+        assert 0.0 <= sleeper.waits[0] <= deadline
+
+
+class _Scripted:
+    """A transport that answers from a list, in order."""
+
+    def __init__(self, answers: list[HttpResponse]) -> None:
+        self.answers = list(answers)
+        self.calls = 0
+
+    def post(self, url: str, body: bytes, headers: Any, timeout: Any) -> HttpResponse:
+        self.calls += 1
+        return self.answers.pop(0)
+
+    def close(self) -> None:
+        pass
+
+
+# -- keys PagerDuty does not know ------------------------------------------------------------
+
+
+def _invalid(*errors: object, message: object = "Event object is invalid") -> dict[str, Any]:
+    return {"status": "invalid event", "message": message, "errors": list(errors)}
+
+
+@pytest.mark.parametrize(
+    ("api", "path", "status", "body", "unknown_key"),
+    [
+        (EventsApi.V2, ALERT_PATH, 400, _invalid("Invalid routing key"), True),
+        (EventsApi.V2, ALERT_PATH, 400, _invalid("invalid routing key."), True),
+        (EventsApi.V2, ALERT_PATH, 400, _invalid("  Invalid \t routing  KEY  "), True),
+        (EventsApi.V2, ALERT_PATH, 400, _invalid("severity is invalid", "Invalid routing key"), True),
+        (EventsApi.V2, ALERT_PATH, 400, _invalid(message="Invalid routing key"), True),  # errors empty
+        (EventsApi.V1, LEGACY_PATH, 400, _invalid("Invalid service key"), True),
+        (EventsApi.V1, LEGACY_PATH, 400, _invalid("Invalid routing key"), True),
+        (EventsApi.V2, ALERT_PATH, 400, _invalid("Invalid service key"), False),  # not v2's words
+        (
+            EventsApi.V2,
+            ALERT_PATH,
+            400,
+            _invalid("Length of 'routing_key' is incorrect (should be 32 characters)"),
+            False,
+        ),
+        (EventsApi.V2, ALERT_PATH, 400, _invalid("Invalid routing key format"), False),
+        (EventsApi.V2, ALERT_PATH, 400, _invalid("not an Invalid routing key"), False),
+        (EventsApi.V2, ALERT_PATH, 400, _invalid("severity is invalid", message="Invalid routing key"), False),
+        (EventsApi.V2, ALERT_PATH, 400, _invalid(7, None, ["Invalid routing key"]), False),
+        (EventsApi.V2, ALERT_PATH, 400, {"errors": "Invalid routing key"}, False),  # not a list
+        (EventsApi.V2, ALERT_PATH, 400, {}, False),
+        (EventsApi.V2, ALERT_PATH, 404, _invalid("Invalid routing key"), False),
+        (EventsApi.V2, ALERT_PATH, 422, _invalid("Invalid routing key"), False),
+        (EventsApi.V2, ALERT_PATH, 401, _invalid("Invalid routing key"), False),
+    ],
+)
+def test_an_unknown_key_is_told_apart_from_a_bad_event(
+    sender: Sender,
+    mocked: responses.RequestsMock,
+    api: EventsApi,
+    path: str,
+    status: int,
+    body: dict[str, Any],
+    unknown_key: bool,
+) -> None:
+    mocked.add(responses.POST, US + path, json=body, status=status)
+    integration = integration_from_key(SERVICE_KEY, owner_id="o", events_api=api)
+    with pytest.raises(EventRejected) as info:
+        sender.send(integration, _trigger())
+    assert isinstance(info.value, InvalidRoutingKey) is unknown_key
+    assert len(mocked.calls) == 1, "never retried"
+
+
+def test_an_unknown_key_on_a_change_event(sender: Sender, mocked: responses.RequestsMock) -> None:
+    mocked.add(responses.POST, US + CHANGE_PATH, json=_invalid("Invalid routing key"), status=400)
+    with pytest.raises(InvalidRoutingKey) as info:
+        sender.change(SERVICE_KEY, "Deployed v2")
+    assert "reconnect" in info.value.reason
+
+
+def test_an_unknown_key_reason_never_holds_the_key(sender: Sender, mocked: responses.RequestsMock) -> None:
+    mocked.add(
+        responses.POST, US + ALERT_PATH, json=_invalid("Invalid routing key", message=f"key {SERVICE_KEY}"), status=400
+    )
+    with pytest.raises(InvalidRoutingKey) as info:
+        sender.send(SERVICE_KEY, _trigger())
+    assert SERVICE_KEY not in info.value.reason
+    assert SERVICE_KEY not in str(info.value)
+    assert SERVICE_KEY not in repr(info.value)
+
+
+@given(
+    errors=st.lists(
+        st.one_of(st.text(max_size=30), st.integers(), st.none(), st.just("Invalid routing key")), max_size=5
+    ),
+    message=st.one_of(st.none(), st.text(max_size=30), st.just("Invalid routing key")),
+    status=st.sampled_from([400, 401, 404, 409, 413, 422]),
+)
+@settings(max_examples=80)
+def test_only_pagerdutys_words_on_a_400_mean_an_unknown_key(errors: list[object], message: object, status: int) -> None:
+    transport = _Scripted([HttpResponse(status, json.dumps({"message": message, "errors": errors}).encode(), {})])
+    sender = Sender(transport=transport, retry=RetryPolicy.no_retries())
+    texts = [e for e in errors if isinstance(e, str)] if errors else [message] if isinstance(message, str) else []
+    expected = status == 400 and any(" ".join(t.split()).rstrip(".").lower() == "invalid routing key" for t in texts)
+    with pytest.raises(EventRejected) as info:
+        sender.send(SERVICE_KEY, _trigger())
+    assert isinstance(info.value, InvalidRoutingKey) is expected
 
 
 def test_backoff_waits_are_jittered_and_capped(mocked: responses.RequestsMock, clock: FakeClock) -> None:
