@@ -24,7 +24,7 @@ from urllib.parse import urlencode
 from pdconnect.errors import CallbackError, InvalidIntegrationKey, UnsafeURLError
 from pdconnect.integration import EventsApi, Integration, Origin, Region
 from pdconnect.keys import classify_key, normalize_key
-from pdconnect.outcomes import Connected, Outcome, check_error_parameter
+from pdconnect.outcomes import Connected, Outcome, RejectedEntry, check_error_parameter
 from pdconnect.query import QueryInput, normalize_query
 from pdconnect.text import check_text, text_problem
 from pdconnect.urls import INSTALL_BASE_URL, check_base_url, check_callback_url
@@ -86,7 +86,11 @@ def parse_install_callback(
     Every entry of ``integration_keys`` becomes one :class:`~pdconnect.integration.Integration`
     (speaking Events API v2) keeping its ``name``, ``id`` and ``type`` and the account's
     subdomain and name. An ``error`` parameter is handled as on the Connect callback
-    (PagerDuty does not document one here). Anything malformed raises
+    (PagerDuty does not document one here).
+
+    A malformed entry (a bad or repeated key, a bad name) is left out and listed in
+    :attr:`~pdconnect.outcomes.Connected.rejected`, so one bad target does not lose the
+    others. Anything else malformed, or every entry bad, raises
     :class:`~pdconnect.errors.CallbackError` naming the JSON path at fault. This does not
     check the handshake state; use :class:`~pdconnect.handshake.Handshake` for that.
     """
@@ -110,16 +114,19 @@ def parse_install_callback(
             f"config.integration_keys has more than {MAX_TARGETS} entries", parameter="config.integration_keys"
         )
     integrations: list[Integration] = []
+    rejected: list[RejectedEntry] = []
+    first_problem: CallbackError | None = None
     seen: set[str] = set()
     for index, raw_entry in enumerate(entries):
         path = f"config.integration_keys[{index}]"
-        entry = _object(raw_entry, path)
-        key = _integration_key(entry.get("integration_key"), f"{path}.integration_key")
-        if key in seen:
-            raise CallbackError(f"{path}.integration_key repeats an earlier key", parameter=f"{path}.integration_key")
-        seen.add(key)
-        integrations.append(
-            Integration(
+        try:
+            entry = _object(raw_entry, path)
+            key = _integration_key(entry.get("integration_key"), f"{path}.integration_key")
+            if key in seen:
+                raise CallbackError(
+                    f"{path}.integration_key repeats an earlier key", parameter=f"{path}.integration_key"
+                )
+            integration = Integration(
                 owner_id=owner_id,
                 integration_key=key,
                 origin=Origin.INSTALL,
@@ -132,8 +139,22 @@ def parse_install_callback(
                 service_id=_string(entry.get("id"), f"{path}.id"),
                 target_type=_string(entry.get("type"), f"{path}.type"),
             )
-        )
-    return Connected(owner_id=owner_id, flow=Origin.INSTALL, integrations=tuple(integrations))
+        except CallbackError as exc:
+            first_problem = first_problem if first_problem is not None else exc
+            rejected.append(RejectedEntry(index=index, service_name=_readable_name(raw_entry), reason=str(exc)))
+            continue
+        seen.add(key)
+        integrations.append(integration)
+    if not integrations:
+        assert first_problem is not None
+        raise first_problem
+    return Connected(owner_id=owner_id, flow=Origin.INSTALL, integrations=tuple(integrations), rejected=tuple(rejected))
+
+
+def _readable_name(entry: object) -> str | None:
+    """A refused entry's ``name``, if it is sane text, to tell the user which service it was."""
+    name = entry.get("name") if isinstance(entry, dict) else None
+    return name if text_problem(name, max_length=_MAX_NAME) is None else None
 
 
 def _load_config(values: Sequence[str] | None) -> Mapping[str, Any]:

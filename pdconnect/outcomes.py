@@ -14,12 +14,30 @@ CANCELLED = "cancelled"
 
 
 @dataclass(frozen=True)
+class RejectedEntry:
+    """One target of an install callback that was refused while the others were kept.
+
+    ``index`` is its position in ``config.integration_keys``; ``service_name`` its name when
+    that could be read; ``reason`` what was wrong, never containing the key.
+    """
+
+    index: int
+    service_name: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
 class Connected:
-    """A handshake that finished: one integration per PagerDuty target the user picked."""
+    """A handshake that finished: one integration per PagerDuty target the user picked.
+
+    ``rejected`` lists the targets of an install callback that were malformed and left out
+    (tell the user which); it is empty for Connect and for a callback without a bad entry.
+    """
 
     owner_id: str
     flow: Origin
     integrations: tuple[Integration, ...]
+    rejected: tuple[RejectedEntry, ...] = ()
 
     @property
     def integration(self) -> Integration:

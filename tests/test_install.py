@@ -155,7 +155,6 @@ BAD_CONFIGS = [
     ),
     pytest.param(_query(_config(entries=[_entry(integration_key=5)])), "must be a string", id="numeric key"),
     pytest.param(_query(_config(entries=[_entry(integration_key="abc")])), "32 characters", id="short key"),
-    pytest.param(_query(_config(entries=[_entry(), _entry()])), r"\[1\].integration_key repeats", id="repeat key"),
     pytest.param(_query(_config(entries=[_entry(name=7)])), r"\[0\].name must be a string", id="numeric name"),
     pytest.param(_query(_config(entries=[_entry(name="")])), r"\[0\].name is empty", id="empty name"),
     pytest.param(_query(_config(entries=[_entry(name="x" * 300)])), "longer than 255", id="long name"),
@@ -213,3 +212,64 @@ def test_any_json_config_gives_integrations_or_our_error(config: dict[str, Any])
 def test_any_config_text_gives_integrations_or_our_error(raw: str) -> None:
     with contextlib.suppress(PdConnectError):
         parse_install_callback(urlencode({"config": raw}), owner_id="o")
+
+
+# -- one bad entry among good ones (issue 9): keep the good, report the bad ---------------------
+
+_BAD_ENTRIES = [
+    pytest.param("x", None, r"\[1\] must be a JSON object", id="string"),
+    pytest.param(None, None, r"\[1\] must be a JSON object", id="null"),
+    pytest.param(_entry(integration_key=...), "S", r"\[1\].integration_key is missing", id="no key"),
+    pytest.param(_entry(integration_key=5), "S", "must be a string", id="numeric key"),
+    pytest.param(_entry(integration_key=SERVICE_KEY[:-1]), "S", "32 characters", id="short key"),
+    pytest.param(_entry(integration_key=SERVICE_KEY + "\ud800"), "S", r"\[1\]", id="surrogate"),
+    pytest.param(_entry(), "S", r"\[1\].integration_key repeats", id="repeat key"),
+    pytest.param(_entry(integration_key=RULESET_KEY, name=7), None, r"\[1\].name must be a string", id="numeric name"),
+    pytest.param(_entry(integration_key=RULESET_KEY, name="a\x00b"), None, "control", id="NUL in name"),
+    pytest.param(_entry(integration_key=RULESET_KEY, name="\ud800"), None, "invalid characters", id="surrogate name"),
+    pytest.param(_entry(integration_key=RULESET_KEY, name="x" * 300), None, "longer than 255", id="long name"),
+    pytest.param(_entry(integration_key=RULESET_KEY, id={"a": 1}), "S", r"\[1\].id", id="object id"),
+    pytest.param(_entry(integration_key=RULESET_KEY, type=["s"]), "S", r"\[1\].type", id="list type"),
+]
+
+
+@pytest.mark.parametrize(("bad", "name", "reason"), _BAD_ENTRIES)
+def test_one_bad_entry_is_left_out_and_reported(bad: object, name: str | None, reason: str) -> None:
+    entries = [_entry(), bad, _entry(integration_key=OTHER_SERVICE_KEY, name="Database")]
+    outcome = parse_install_callback(_query(_config(entries=entries)), owner_id="o")
+    assert isinstance(outcome, Connected)
+    assert [i.integration_key for i in outcome.integrations] == [SERVICE_KEY, OTHER_SERVICE_KEY]
+    (rejected,) = outcome.rejected
+    assert rejected.index == 1
+    assert rejected.service_name == name
+    assert __import__("re").search(reason, rejected.reason)
+    for key in (SERVICE_KEY, RULESET_KEY, OTHER_SERVICE_KEY, SERVICE_KEY[:-1]):
+        assert key not in rejected.reason
+        assert key not in repr(outcome.rejected)
+
+
+def test_every_entry_bad_is_still_a_callback_error_naming_the_first() -> None:
+    entries = [_entry(integration_key="abc"), "x"]
+    with pytest.raises(CallbackError, match=r"\[0\].integration_key") as info:
+        parse_install_callback(_query(_config(entries=entries)), owner_id="o")
+    assert "abc" not in str(info.value)
+
+
+def test_a_clean_callback_rejects_nothing() -> None:
+    outcome = parse_install_callback(_query(DOC_CONFIG), owner_id="o")
+    assert isinstance(outcome, Connected)
+    assert outcome.rejected == ()
+
+
+@given(st.lists(st.one_of(_entries, _json_values), min_size=1, max_size=5))
+def test_every_entry_is_kept_or_reported_exactly_once(entries: list[Any]) -> None:
+    try:
+        outcome = parse_install_callback(_query(_config(entries=entries)), owner_id="o")
+    except CallbackError:
+        return
+    assert isinstance(outcome, Connected)
+    assert len(outcome.integrations) + len(outcome.rejected) == len(entries)
+    assert len({i.integration_key for i in outcome.integrations}) == len(outcome.integrations)
+    assert sorted(r.index for r in outcome.rejected) == [r.index for r in outcome.rejected]
+    for rejected in outcome.rejected:
+        assert SERVICE_KEY not in rejected.reason and RULESET_KEY not in rejected.reason
