@@ -138,9 +138,11 @@ class WebhookEvent:
 
     ``event_type`` is the V3 name (``incident.acknowledged``); ``agent`` who acted (``None``
     for PagerDuty's own automation, such as an acknowledgement timing out); ``data`` the
-    event's raw ``data`` (V3) or message (legacy), read-only. ``webhook_id`` and
-    ``subscription_id`` come from the request's headers; ``owner_id`` and
-    ``integration_id`` from the secret that verified it, when it was registered for one.
+    event's raw ``data`` (V3) or message (legacy), read-only. ``webhook_id`` is the request's
+    ``X-Webhook-Id`` (unsigned: for logs only). When a secret registered for a subscription
+    verified the webhook, ``subscription_id``, ``owner_id`` and ``integration_id`` are that
+    registration's; with a vendor-wide secret, ``subscription_id`` is the unsigned
+    ``X-Webhook-Subscription`` header and the owner is ``None``.
     """
 
     id: str

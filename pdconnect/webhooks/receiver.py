@@ -13,23 +13,28 @@
 
 What :meth:`WebhookReceiver.receive` answers, and why:
 
-- 202: verified, parsed, handled. 200: a retry of a webhook already handled (nothing done
-  twice). 503: the same webhook is being handled by another request right now; PagerDuty
-  retries 5xx, and by then the outcome is known.
+- 202: verified, parsed, handled. 200: an event already handled (nothing done twice). An
+  event is known by what is signed, its ``event.id``, within the subscription whose secret
+  verified it; the unsigned ``X-Webhook-Id`` plays no part, so a captured body re-sent under
+  a fresh id is still a duplicate, and two subscriptions never suppress each other's events.
+- 503: the same event is being handled by another request right now; PagerDuty retries
+  5xx, and by then the outcome is known.
 - :class:`~pdconnect.errors.ReceiveError` subclasses (always 4xx, which PagerDuty does not
-  retry): 400 for a missing or malformed signature header or a bad body, 403 for a signature
-  that matches no secret, 401 for a legacy webhook with the wrong token, 413 for a body
+  retry): 400 for a missing or malformed signature or subscription header or a bad body,
+  403 for a signature that matches no secret, 401 for a legacy webhook with the wrong token, 413 for a body
   over the limit.
 - If a handler raises, the webhook is forgotten and the exception propagates: answer 500,
   and PagerDuty's retry is handled afresh. Nothing accepted is lost.
 
 V3 webhooks are signed. Legacy V2 webhooks are not; they are accepted only when the
 receiver has a ``legacy_token`` and the request carries it (put ``?token=...`` in the URL
-given to PagerDuty), compared in constant time.
+given to PagerDuty), compared in constant time. Nothing in their body is signed, so they are
+de-duplicated on the message id within the extension the body names (``webhook.id``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 import threading
@@ -38,8 +43,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, overload
 
-from pdconnect.errors import PayloadTooLarge, SignatureMissing, Unauthorized
-from pdconnect.webhooks.deliveries import Claim, DeliveryLog, MemoryDeliveryLog
+from pdconnect.errors import PayloadTooLarge, SignatureMissing, Unauthorized, WebhookError
+from pdconnect.webhooks.deliveries import Claim, DeliveryLog, MemoryDeliveryLog, delivery_key
 from pdconnect.webhooks.incidents import IncidentStateStore
 from pdconnect.webhooks.model import WebhookEvent
 from pdconnect.webhooks.parsing import parse_legacy, parse_v3
@@ -55,6 +60,9 @@ SUBSCRIPTION_HEADER = "X-Webhook-Subscription"
 PURGE_EVERY = 3600.0
 
 Handler = Callable[[WebhookEvent], None]
+#: Whose event it is, for de-duplication: ``("subscription", id, owner)``, ``("secret", fingerprint)``
+#: or ``("legacy", extension id)``.
+Namespace = tuple[str | None, ...]
 
 
 @dataclass(frozen=True)
@@ -166,8 +174,8 @@ class WebhookReceiver:
         self._maybe_purge()
         handled: list[WebhookEvent] = []
         duplicates = in_progress = 0
-        for event in events:
-            delivery_id = f"{event.format.value}:{event.webhook_id or event.id}"
+        for event, namespace in events:
+            delivery_id = delivery_key(event.format.value, namespace, event.id)
             claim = self.deliveries.begin(delivery_id)
             if claim is Claim.DUPLICATE:
                 duplicates += 1
@@ -190,32 +198,43 @@ class WebhookReceiver:
 
     # -- steps -------------------------------------------------------------------------------
 
-    def _verified_v3(self, body: bytes, signature: str, headers: HeaderSource) -> WebhookEvent:
-        subscription = (header(headers, SUBSCRIPTION_HEADER) or "").strip()[:255] or None
+    def _verified_v3(self, body: bytes, signature: str, headers: HeaderSource) -> tuple[WebhookEvent, Namespace]:
+        subscription = _subscription_header(headers)
         registered = self.secret_store.secrets_for(subscription) if self.secret_store and subscription else []
         candidates = [r.secret for r in registered] + list(self._secrets)
         index = matching_secret(body, signature, candidates)
-        owner = registered[index] if index < len(registered) else None
         event = parse_v3(body)
-        webhook_id = (header(headers, WEBHOOK_ID_HEADER) or "").strip()[:255] or None
-        return replace(
-            event,
-            webhook_id=webhook_id,
-            subscription_id=subscription,
-            owner_id=owner.owner_id if owner else None,
-            integration_id=owner.integration_id if owner else None,
-        )
+        webhook_id = _printable(header(headers, WEBHOOK_ID_HEADER))
+        if index < len(registered):
+            # The secret is registered for one subscription and owner: the webhook is theirs,
+            # whatever the unsigned headers say.
+            owner = registered[index]
+            verified = replace(
+                event,
+                webhook_id=webhook_id,
+                subscription_id=owner.subscription_id,
+                owner_id=owner.owner_id,
+                integration_id=owner.integration_id,
+            )
+            return verified, ("subscription", owner.subscription_id, owner.owner_id)
+        # A vendor-wide secret: PagerDuty gives every subscription its own secret, so the secret
+        # stands for the subscription. The header's subscription id is not signed and is not used.
+        namespace = ("secret", _fingerprint(candidates[index]))
+        return replace(event, webhook_id=webhook_id, subscription_id=subscription), namespace
 
-    def _legacy(self, body: bytes, token: str | None) -> list[WebhookEvent]:
+    def _legacy(self, body: bytes, token: str | None) -> list[tuple[WebhookEvent, Namespace]]:
         if self._legacy_token is None:
             raise SignatureMissing(f"the {SIGNATURE_HEADER} header is missing (legacy webhooks are not accepted here)")
         if token is None:
             raise SignatureMissing(
                 f"the {SIGNATURE_HEADER} header is missing (a legacy webhook needs ?token=... in its URL)"
             )
-        if not hmac.compare_digest(token.encode("utf-8"), self._legacy_token.encode("utf-8")):
+        expected = self._legacy_token.encode("utf-8", "surrogatepass")
+        if not hmac.compare_digest(token.encode("utf-8", "surrogatepass"), expected):
             raise Unauthorized("the legacy webhook's token is wrong")
-        return parse_legacy(body)
+        # Nothing in a legacy body is signed: whoever has the token could send any of it. The
+        # message id and the extension (``webhook.id``) are what PagerDuty keeps across retries.
+        return [(event, ("legacy", _extension(event))) for event in parse_legacy(body)]
 
     def _dispatch(self, event: WebhookEvent) -> None:
         incident = event.incident
@@ -250,3 +269,31 @@ class WebhookReceiver:
             self.deliveries.purge()
         finally:
             self._purge_lock.release()
+
+
+def _printable(value: str | None) -> str | None:
+    """A header value worth keeping: stripped, printable ASCII, at most 255 characters; else ``None``."""
+    text = (value or "").strip()
+    return text[:255] if text and text.isascii() and text.isprintable() else None
+
+
+def _subscription_header(headers: HeaderSource) -> str | None:
+    raw = header(headers, SUBSCRIPTION_HEADER)
+    if raw is None or not raw.strip():
+        return None
+    subscription = _printable(raw)
+    if subscription is None or len(raw.strip()) > 255:
+        raise WebhookError(f"the {SUBSCRIPTION_HEADER} header is not a subscription id")
+    return subscription
+
+
+def _fingerprint(secret: str) -> str:
+    """Names a vendor-wide secret in the delivery log without revealing anything about it."""
+    key = secret.encode("utf-8", "surrogatepass")
+    return hmac.new(key, b"pdconnect webhook delivery namespace", hashlib.sha256).hexdigest()[:32]
+
+
+def _extension(event: WebhookEvent) -> str | None:
+    webhook = event.data.get("webhook")
+    extension = webhook.get("id") if isinstance(webhook, dict) else None
+    return extension if isinstance(extension, str) else None

@@ -21,6 +21,7 @@ from pdconnect.errors import (
 from pdconnect.webhooks import (
     IncidentStateStore,
     MemoryWebhookSecretStore,
+    Receipt,
     WebhookEvent,
     WebhookReceiver,
     sign,
@@ -29,6 +30,8 @@ from tests.webhooks import samples
 from tests.webhooks.samples import OTHER_SECRET, SECRET, encode
 
 BODY = encode(samples.v3("incident.acknowledged"))
+#: Another event (PagerDuty's next webhook): another signed ``event.id``.
+NEXT = encode(samples.v3("incident.acknowledged", event_id="01DEN4HPBQAPCFDGPPQGPNMAUD"))
 
 
 def signed(
@@ -72,7 +75,7 @@ def test_a_registered_secret_says_whose_webhook_it_is() -> None:
     receiver.handler(seen.append)
     receiver.receive(BODY, signed(secret=OTHER_SECRET))
     assert (seen[0].owner_id, seen[0].integration_id) == ("org-9", "int-9")
-    receiver.receive(BODY, signed(secret=SECRET, webhook_id="wh-2"))
+    receiver.receive(NEXT, signed(NEXT, secret=SECRET, webhook_id="wh-2"))
     assert (seen[1].owner_id, seen[1].integration_id) == (None, None), "the vendor-wide secret names no owner"
 
 
@@ -93,7 +96,7 @@ def test_rotation_accepts_old_and_new_secrets() -> None:
     store.register("PSUB1", OTHER_SECRET)
     receiver = WebhookReceiver(secret_store=store)
     assert receiver.receive(BODY, signed(secret=SECRET)).status == 202
-    assert receiver.receive(BODY, signed(secret=OTHER_SECRET, webhook_id="wh-2")).status == 202
+    assert receiver.receive(NEXT, signed(NEXT, secret=OTHER_SECRET, webhook_id="wh-2")).status == 202
 
 
 def test_a_failing_handler_leaves_the_webhook_to_be_retried() -> None:
@@ -114,8 +117,11 @@ def test_a_failing_handler_leaves_the_webhook_to_be_retried() -> None:
 
 def test_a_webhook_being_handled_elsewhere_gets_503() -> None:
     receiver = WebhookReceiver(secrets=[SECRET])
-    assert receiver.deliveries.begin("v3:wh-1").value == "new"  # another request holds it
-    receipt = receiver.receive(BODY, signed())
+    meanwhile: list[Receipt] = []
+    # While the first request's handler runs, PagerDuty's retry (or a replay) of the same event arrives.
+    receiver.handler(lambda _: meanwhile.append(receiver.receive(BODY, signed(webhook_id="wh-retry"))))
+    assert receiver.receive(BODY, signed()).status == 202
+    (receipt,) = meanwhile
     assert (receipt.status, receipt.in_progress) == (503, True)
 
 
