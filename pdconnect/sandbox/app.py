@@ -12,7 +12,7 @@ import dataclasses
 import json
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
@@ -34,7 +34,7 @@ from pdconnect.sandbox.model import (
     Subscription,
     User,
 )
-from pdconnect.urls import add_query_params
+from pdconnect.urls import add_query_params, safe_link_href, safe_local_redirect
 
 #: The environ key where the HTTP layer leaves its fault decision for an events request.
 FAULT_ENVIRON_KEY = "pdconnect.sandbox.fault"
@@ -94,6 +94,9 @@ def _html(text: str, status: int = 200) -> Response:
 
 
 def _redirect(location: str, status: int = 302) -> Response:
+    """A redirect; refused (400) if ``location`` is not plain printable ASCII (the last line of defence)."""
+    if not location or any(not 0x21 <= ord(ch) < 0x7F or ch == "\\" for ch in location):
+        raise SandboxError("Refusing to redirect to that URL.")
     return Response("", status=status, headers={"Location": location})
 
 
@@ -123,20 +126,13 @@ def _public_subscription(subscription: Subscription, *, with_secret: bool = Fals
 
 
 def _absolute_url(value: str | None) -> bool:
-    if not value:
-        return False
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
+    """A URL the browser may be sent back to: absolute http(s), printable ASCII, no credentials.
 
-
-def _local_path(value: str | None) -> str:
-    """Only paths on this sandbox may be redirected to after a logout."""
-    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
-        return value
-    return "/"
+    Control characters, tabs, CR/LF, spaces and backslashes are refused rather than
+    stripped: Python's URL parser and Werkzeug drop some of them silently, so a callback
+    that looks refused could still match, and a newline in ``Location`` would be a 500.
+    """
+    return safe_link_href(value) is not None
 
 
 def _is_api(path: str) -> bool:
@@ -320,7 +316,7 @@ class SandboxApp:
         return response
 
     def on_logout(self, request: Request) -> Response:
-        response = _redirect(_local_path(request.args.get("next")))
+        response = _redirect(safe_local_redirect(request.args.get("next")))
         response.delete_cookie(LOGIN_COOKIE)
         return response
 

@@ -54,7 +54,7 @@ from pdconnect.sandbox.webhooks import (
     WebhookDispatcher,
     matching_subscriptions,
 )
-from pdconnect.urls import add_query_params, is_loopback_host
+from pdconnect.urls import add_query_params, is_loopback_host, safe_link_href
 
 #: The answer to a request PagerDuty rate-limits (UNCONFIRMED: the body PagerDuty sends is
 #: not documented; this is the shape go-pagerduty's tests use).
@@ -821,7 +821,11 @@ class Sandbox:
         app = self.store.get(App, app_id) if app_id else None
         if app is None:
             raise SandboxError("App not found.", status=404)
-        given = _without_query(redirect_url) if redirect_url else None
+        given = (
+            _without_query(redirect_url)
+            if isinstance(redirect_url, str) and _is_absolute_http_url(redirect_url)
+            else None
+        )
         if given is None or given not in {_without_query(u) for u in app.redirect_urls}:
             raise SandboxError("The supplied redirect URL does not match a redirect URL configured by this app.")
         return app
@@ -893,12 +897,13 @@ def _object_or_empty(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _is_absolute_http_url(url: str) -> bool:
-    try:
-        parts = urlsplit(url)
-        return parts.scheme in ("http", "https") and bool(parts.hostname)
-    except ValueError:  # an unclosed IPv6 bracket, or a port that is not a number
-        return False
+def _is_absolute_http_url(url: object) -> bool:
+    """Absolute http(s) with a host, printable ASCII only, no backslash and no credentials.
+
+    The stricter choice where PagerDuty's own rules are unknown (UNCONFIRMED): a browser
+    is sent to these URLs, so nothing that Python, Werkzeug and browsers read differently.
+    """
+    return safe_link_href(url) is not None
 
 
 def _without_query(url: str) -> str | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from typing import Any
+from urllib.parse import urlencode
 
 from markupsafe import Markup
 
@@ -472,11 +473,16 @@ def login_page(
     return page(title, body)
 
 
+def _switch_account(query: dict[str, str], path: str) -> str:
+    """Log out, then come back to this very handshake page."""
+    return "/logout?" + urlencode({"next": f"{path}?{urlencode(query)}"})
+
+
 def connect_page(*, vendor: str, callback: str, account: Account, services: Sequence[Service]) -> str:
     options = join(Markup('<option value="{}">{}</option>').format(s.id, s.name) for s in services)
     body = Markup(
         "<section><p>Logged in to <strong data-account>{account}</strong> ({name}). "
-        '<a href="/logout?next=connect">Switch account</a></p>'
+        '<a href="{switch}">Switch account</a></p>'
         "<p><strong>{vendor}</strong> would like to send alerts to a PagerDuty service. Pick one, or create a new "
         "service for it.</p>"
         '<form method="post" action="/connect">{carry}'
@@ -488,6 +494,7 @@ def connect_page(*, vendor: str, callback: str, account: Account, services: Sequ
     ).format(
         account=account.id,
         name=account.name,
+        switch=_switch_account({"vendor": vendor, "callback": callback}, "/connect"),
         vendor=vendor,
         carry=hidden({"vendor": vendor, "callback": callback}),
         options=options,
@@ -513,7 +520,7 @@ def install_page(
     )
     body = Markup(
         "<section><p>Logged in to <strong data-account>{account}</strong> ({name}). "
-        '<a href="/logout?next=install">Switch account</a></p>'
+        '<a href="{switch}">Switch account</a></p>'
         "<p>Connect <strong>{app}</strong> to PagerDuty: pick the services (and rulesets) it may send events to.</p>"
         '<form method="post" action="/install/integration">{carry}'
         "<fieldset><legend>Services</legend>{services}"
@@ -524,6 +531,9 @@ def install_page(
     ).format(
         account=account.id,
         name=account.name,
+        switch=_switch_account(
+            {"app_id": app.id, "redirect_url": redirect_url, "version": "2"}, "/install/integration"
+        ),
         app=app.name,
         carry=hidden({"app_id": app.id, "redirect_url": redirect_url, "version": "2"}),
         services=service_boxes,
