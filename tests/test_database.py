@@ -33,7 +33,9 @@ def test_sqlite_in_memory_still_works() -> None:
 def test_other_databases_are_pinged_and_an_engine_passes_through(tmp_path: Path) -> None:
     assert create_engine("postgresql+psycopg://u@127.0.0.1:1/x").pool._pre_ping  # type: ignore[attr-defined]
     given = sa.create_engine(f"sqlite:///{tmp_path / 'given.db'}")
-    assert engine_for(given) is given, "a vendor's own engine is used as it is"
+    view = engine_for(given)
+    assert view.url == given.url and view.pool is given.pool, "a vendor's own engine: its pool, its database"
+    assert view.hide_parameters and not given.hide_parameters, "... seen through a view that hides parameters"
 
 
 def test_every_store_made_from_a_url_uses_it(tmp_path: Path) -> None:
