@@ -37,7 +37,7 @@ class SandboxStore:
         self._deleted: set[tuple[str, str]] = set()
         self._engine: sa.Engine | None = None
         if db_path is not None:
-            self._engine = sa.create_engine(f"sqlite:///{db_path}")
+            self._engine = sa.create_engine(f"sqlite:///{db_path}", hide_parameters=True)  # keys, secrets
             metadata = sa.MetaData()
             self._table = sa.Table(
                 "sandbox_records",
