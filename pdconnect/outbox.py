@@ -202,7 +202,9 @@ class Outbox:
         for name, columns, where in (
             ("claim", (events.c.id,), events.c.ready == sa.true()),
             ("new", (events.c.id,), events.c.ready.is_(None)),
-            ("open", (events.c.group_key, events.c.id), _unfinished(events.c.state)),
+            # ``state`` too, so the index covers the checks: SQLite, which weighs the (group_key,
+            # id) index the same otherwise, would pick whichever of the two was created last.
+            ("open", (events.c.group_key, events.c.id, events.c.state), _unfinished(events.c.state)),
             ("dead", (events.c.id,), events.c.state == DEAD),
             ("finished", (events.c.finished_at,), events.c.finished_at.is_not(None)),
         ):
@@ -227,7 +229,7 @@ class Outbox:
         self.metadata.create_all(self.engine, checkfirst=True)
         with self.engine.connect() as conn:
             present = {index["name"] for index in sa.inspect(conn).get_indexes(self.events.name)}
-        missing = [index for index in self.events.indexes if index.name not in present]
+        missing = sorted((i for i in self.events.indexes if i.name not in present), key=lambda i: str(i.name))
         for index in missing:
             # IF NOT EXISTS: another process starting now may add it first.
             with self.engine.begin() as conn:

@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from pdconnect import AlertEvent
-from pdconnect.outbox import DELIVERED, Outbox, outcome_for
+from pdconnect.outbox import DELIVERED, PENDING, Outbox, outcome_for
 from tests.conftest import SERVICE_KEY, unique_table
 
 GROUPS = ("flap-a", "flap-b")
@@ -190,3 +190,118 @@ def test_postgres_promotion_advance_and_repair_read_the_same_rows_at_any_history
     shallow = postgres_costs(tmp_path, request, 1_000)
     deep = postgres_costs(tmp_path, request, 10_000)
     assert deep == shallow, f"rows read grow with the delivered history: {shallow} -> {deep}"
+
+
+# -- plans ------------------------------------------------------------------------------------
+
+#: The partial indexes a hot statement may read from end to end: each holds only the rows it is about.
+SMALL_INDEXES = ("new", "open", "claim", "dead", "finished")
+
+
+@contextmanager
+def capturing(outbox: Outbox) -> Iterator[list[tuple[str, Any]]]:
+    """Every statement run inside, as sent to the driver, with its (first) parameters."""
+    seen: list[tuple[str, Any]] = []
+
+    def before(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        seen.append((statement, parameters[0] if executemany else parameters))
+
+    sa.event.listen(outbox.engine, "before_cursor_execute", before)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(outbox.engine, "before_cursor_execute", before)
+
+
+def worker_statements(outbox: Outbox) -> list[tuple[str, Any]]:
+    """What a worker runs on the events table in a turn: promote and claim, record (with a
+    429's pause, so an advance and a retry), repair, purge."""
+    enqueue_flaps(outbox, 20)
+    with capturing(outbox) as seen:
+        first, second = outbox.claim("w", 10, lease=60)
+        outbox.record(
+            [
+                outcome_for(first, DELIVERED, status=202),
+                outcome_for(second, PENDING, status=429, next_attempt_at=1.0, pause_key_until=time.time() + 60),
+            ]
+        )
+        outbox.repair_heads()
+        outbox.purge_delivered(10**9)
+    name = outbox.events.name
+    return [(sql, params) for sql, params in seen if f"{name} " in sql or f"{name}\n" in sql]
+
+
+def sqlite_plan(outbox: Outbox, sql: str, params: Any) -> list[str]:
+    with outbox.engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        return [str(row[3]) for row in raw.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
+
+
+@pytest.mark.parametrize("group_index_last", [False, True])
+def test_sqlite_hot_statements_use_the_small_indexes_as_written(
+    tmp_path: Path, request: pytest.FixtureRequest, group_index_last: bool
+) -> None:
+    """No hot statement scans the table or walks a group's history, whichever index is newer.
+
+    SQLite weighs two usable indexes of the same cost by which was created last; recreating
+    the (group_key, id) index puts it last, as a table from an older pdconnect would have it.
+    """
+    outbox = make_outbox("sqlite", tmp_path, request)
+    add_history(outbox, 2000)
+    if group_index_last:
+        (group,) = (i for i in outbox.events.indexes if str(i.name).endswith("_group"))
+        with outbox.engine.begin() as conn:
+            group.drop(conn)
+            group.create(conn)
+    prefix = outbox.events.name
+    statements = worker_statements(outbox)
+    assert len(statements) >= 7
+    for sql, params in statements:
+        plan = sqlite_plan(outbox, sql, params)
+        for line in plan:
+            scanned = line.startswith("SCAN ") and line.split()[1] in (prefix, "earlier", "later")
+            assert not scanned or any(f"INDEX {prefix}_{small}" in line for small in SMALL_INDEXES), (sql, plan)
+            assert f"{prefix}_group " not in line, ("walks a group's whole history", sql, plan)
+        if "EXISTS" in sql or "min(" in sql:
+            assert any(f"{prefix}_open " in line for line in plan), (sql, plan)
+
+
+def test_postgres_hot_statements_use_the_small_indexes(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    outbox = make_outbox("postgresql", tmp_path, request)
+    add_history(outbox, 5000)
+    name = outbox.events.name
+    statements = worker_statements(outbox)
+    assert len(statements) >= 7
+    for sql, params in statements:
+        with outbox.engine.connect() as conn:
+            (row,) = conn.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {sql}", params).one()
+        nodes = list(scans(row[0]["Plan"]))
+        for node in nodes:
+            assert not (node["Node Type"] == "Seq Scan" and node.get("Relation Name") == name), (sql, nodes)
+            assert node.get("Index Name") != f"{name}_group", ("walks a group's whole history", sql, nodes)
+        if "EXISTS" in sql or "min(" in sql:
+            assert any(node.get("Index Name") == f"{name}_open" for node in nodes), (sql, nodes)
+
+
+# -- existing tables --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_an_outbox_table_from_before_the_open_index_gets_it(
+    tmp_path: Path, request: pytest.FixtureRequest, backend: str
+) -> None:
+    """A table made by an older pdconnect has no ``open`` index: the next Outbox adds it, once."""
+    outbox = make_outbox(backend, tmp_path, request)
+    enqueue_flaps(outbox, 4)
+    name = outbox.events.name
+    with outbox.engine.begin() as conn:
+        conn.exec_driver_sql(f"DROP INDEX {name}_open")
+    again = Outbox(outbox.engine, table_prefix=name)
+    with again.engine.connect() as conn:
+        indexes = {index["name"] for index in sa.inspect(conn).get_indexes(name)}
+    assert f"{name}_open" in indexes
+    assert len(again.claim("w", 10, lease=60)) == 2, "the queued events are still there, heads as before"
+    with capturing(again) as seen:
+        Outbox(outbox.engine, table_prefix=name)
+    assert not any("CREATE" in sql for sql, _ in seen), "nothing to add the second time"
