@@ -10,11 +10,19 @@ target is recognised by the account and service id when PagerDuty gave them (the
 flow), else by the account and service name (Connect), else by the key itself (a pasted key).
 Another owner connecting the same service gets a record of its own and never renames or
 takes over the first (Sentry once had exactly that bug).
+
+An integration is *broken* when PagerDuty no longer knows its key (deleted or disabled there):
+:meth:`IntegrationStore.mark_broken` records when and why, :meth:`IntegrationStore.broken`
+lists an owner's broken integrations (for a "reconnect" prompt), and saving the same target
+again (the owner reconnects or pastes the key again) clears the mark.
 """
 
 from __future__ import annotations
 
+import builtins
+import re
 import threading
+import unicodedata
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
@@ -22,9 +30,10 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from pdconnect.database import engine_for
+from pdconnect.errors import InvalidData
 from pdconnect.integration import EventsApi, Integration, Origin, Region
 from pdconnect.keys import KeyType, redact
 from pdconnect.timestamps import as_utc
@@ -35,19 +44,26 @@ class StoredIntegration(Integration):
     """An :class:`~pdconnect.integration.Integration` as stored: with its id and health.
 
     ``failing_since`` and ``failure_reason`` are set by
-    :meth:`IntegrationStore.mark_failing` (for example when PagerDuty rejects the key) and
-    cleared by :meth:`IntegrationStore.mark_working`. It is still an ``Integration``, so it
-    can be handed to a :class:`~pdconnect.sender.Sender` as it is.
+    :meth:`IntegrationStore.mark_failing` (PagerDuty refused an event) and cleared by
+    :meth:`IntegrationStore.mark_working`. ``broken_since`` and ``broken_reason`` are set by
+    :meth:`IntegrationStore.mark_broken` (PagerDuty no longer knows the key: every event will
+    be refused until the owner reconnects) and cleared by reconnecting or by
+    :meth:`IntegrationStore.mark_working`. It is still an ``Integration``, so it can be handed
+    to a :class:`~pdconnect.sender.Sender` as it is.
     """
 
     id: str = ""
     updated_at: datetime | None = None
     failing_since: datetime | None = None
     failure_reason: str | None = None
+    broken_since: datetime | None = None
+    broken_reason: str | None = None
 
     def __repr__(self) -> str:
         base = super().__repr__()[len("Integration(") : -1]
         health = f", failing since {self.failing_since.isoformat()}" if self.failing_since else ""
+        if self.broken_since:
+            health += f", broken since {self.broken_since.isoformat()}"
         return f"StoredIntegration(id={self.id!r}, {base}{health})"
 
     __str__ = __repr__
@@ -55,6 +71,11 @@ class StoredIntegration(Integration):
     @property
     def failing(self) -> bool:
         return self.failing_since is not None
+
+    @property
+    def broken(self) -> bool:
+        """PagerDuty no longer knows this key: show "reconnect" to the owner."""
+        return self.broken_since is not None
 
 
 def natural_key(integration: Integration) -> str:
@@ -92,12 +113,62 @@ class IntegrationStore(Protocol):
         ...
 
     def mark_working(self, owner_id: str, integration_id: str) -> bool:
-        """Clear a failing mark."""
+        """Clear the failing and broken marks (an event just went through)."""
+        ...
+
+    def mark_broken(
+        self, owner_id: str, integration_id: str, reason: str, *, integration_key: str | None = None
+    ) -> bool:
+        """Record that PagerDuty no longer knows this integration's key, and why.
+
+        Returns ``True`` only when this call marked it (it was not broken, and with
+        ``integration_key``, that is still its key: a refusal of a key the owner has since
+        replaced changes nothing). So among racing workers exactly one is told, and can tell
+        the owner. The reason is cleaned: no control characters, no key, at most 500 characters.
+        """
+        ...
+
+    def broken(self, owner_id: str) -> builtins.list[StoredIntegration]:
+        """The owner's broken integrations, oldest first: the ones to reconnect."""
         ...
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+_MAX_REASON = 500
+# Anything shaped like a key or a token (32 or more letters and digits) is masked in a reason.
+_TOKEN = re.compile(r"[A-Za-z0-9]{32,}")
+
+
+def clean_reason(reason: object, *, integration_key: str | None = None) -> str:
+    """A reason fit to store and show: one line, printable, no key, at most 500 characters."""
+    if not isinstance(reason, str):
+        raise InvalidData("the reason must be a string", field="reason")
+    if integration_key:
+        reason = reason.replace(integration_key, redact(integration_key))
+    reason = _TOKEN.sub(lambda m: redact(m.group(0)), reason)
+    # Control, format, unassigned and private characters, lone surrogates and separators become spaces.
+    printable = "".join(" " if unicodedata.category(ch)[0] in "CZ" else ch for ch in reason)
+    cleaned = " ".join(printable.split())[:_MAX_REASON].rstrip()
+    return cleaned or "no reason given"
+
+
+def _findable(*ids: object) -> bool:
+    """Whether ids could name a stored record: strings every database can take.
+
+    Anything else (another type, a lone surrogate, a NUL, which PostgreSQL refuses) names no
+    record, so it finds nothing instead of making the driver raise.
+    """
+    for value in ids:
+        if not isinstance(value, str) or "\x00" in value:
+            return False
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+    return True
 
 
 def _new_id() -> str:
@@ -116,7 +187,7 @@ class MemoryIntegrationStore:
         with self._lock:
             for record in self._records.values():
                 if record.owner_id == integration.owner_id and natural_key(record) == key:
-                    updated = _stored(integration, record.id, failing_since=None, failure_reason=None)
+                    updated = _stored(integration, record.id)
                     self._records[record.id] = updated
                     return updated
             stored = _stored(integration, _new_id())
@@ -131,6 +202,9 @@ class MemoryIntegrationStore:
         with self._lock:
             return [r for r in self._records.values() if r.owner_id == owner_id]
 
+    def broken(self, owner_id: str) -> builtins.list[StoredIntegration]:
+        return [r for r in self.list(owner_id) if r.broken]
+
     def delete(self, owner_id: str, integration_id: str) -> bool:
         with self._lock:
             if self.get(owner_id, integration_id) is None:
@@ -142,11 +216,32 @@ class MemoryIntegrationStore:
         return self._update(
             owner_id,
             integration_id,
-            lambda r: replace(r, failing_since=r.failing_since or _now(), failure_reason=reason[:500]),
+            lambda r: replace(
+                r,
+                failing_since=r.failing_since or _now(),
+                failure_reason=clean_reason(reason, integration_key=r.integration_key),
+            ),
         )
 
     def mark_working(self, owner_id: str, integration_id: str) -> bool:
-        return self._update(owner_id, integration_id, lambda r: replace(r, failing_since=None, failure_reason=None))
+        return self._update(
+            owner_id,
+            integration_id,
+            lambda r: replace(r, failing_since=None, failure_reason=None, broken_since=None, broken_reason=None),
+        )
+
+    def mark_broken(
+        self, owner_id: str, integration_id: str, reason: str, *, integration_key: str | None = None
+    ) -> bool:
+        with self._lock:
+            record = self.get(owner_id, integration_id)
+            if record is None or record.broken:
+                return False
+            if integration_key is not None and integration_key != record.integration_key:
+                return False
+            cleaned = clean_reason(reason, integration_key=record.integration_key)
+            self._records[integration_id] = replace(record, broken_since=_now(), broken_reason=cleaned)
+            return True
 
     def _update(
         self, owner_id: str, integration_id: str, change: Callable[[StoredIntegration], StoredIntegration]
@@ -214,6 +309,8 @@ class SqlIntegrationStore:
             sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
             sa.Column("failing_since", sa.DateTime(timezone=True)),
             sa.Column("failure_reason", sa.String(500)),
+            sa.Column("broken_since", sa.DateTime(timezone=True)),
+            sa.Column("broken_reason", sa.String(500)),
             sa.UniqueConstraint("owner_id", "natural_key", name=f"{table_name}_owner_target"),
             sa.Index(f"{table_name}_owner", "owner_id"),
         )
@@ -221,8 +318,36 @@ class SqlIntegrationStore:
             self.create_tables()
 
     def create_tables(self) -> None:
-        """Create the table (and its indexes) if it does not exist."""
+        """Create the table (and its indexes) if it does not exist; add columns newer versions need.
+
+        Safe to run again and from several processes at once: a table made by an older
+        pdconnect gets the ``broken_since`` and ``broken_reason`` columns it lacks.
+        """
         self.metadata.create_all(self.engine, checkfirst=True)
+        self._add_missing_columns()
+
+    #: Columns added after the table's first release, in order; each nullable, so adding is safe.
+    _ADDED_COLUMNS = ("broken_since", "broken_reason")
+
+    def _add_missing_columns(self) -> None:
+        def missing() -> list[str]:
+            have = {c["name"] for c in sa.inspect(self.engine).get_columns(self.table.name)}
+            return [name for name in self._ADDED_COLUMNS if name not in have]
+
+        preparer = self.engine.dialect.identifier_preparer
+        for name in missing():
+            column = self.table.c[name]
+            ddl = (
+                f"ALTER TABLE {preparer.format_table(self.table)} ADD COLUMN {preparer.quote(name)} "
+                f"{column.type.compile(dialect=self.engine.dialect)}"
+            )
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(sa.text(ddl))
+            except DBAPIError:
+                # Another process added it first ("duplicate column"); anything else is real.
+                if name in missing():
+                    raise
 
     def __repr__(self) -> str:
         return (
@@ -251,6 +376,8 @@ class SqlIntegrationStore:
             "updated_at": _now(),
             "failing_since": None,
             "failure_reason": None,
+            "broken_since": None,
+            "broken_reason": None,
         }
 
     def _record(self, row: sa.Row[Any]) -> StoredIntegration:
@@ -273,6 +400,8 @@ class SqlIntegrationStore:
             updated_at=as_utc(data["updated_at"]),
             failing_since=as_utc(data["failing_since"]),
             failure_reason=data["failure_reason"],
+            broken_since=as_utc(data["broken_since"]),
+            broken_reason=data["broken_reason"],
         )
 
     def _owned(self, owner_id: str, integration_id: str) -> sa.ColumnElement[bool]:
@@ -306,11 +435,15 @@ class SqlIntegrationStore:
         raise RuntimeError("could not save the integration after a concurrent insert")
 
     def get(self, owner_id: str, integration_id: str) -> StoredIntegration | None:
+        if not _findable(owner_id, integration_id):
+            return None
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(self.table).where(self._owned(owner_id, integration_id))).one_or_none()
         return self._record(row) if row is not None else None
 
     def list(self, owner_id: str) -> list[StoredIntegration]:
+        if not _findable(owner_id):
+            return []
         query = (
             sa.select(self.table)
             .where(self.table.c.owner_id == owner_id)
@@ -319,30 +452,86 @@ class SqlIntegrationStore:
         with self.engine.connect() as conn:
             return [self._record(row) for row in conn.execute(query)]
 
+    def broken(self, owner_id: str) -> builtins.list[StoredIntegration]:
+        if not _findable(owner_id):
+            return []
+        table = self.table
+        query = (
+            sa.select(table)
+            .where(table.c.owner_id == owner_id, table.c.broken_since.is_not(None))
+            .order_by(table.c.connected_at, table.c.id)
+        )
+        with self.engine.connect() as conn:
+            return [self._record(row) for row in conn.execute(query)]
+
     def delete(self, owner_id: str, integration_id: str) -> bool:
+        if not _findable(owner_id, integration_id):
+            return False
         with self.engine.begin() as conn:
             result = conn.execute(sa.delete(self.table).where(self._owned(owner_id, integration_id)))
         return bool(result.rowcount)
 
+    def _stored_key(self, conn: sa.Connection, owner_id: str, integration_id: str) -> str | None:
+        """The row's key column as stored (ciphertext with a cipher), or ``None`` for no such row."""
+        if not _findable(owner_id, integration_id):
+            return None
+        found: str | None = conn.execute(
+            sa.select(self.table.c.integration_key).where(self._owned(owner_id, integration_id))
+        ).scalar_one_or_none()
+        return found
+
     def mark_failing(self, owner_id: str, integration_id: str, reason: str) -> bool:
         table = self.table
         with self.engine.begin() as conn:
+            stored = self._stored_key(conn, owner_id, integration_id)
+            if stored is None:
+                return False
+            key = self.cipher.decrypt(stored) if self.cipher else stored
             result = conn.execute(
                 sa.update(table)
                 .where(self._owned(owner_id, integration_id))
                 .values(
                     failing_since=sa.func.coalesce(table.c.failing_since, _now()),
-                    failure_reason=reason[:500],
+                    failure_reason=clean_reason(reason, integration_key=key),
                     updated_at=_now(),
                 )
             )
         return bool(result.rowcount)
 
     def mark_working(self, owner_id: str, integration_id: str) -> bool:
+        if not _findable(owner_id, integration_id):
+            return False
         with self.engine.begin() as conn:
             result = conn.execute(
                 sa.update(self.table)
                 .where(self._owned(owner_id, integration_id))
-                .values(failing_since=None, failure_reason=None, updated_at=_now())
+                .values(
+                    failing_since=None, failure_reason=None, broken_since=None, broken_reason=None, updated_at=_now()
+                )
+            )
+        return bool(result.rowcount)
+
+    def mark_broken(
+        self, owner_id: str, integration_id: str, reason: str, *, integration_key: str | None = None
+    ) -> bool:
+        table = self.table
+        with self.engine.begin() as conn:
+            stored = self._stored_key(conn, owner_id, integration_id)
+            if stored is None:
+                return False
+            key = self.cipher.decrypt(stored) if self.cipher else stored
+            if integration_key is not None and integration_key != key:
+                return False
+            cleaned = clean_reason(reason, integration_key=key)
+            # Conditional on the key column as read and on not being broken yet: a reconnect that
+            # replaced the key meanwhile, or another worker that marked it first, makes this a no-op.
+            result = conn.execute(
+                sa.update(table)
+                .where(
+                    self._owned(owner_id, integration_id),
+                    table.c.integration_key == stored,
+                    table.c.broken_since.is_(None),
+                )
+                .values(broken_since=_now(), broken_reason=cleaned, updated_at=_now())
             )
         return bool(result.rowcount)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -7,9 +8,18 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pdconnect import EventsApi, Integration, KeyType, Origin, Region, integration_from_key
-from pdconnect.storage import IntegrationStore, MemoryIntegrationStore, SqlIntegrationStore, StoredIntegration
+from pdconnect.errors import InvalidData
+from pdconnect.storage import (
+    IntegrationStore,
+    MemoryIntegrationStore,
+    SqlIntegrationStore,
+    StoredIntegration,
+    clean_reason,
+)
 from tests.conftest import OTHER_SERVICE_KEY, RULESET_KEY, SERVICE_KEY, unique_table
 
 
@@ -226,3 +236,213 @@ def test_tables_can_be_created_separately(tmp_path: Path) -> None:
     store.create_tables()
     assert sa.inspect(store.engine).has_table("pdconnect_integrations")
     assert "later.db" in repr(store)
+
+
+# -- broken integrations (issue 9) -----------------------------------------------------------
+
+REFUSED = "PagerDuty refused the integration key (HTTP 400: Invalid routing key); reconnect the integration"
+
+
+def test_broken_marks(store: IntegrationStore) -> None:
+    saved = store.save(installed("org-1"))
+    other = store.save(installed("org-1", OTHER_SERVICE_KEY, service_id="PSVC002", name="Other"))
+    assert store.broken("org-1") == []
+    assert store.mark_broken("org-1", saved.id, REFUSED)
+    first = store.get("org-1", saved.id)
+    assert first is not None and first.broken
+    assert first.broken_reason == REFUSED
+    assert first.broken_since is not None and first.broken_since.tzinfo is not None
+    assert not store.mark_broken("org-1", saved.id, "again"), "only the first mark is news"
+    second = store.get("org-1", saved.id)
+    assert second is not None
+    assert (second.broken_since, second.broken_reason) == (first.broken_since, REFUSED)
+    assert [r.id for r in store.broken("org-1")] == [saved.id]
+    assert not store.get("org-1", other.id).broken  # type: ignore[union-attr]
+    assert "broken since" in repr(second)
+    assert store.mark_working("org-1", saved.id)
+    assert store.broken("org-1") == []
+
+
+def test_reconnecting_clears_a_broken_mark(store: IntegrationStore) -> None:
+    saved = store.save(installed("org-1"))
+    store.mark_broken("org-1", saved.id, REFUSED)
+    again = store.save(installed("org-1", OTHER_SERVICE_KEY))
+    assert again.id == saved.id
+    assert not again.broken and again.broken_reason is None
+    assert store.broken("org-1") == []
+
+
+def test_re_pasting_the_same_key_clears_a_broken_mark(store: IntegrationStore) -> None:
+    saved = store.save(integration_from_key(SERVICE_KEY, owner_id="org-1"))
+    store.mark_broken("org-1", saved.id, REFUSED)
+    assert not store.save(integration_from_key(SERVICE_KEY, owner_id="org-1")).broken
+
+
+def test_a_refusal_of_a_replaced_key_changes_nothing(store: IntegrationStore) -> None:
+    # A worker sent with the old key while the owner reconnected with a new one.
+    saved = store.save(installed("org-1", SERVICE_KEY))
+    store.save(installed("org-1", OTHER_SERVICE_KEY))
+    assert not store.mark_broken("org-1", saved.id, REFUSED, integration_key=SERVICE_KEY)
+    assert store.broken("org-1") == []
+    assert store.mark_broken("org-1", saved.id, REFUSED, integration_key=OTHER_SERVICE_KEY)
+
+
+@pytest.mark.parametrize("who", ["org-2", "", "org-1 ", "ORG-1", "%", "*", "org-1' OR '1'='1", "\x00", "\ud800"])
+def test_another_owner_cannot_mark_or_list_broken(store: IntegrationStore, who: str) -> None:
+    saved = store.save(installed("org-1"))
+    assert not store.mark_broken(who, saved.id, "hostile")
+    assert store.broken(who) == []
+    assert not store.get("org-1", saved.id).broken  # type: ignore[union-attr]
+    store.mark_broken("org-1", saved.id, REFUSED)
+    assert store.broken(who) == []
+    assert not store.mark_working(who, saved.id)
+    assert store.get("org-1", saved.id).broken  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("bad_id", ["", "nope", "%", "0" * 10_000, "\ud800", "' OR 1=1 --"])
+def test_unknown_ids_are_not_marked(store: IntegrationStore, bad_id: str) -> None:
+    store.save(installed("org-1"))
+    assert not store.mark_broken("org-1", bad_id, REFUSED)
+    assert store.broken("org-1") == []
+
+
+@pytest.mark.parametrize(
+    ("reason", "shown"),
+    [
+        ("Invalid routing key", "Invalid routing key"),
+        ("two\nlines\r\nhere", "two lines here"),
+        ("\x1b[31mred\x1b[0m", "[31mred [0m"),
+        ("nul\x00byte", "nul byte"),
+        ("lone \ud800 surrogate", "lone surrogate"),
+        ("bidi \u202e override", "bidi override"),
+        ("", "no reason given"),
+        ("   \n\t ", "no reason given"),
+        ("ab " * 5000, ("ab " * 167)[:500].rstrip()),
+        ("x" * 10_000, "****xxxx"),  # one long token: masked
+        (f"key {SERVICE_KEY} refused", "key ****d1a6 refused"),
+        ("token " + "A" * 40, "token ****AAAA"),
+    ],
+)
+def test_reasons_are_cleaned(store: IntegrationStore, reason: str, shown: str) -> None:
+    saved = store.save(installed("org-1"))
+    assert store.mark_broken("org-1", saved.id, reason)
+    assert store.get("org-1", saved.id).broken_reason == shown  # type: ignore[union-attr]
+    store.mark_failing("org-1", saved.id, reason)
+    assert store.get("org-1", saved.id).failure_reason == shown  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("reason", [None, 7, float("nan"), b"Invalid routing key", ["x"]])
+def test_a_reason_must_be_text(store: IntegrationStore, reason: object) -> None:
+    saved = store.save(installed("org-1"))
+    with pytest.raises(InvalidData):
+        store.mark_broken("org-1", saved.id, reason)  # type: ignore[arg-type]
+    assert not store.get("org-1", saved.id).broken  # type: ignore[union-attr]
+
+
+@given(st.text(max_size=700))
+def test_clean_reason_is_one_printable_line_without_keys(reason: str) -> None:
+    cleaned = clean_reason(reason, integration_key=SERVICE_KEY)
+    assert 0 < len(cleaned) <= 500
+    assert cleaned == cleaned.strip()
+    assert all(ch.isprintable() or ch == " " for ch in cleaned)
+    assert SERVICE_KEY not in cleaned
+    assert not any(len(run) >= 32 for run in re.findall(r"[A-Za-z0-9]+", cleaned))
+    cleaned.encode("utf-8")  # no lone surrogates
+
+
+def test_racing_workers_mark_broken_once(store: IntegrationStore) -> None:
+    saved = store.save(installed("org-1"))
+    barrier = threading.Barrier(8)
+    results: list[bool] = []
+
+    def mark() -> None:
+        barrier.wait()
+        results.append(store.mark_broken("org-1", saved.id, REFUSED, integration_key=SERVICE_KEY))
+
+    threads = [threading.Thread(target=mark) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [False] * 7 + [True], "exactly one worker tells the owner"
+
+
+def test_broken_with_an_encrypted_key(tmp_path: Path) -> None:
+    store = SqlIntegrationStore(f"sqlite:///{tmp_path / 'enc.db'}", cipher=ReversingCipher())
+    saved = store.save(installed("org-1"))
+    assert not store.mark_broken("org-1", saved.id, REFUSED, integration_key=OTHER_SERVICE_KEY)
+    assert store.mark_broken("org-1", saved.id, f"echoed {SERVICE_KEY}", integration_key=SERVICE_KEY)
+    assert store.broken("org-1")[0].broken_reason == "echoed ****d1a6"
+
+
+def _old_table(store: SqlIntegrationStore) -> sa.Table:
+    """The integrations table as pdconnect made it before the broken columns."""
+    old = sa.MetaData()
+    columns = [sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable) for c in store.table.columns]
+    return sa.Table(store.table.name, old, *[c for c in columns if not c.name.startswith("broken_")])
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_an_existing_table_gets_the_new_columns(request: pytest.FixtureRequest, tmp_path: Path, backend: str) -> None:
+    if backend == "sqlite":
+        engine: sa.Engine = sa.create_engine(f"sqlite:///{tmp_path / 'old.db'}")
+        name = "pdconnect_integrations"
+    else:
+        engine = request.getfixturevalue("postgres_engine")
+        name = unique_table("pdc_old")
+    template = SqlIntegrationStore(engine, table_name=name, create_tables=False)
+    old = _old_table(template)
+    old.create(engine)
+    try:
+        row = template._row(installed("org-1"))
+        for column in ("broken_since", "broken_reason"):
+            row.pop(column)
+        with engine.begin() as conn:
+            conn.execute(sa.insert(old).values(id="legacy01", **row))
+        store = SqlIntegrationStore(engine, table_name=name)  # creates what is missing
+        SqlIntegrationStore(engine, table_name=name)  # and again: idempotent
+        columns = {c["name"] for c in sa.inspect(engine).get_columns(name)}
+        assert {"broken_since", "broken_reason"} <= columns
+        legacy = store.get("org-1", "legacy01")
+        assert legacy is not None and not legacy.broken
+        assert store.mark_broken("org-1", "legacy01", REFUSED)
+        assert [r.id for r in store.broken("org-1")] == ["legacy01"]
+    finally:
+        old.drop(engine)
+
+
+def test_concurrent_upgrades_of_one_table(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    engine = sa.create_engine(url)
+    template = SqlIntegrationStore(engine, create_tables=False)
+    _old_table(template).create(engine)
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def upgrade() -> None:
+        barrier.wait()
+        try:
+            SqlIntegrationStore(url)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=upgrade) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert {"broken_since", "broken_reason"} <= {c["name"] for c in sa.inspect(engine).get_columns(template.table.name)}
+
+
+@pytest.mark.parametrize("hostile", ["\ud800", "a\x00b", 5, None, b"org-1"])
+def test_hostile_ids_find_nothing(store: IntegrationStore, hostile: object) -> None:
+    # These made SQLite and PostgreSQL drivers raise (a 500 in a view) instead of "not found".
+    saved = store.save(installed("org-1"))
+    assert store.get(hostile, saved.id) is None  # type: ignore[arg-type]
+    assert store.get("org-1", hostile) is None  # type: ignore[arg-type]
+    assert store.list(hostile) == []  # type: ignore[arg-type]
+    assert not store.delete("org-1", hostile)  # type: ignore[arg-type]
+    assert not store.mark_failing(hostile, saved.id, "x")  # type: ignore[arg-type]
+    assert not store.mark_working("org-1", hostile)  # type: ignore[arg-type]
+    assert store.get("org-1", saved.id) == saved
