@@ -90,7 +90,9 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
 
 
 def _html(text: str, status: int = 200) -> Response:
-    return Response(text, status=status, mimetype="text/html")
+    # An event may carry a lone surrogate ("\\ud800" is valid JSON); shown as U+FFFD, never a 500.
+    body = text.encode("utf-8", errors="surrogatepass").decode("utf-8", errors="replace")
+    return Response(body, status=status, mimetype="text/html")
 
 
 def _redirect(location: str, status: int = 302) -> Response:

@@ -29,6 +29,7 @@ from pdconnect.sandbox.model import (
     User,
 )
 from pdconnect.sandbox.webhooks import V3_EVENT_TYPES
+from pdconnect.urls import safe_link_href
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,Arial,sans-serif;margin:0;color:#1f2328;background:#f6f8fa}
@@ -255,14 +256,11 @@ def incident_page(
     notice: str | None = None,
 ) -> str:
     names = {u.id: u.name for u in users}
-    client_links = []
-    for alert in alerts:
-        if alert.client_url:
-            client_links.append(
-                Markup('<a data-client-link href="{}" rel="noopener noreferrer">View in {}</a>').format(
-                    alert.client_url, alert.client or "source"
-                )
-            )
+    client_links = [
+        _client_link(alert.client_url, alert.client, marked=True)
+        for alert in alerts
+        if alert is not None and alert.client_url
+    ]
     timeline = join(
         Markup("<tr><td>{at}</td><td>{kind}</td><td>{summary}{channel}</td></tr>").format(
             at=entry["at"],
@@ -296,14 +294,30 @@ def incident_page(
     return page(incident.title or incident.id, body)
 
 
+def _client_link(url: object, client: object, *, marked: bool = False) -> Markup:
+    """The "View in ..." link for an http(s) ``client_url``; anything else as plain text.
+
+    A ``client_url`` comes from whoever sent the event: ``javascript:``, ``data:`` and the
+    like must never become clickable (:func:`pdconnect.urls.safe_link_href`).
+    """
+    label = client if isinstance(client, str) and client else "source"
+    attributes = Markup(" data-client-link") if marked else Markup("")
+    href = safe_link_href(url)
+    if href is None:
+        return Markup(
+            "<span{attributes} data-unsafe-link>View in {label}: <code>{url}</code> (not a web link)</span>"
+        ).format(attributes=attributes, label=label, url=str(url)[:300])
+    return Markup('<a{attributes} href="{href}" rel="noopener noreferrer">View in {label}</a>').format(
+        attributes=attributes, href=href, label=label
+    )
+
+
 def _channel(channel: dict[str, Any] | None) -> Markup:
     if not channel:
         return Markup("")
     extra = Markup("")
     if channel.get("client_url"):
-        extra = Markup(' · <a href="{}" rel="noopener noreferrer">View in {}</a>').format(
-            channel["client_url"], channel.get("client") or "source"
-        )
+        extra = Markup(" · {}").format(_client_link(channel["client_url"], channel.get("client")))
     return Markup("<details><summary>{kind}{extra}</summary>{raw}</details>").format(
         kind=channel.get("type", ""), extra=extra, raw=json_block(channel.get("raw"))
     )
