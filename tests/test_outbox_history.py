@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pdconnect import AlertEvent
 from pdconnect.outbox import DELIVERED, PENDING, Outbox, outcome_for
@@ -305,3 +307,79 @@ def test_an_outbox_table_from_before_the_open_index_gets_it(
     with capturing(again) as seen:
         Outbox(outbox.engine, table_prefix=name)
     assert not any("CREATE" in sql for sql, _ in seen), "nothing to add the second time"
+
+
+# -- the order, whatever happens --------------------------------------------------------------
+
+OPERATIONS = st.lists(
+    st.one_of(
+        st.tuples(st.just("enqueue"), st.sampled_from((*GROUPS, "other"))),
+        st.tuples(st.just("history"), st.integers(min_value=1, max_value=30)),
+        st.tuples(st.just("claim"), st.lists(st.sampled_from(["delivered", "dead", "retry", "release", "keep"]))),
+        st.tuples(st.just("requeue"), st.booleans()),
+        st.tuples(st.just("repair"), st.none()),
+        st.tuples(st.just("purge"), st.none()),
+    ),
+    max_size=25,
+)
+
+
+@given(operations=OPERATIONS)
+@settings(max_examples=60)
+def test_heads_are_always_the_oldest_unfinished_event_of_their_group(operations: list[tuple[str, Any]]) -> None:
+    """Against a model: whatever history, outcomes, requeues and repairs came before, a claim
+    returns only the oldest unfinished event of each group, and draining delivers each group's
+    events in the order they were enqueued."""
+    outbox = Outbox("sqlite://")
+    table = outbox.events
+    held: list[Any] = []  # claimed and kept (an outcome not yet recorded)
+
+    def unfinished() -> dict[int, str]:
+        with outbox.engine.connect() as conn:
+            query = sa.select(table.c.id, table.c.group_key).where(table.c.state.in_((PENDING, "leased")))
+            return {int(row.id): str(row.group_key) for row in conn.execute(query)}
+
+    def check(claimed: list[Any]) -> None:
+        open_ = unfinished()
+        for event in claimed:
+            group = open_[event.id]
+            assert event.id == min(i for i, g in open_.items() if g == group), "claimed behind an older event"
+        leased = [e.prepared.dedup_key for e in held + claimed]
+        assert len(leased) == len(set(leased)), "two events of one group out at once"
+
+    for op, arg in operations:
+        if op == "enqueue":
+            outbox.enqueue(SERVICE_KEY, AlertEvent.trigger("x", source="h", severity="critical", dedup_key=arg))
+        elif op == "history":
+            add_history(outbox, arg)
+        elif op == "claim":
+            claimed = outbox.claim("w", 10, lease=60, now=time.time() + 1)
+            check(claimed)
+            outcomes = []
+            for event, fate in zip(claimed, arg + ["keep"] * len(claimed), strict=False):
+                if fate == "keep":
+                    held.append(event)
+                elif fate == "release":
+                    outbox.release([event])
+                elif fate == "retry":
+                    outcomes.append(outcome_for(event, PENDING, status=503, next_attempt_at=0.0))
+                else:
+                    outcomes.append(outcome_for(event, fate, status=202 if fate == "delivered" else 400))
+            outbox.record(outcomes)
+        elif op == "requeue":
+            outbox.requeue(superseded=arg)
+        elif op == "repair":
+            assert outbox.repair_heads() == 0, "nothing should ever need mending here"
+        else:
+            outbox.purge_delivered(-1.0)
+    outbox.record([outcome_for(e, DELIVERED, status=202) for e in held])
+    held = []
+    expected = {g: sorted(i for i, grp in unfinished().items() if grp == g) for g in set(unfinished().values())}
+    delivered: dict[str, list[int]] = {}
+    while claimed := outbox.claim("w", 10, lease=60, now=time.time() + 1):
+        check(claimed)
+        for event in claimed:
+            delivered.setdefault(f"{SERVICE_KEY}/{event.prepared.dedup_key}", []).append(event.id)
+        outbox.record([outcome_for(e, DELIVERED, status=202) for e in claimed])
+    assert delivered == expected
+    outbox.close()
