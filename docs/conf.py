@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
+
+from docutils import nodes
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -28,3 +31,18 @@ autodoc_default_options = {"members": True, "show-inheritance": True}
 html_theme = "alabaster"
 html_static_path = ["_static"]
 html_title = f"pdconnect {release}"
+
+
+def _drop_snippet_directives(app: Any, doctree: nodes.document) -> None:
+    """Leave the test harness's ``<!-- snippet... -->`` comments out of the published pages.
+
+    They hold hidden setup code for tests/test_docs_snippets.py; readers need not download it.
+    """
+    for node in list(doctree.findall(nodes.raw)):
+        if node.get("format") == "html" and node.astext().lstrip().startswith("<!-- snippet"):
+            node.parent.remove(node)
+
+
+def setup(app: Any) -> dict[str, bool]:
+    app.connect("doctree-read", _drop_snippet_directives)
+    return {"parallel_read_safe": True}

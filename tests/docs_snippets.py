@@ -113,8 +113,10 @@ def parse_page(text: str, *, path: Path | str = "<page>") -> Page:
                     raise SnippetSyntaxError(path, number, 'a skip needs a reason: <!-- snippet: skip reason="..." -->')
                 pending_skip = (number, reason)
             elif _HIDDEN.match(line):
-                end = next((i for i in range(index + 1, len(lines)) if lines[i].strip() == "-->"), None)
-                if end is None:
+                # Markdown ends the comment at the first "-->", wherever it is on the line: code
+                # after it would be shown to readers.
+                end = next((i for i in range(index + 1, len(lines)) if "-->" in lines[i]), None)
+                if end is None or lines[end].strip() != "-->":
                     raise SnippetSyntaxError(path, number, "a hidden snippet needs a closing --> on a line of its own")
                 page.snippets.append(Snippet("hidden", "\n".join(lines[index + 1 : end]) + "\n", number + 1))
                 index = end + 1

@@ -81,12 +81,10 @@ KNOWN_BROKEN: dict[str, str] = {
     "docs/alertmanager.md": "render_template, Severity, request_body, outbox, integrations are undefined",
     "docs/flask.md": "imports flask_login, which is not a dependency; SECRET_KEY and DATABASE_URL env vars",
     "docs/handshake.md": "settings, session, current_org, request, render, flash, store, form are undefined",
-    "docs/monitors.md": "m, outbox, integration, conn are undefined",
     "docs/outbox.md": "DATABASE_URL, engine, monitors, integration are undefined",
     "docs/quickstart.md": "SETTINGS, current_org, session_binding, request, save are undefined",
     "docs/sending.md": "integration, monitor, store_dedup_key are undefined",
     "docs/testing.md": "test_connect_then_alert needs the pagerduty_sandbox fixture (snippet-setup: sandbox)",
-    "docs/thresholds.md": "row, points, outbox, integration are undefined",
     "docs/webhooks.md": "app, alerts, monitor, event, engine, request are undefined; an attribute list is not Python",
     "docs/without-flask.md": "DATABASE_URL, SECRET, sessions, current_org are undefined; a Django views.py",
 }

@@ -103,6 +103,7 @@ def test_directives_are_read() -> None:
         ("````python\nx = 1\n```\n", 1, "never closed"),
         ("<!-- snippet: hidden\nx = 1\n", 1, "closing -->"),
         ("<!-- snippet: hidden\nx = 1 -->\n", 1, "closing -->"),
+        ("<!-- snippet: hidden\nwhile x-->0: pass\n-->\n", 1, "closing -->"),
         ("<!-- snippet: hidden -->\n", 1, "not a snippet directive"),
         ("<!-- snippet: \ud800 -->\n", 1, "not a snippet directive"),
         ("<!-- snippet: \x00skip -->\n", 1, "not a snippet directive"),
