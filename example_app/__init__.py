@@ -21,7 +21,7 @@ from flask.typing import ResponseReturnValue
 from markupsafe import Markup
 
 from example_app import db
-from example_app.config import load_config
+from example_app.config import load_config, read_settings
 from example_app.monitoring import Monitoring
 from example_app.views import bp, current_owner
 from pdconnect import SqlNonceStore
@@ -43,7 +43,8 @@ def create_app(
     """
     app = Flask(__name__)
     app.config.update(load_config(environ))
-    app.config.update(overrides or {})
+    app.config.update(overrides if overrides is not None else {})
+    read_settings(app.config)
     os.makedirs(app.instance_path, exist_ok=True)
     url = app.config["ACME_DATABASE_URL"] or f"sqlite:///{app.instance_path}/acme.db"
     engine = sa.create_engine(url)

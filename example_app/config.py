@@ -1,15 +1,26 @@
 """Acme Monitoring's settings: from the environment, with safe demo defaults.
 
-``ACME_*`` variables configure the app; ``PDCONNECT_*`` variables are passed to pdconnect
-as they are (see the Flask guide). In production (``ACME_ENV=production``) the app refuses to
-start with a missing, short or demo secret key.
+``ACME_*`` variables configure the app and are read here, once, as their real types (a bad
+one raises :class:`~pdconnect.errors.ConfigError` naming it); ``PDCONNECT_*`` variables are
+passed to pdconnect as the strings they are, and pdconnect reads them (see the Flask guide).
+In production (``ACME_ENV=production``) the app refuses to start with a missing, short or demo
+secret key.
+
+``ACME_MONITOR_ALLOWED_NETWORKS`` (CIDRs, comma-separated) lets HTTP monitors reach private
+networks, which they are refused by default (see :mod:`example_app.http_check`); the demo
+allows loopback, where its own endpoints are.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
+from ipaddress import IPv4Network, IPv6Network
 from typing import Any
+
+from example_app.http_check import Network, parse_networks
+from pdconnect.config_values import parse_bool, parse_list
+from pdconnect.errors import ConfigError
 
 DEMO_SECRET = "acme-demo-secret-do-not-use-in-production"  # noqa: S105 -- refused in production
 _INSECURE = {DEMO_SECRET, "changeme", "secret", "dev", "development"}
@@ -34,15 +45,35 @@ def load_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "ACME_DATABASE_URL": env.get("ACME_DATABASE_URL"),
         "ACME_BASE_URL": env.get("ACME_BASE_URL", "http://127.0.0.1:5000").rstrip("/"),
         "ACME_REGION": env.get("ACME_REGION", "eu-west-1"),
-        "ACME_SCHEDULER": env.get("ACME_SCHEDULER", "on") != "off",
-        "ACME_WORKER": env.get("ACME_WORKER", "on") != "off",
+        "ACME_SCHEDULER": env.get("ACME_SCHEDULER", "on"),
+        "ACME_WORKER": env.get("ACME_WORKER", "on"),
+        "ACME_MONITOR_ALLOWED_NETWORKS": env.get("ACME_MONITOR_ALLOWED_NETWORKS"),
         "SESSION_COOKIE_SECURE": production,
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "PDCONNECT_CLIENT_NAME": "Acme Monitoring",
     }
-    for name, value in env.items():
-        if name.startswith("PDCONNECT_"):
-            config[name] = int(value) if value.isdigit() else value
+    config.update({name: value for name, value in env.items() if name.startswith("PDCONNECT_")})
     config.setdefault("PDCONNECT_CLIENT_URL", config["ACME_BASE_URL"])
+    read_settings(config)
     return config
+
+
+def read_settings(config: MutableMapping[str, Any]) -> None:
+    """Check Acme's typed settings and keep them as their real types (again after overrides)."""
+    for name in ("ACME_SCHEDULER", "ACME_WORKER"):
+        config[name] = parse_bool(config[name], name=name)
+    config["ACME_MONITOR_ALLOWED_NETWORKS"] = allowed_networks(config["ACME_MONITOR_ALLOWED_NETWORKS"])
+
+
+def allowed_networks(value: Any) -> tuple[Network, ...]:
+    """``ACME_MONITOR_ALLOWED_NETWORKS`` as networks: CIDRs in a list, or one comma-separated string."""
+    name = "ACME_MONITOR_ALLOWED_NETWORKS"
+    if isinstance(value, list | tuple) and all(isinstance(item, IPv4Network | IPv6Network) for item in value):
+        return tuple(value)
+    try:
+        return parse_networks(parse_list(value, name=name))
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}", setting=name) from None

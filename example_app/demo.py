@@ -78,6 +78,9 @@ def start_acme(
     sandbox.sandbox.register_app(DEMO_APP_ID, [f"{url}/pagerduty/callback"], name="Acme Monitoring")
     environ = {
         "ACME_BASE_URL": url,
+        # The demo's monitors check the app's own endpoints, on loopback: HTTP monitors reach
+        # only public addresses unless the operator allows a network.
+        "ACME_MONITOR_ALLOWED_NETWORKS": "127.0.0.0/8,::1/128",
         "PDCONNECT_APP_ID": DEMO_APP_ID,
         "PDCONNECT_VENDOR_KEY": DEMO_VENDOR_KEY,
         "PDCONNECT_CONNECT_BASE_URL": sandbox.url,

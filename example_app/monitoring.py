@@ -13,13 +13,13 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
-import requests
 import sqlalchemy as sa
 from flask import Flask
 
-from example_app import db
+from example_app import db, http_check
 from pdconnect import AlertEvent
 from pdconnect.errors import EventValidationError
 from pdconnect.flask import PagerDutyState
@@ -31,8 +31,11 @@ logger = logging.getLogger("example_app")
 OPERATORS = {op.value: op.words for op in Operator}
 
 
-def run_check(monitor: db.Monitor) -> CheckResult:
-    """Check the monitor's target once (or apply the simulated outcome)."""
+def run_check(monitor: db.Monitor, *, networks: Sequence[http_check.Network] = ()) -> CheckResult:
+    """Check the monitor's target once (or apply the simulated outcome).
+
+    An HTTP check reaches only public addresses and ``networks`` (see :mod:`example_app.http_check`).
+    """
     if monitor.forced == "fail":
         return CheckResult(ok=False, status="simulated failure", error="Simulated outage (demo control)")
     if monitor.forced == "ok":
@@ -44,19 +47,15 @@ def run_check(monitor: db.Monitor) -> CheckResult:
         words = operator.words
         status = f"{monitor.target} = {value:g} ({'' if breached else 'not '}{words} {monitor.threshold:g})"
         return CheckResult(ok=not breached, status=status, value=value)
-    started = time.perf_counter()
-    try:
-        response = requests.get(monitor.target, timeout=(3, 5))
-    except requests.RequestException as exc:
-        elapsed = (time.perf_counter() - started) * 1000
-        return CheckResult(ok=False, status="no answer", response_time_ms=elapsed, error=type(exc).__name__)
-    elapsed = (time.perf_counter() - started) * 1000
-    ok = response.status_code < 400
+    outcome = http_check.fetch(monitor.target, networks=networks)
+    if outcome.status is None:
+        return CheckResult(ok=False, status=outcome.reason, response_time_ms=outcome.elapsed_ms, error=outcome.error)
+    ok = outcome.status < 400
     return CheckResult(
         ok=ok,
-        status=f"HTTP {response.status_code}",
-        response_time_ms=elapsed,
-        error=None if ok else f"{monitor.target} answered {response.status_code} {response.reason}",
+        status=f"HTTP {outcome.status}",
+        response_time_ms=outcome.elapsed_ms,
+        error=None if ok else f"{monitor.target} answered {outcome.status} {outcome.reason}",
     )
 
 
@@ -102,7 +101,7 @@ class Monitoring:
             monitor = db.load_monitor(conn, None, monitor_id)
         if monitor is None:
             return Action.NONE
-        result = run_check(monitor)
+        result = run_check(monitor, networks=self.app.config["ACME_MONITOR_ALLOWED_NETWORKS"])
         policy = MonitorPolicy(confirm_after=monitor.confirm_after, resolve_after=monitor.resolve_after)
         state, action = observe(MonitorState.from_dict(monitor.state), result, policy)
         with self.engine.begin() as conn:

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 
-from example_app import db
+from example_app import db, http_check
 from example_app.monitoring import OPERATORS, Monitoring
 from pdconnect.flask import alertmanager_token, current_pagerduty
 from pdconnect.monitors import MonitorState
@@ -188,6 +188,11 @@ def _form_monitor(form: Any, owner: str) -> dict[str, Any]:
         raise ValueError("Choose an HTTP check or a metric.")
     if kind == "http" and not target.startswith(("http://", "https://")):
         raise ValueError("An HTTP check needs a URL starting with http:// or https://.")
+    if kind == "http":
+        try:
+            http_check.check_url(target, networks=current_app.config["ACME_MONITOR_ALLOWED_NETWORKS"])
+        except http_check.TargetRefused as exc:
+            raise ValueError(f"Acme cannot check this URL: {exc}.") from None
     if not target or len(target) > 500:
         raise ValueError("Say what to check (a URL, or the metric's name).")
     try:

@@ -83,9 +83,18 @@ def test_production_settings() -> None:
                           "PDCONNECT_STATE_MAX_AGE": "300", "ACME_BASE_URL": "https://monitoring.acme.example/"})  # fmt: skip
     assert config["SESSION_COOKIE_SECURE"] is True
     assert config["PDCONNECT_APP_ID"] == "PREAL01"
-    assert config["PDCONNECT_STATE_MAX_AGE"] == 300
+    assert config["PDCONNECT_STATE_MAX_AGE"] == "300", "passed on as it is, for pdconnect to read"
     assert config["PDCONNECT_CLIENT_URL"] == "https://monitoring.acme.example"
     assert "PDCONNECT_EVENTS_BASE_URL" not in config, "real PagerDuty hosts unless told otherwise"
+
+
+def test_a_refused_monitor_url_is_a_failing_check() -> None:
+    monitor = db.Monitor(id=1, owner="1", name="m", kind="http", target="http://169.254.169.254/latest/meta-data/",
+                         operator="at_or_above", threshold=0, metric_value=0, region="r", interval_seconds=30,
+                         confirm_after=1, resolve_after=1, forced=None, state={}, last_checked_at=0, targets=())  # fmt: skip
+    result = run_check(monitor)
+    assert not result.ok and result.status == "refused"
+    assert result.error and "private, loopback or link-local" in result.error
 
 
 def test_development_defaults() -> None:
@@ -146,6 +155,10 @@ def test_users_cannot_use_each_others_services(acme: RunningDemo, pagerduty_sand
         ({"name": ""}, "Give the monitor a name"),
         ({"kind": "ping"}, "Choose an HTTP check or a metric"),
         ({"target": "ftp://x"}, "needs a URL starting with http"),
+        ({"target": "http://169.254.169.254/latest/meta-data/"}, "Acme cannot check this URL"),
+        ({"target": "http://[::ffff:10.0.0.1]/"}, "Acme cannot check this URL"),
+        ({"target": "http://0xa9fea9fe/"}, "Acme cannot check this URL"),
+        ({"target": "http://user:pw@example.com/"}, "Acme cannot check this URL"),
         ({"threshold": "lots"}, "must be numbers"),
         ({"threshold": "nan"}, "must be numbers"),
         ({"kind": "metric", "target": "cpu", "metric_value": "1e999"}, "must be numbers"),
@@ -185,9 +198,11 @@ def test_http_check_against_a_closed_port() -> None:
     monitor = db.Monitor(id=1, owner="1", name="m", kind="http", target="http://127.0.0.1:9/nothing",
                          operator="at_or_above", threshold=0, metric_value=0, region="r", interval_seconds=30,
                          confirm_after=1, resolve_after=1, forced=None, state={}, last_checked_at=0, targets=())  # fmt: skip
-    result = run_check(monitor)
+    result = run_check(
+        monitor, networks=load_config({"ACME_MONITOR_ALLOWED_NETWORKS": "127.0.0.0/8"})["ACME_MONITOR_ALLOWED_NETWORKS"]
+    )
     assert not result.ok
-    assert result.error == "ConnectionError"
+    assert result.error == "ConnectionRefusedError"
 
 
 def _simulate(client: FlaskClient, monitor_id: int, mode: str, **extra: Any) -> None:
