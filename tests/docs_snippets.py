@@ -9,12 +9,17 @@ a directive but is not one is an error, so a typo never turns a check off silent
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
 #: Info strings of the blocks that are run: plain Python, and interactive sessions (doctest).
 PYTHON_LANGUAGES = frozenset({"python", "py", "python3"})
 SESSION_LANGUAGES = frozenset({"pycon"})
+
+#: Info strings of shell blocks, whose ``pdconnect ...`` command lines (with or without a
+#: ``$`` prompt) are parsed, not run.
+SHELL_LANGUAGES = frozenset({"console", "bash", "sh", "shell", "shell-session"})
 
 #: What a page may ask for in ``<!-- snippet-setup: ... -->``.
 SETUPS = frozenset({"names", "sandbox"})
@@ -49,12 +54,21 @@ class Snippet:
     skip_reason: str | None = None
 
 
+@dataclass(frozen=True)
+class Command:
+    """A ``pdconnect`` command line from a shell block: its words, and the page's line."""
+
+    argv: list[str]
+    line: int
+
+
 @dataclass
 class Page:
-    """A page's snippets in reading order, and the setups it asked for."""
+    """A page's snippets in reading order, its ``pdconnect`` commands, and the setups it asked for."""
 
     path: Path
     snippets: list[Snippet] = field(default_factory=list)
+    commands: list[Command] = field(default_factory=list)
     setups: set[str] = field(default_factory=set)
 
     @property
@@ -100,6 +114,8 @@ def parse_page(text: str, *, path: Path | str = "<page>") -> Page:
                 pending_skip = None
             elif pending_skip is not None:
                 raise SnippetSyntaxError(path, pending_skip[0], "a skip must come right before a Python block")
+            elif language in SHELL_LANGUAGES:
+                page.commands += _commands(lines[index + 1 : end], number + 1, path=path)
             index = end + 1
             continue
         if _ANY_DIRECTIVE.search(line):
@@ -129,6 +145,27 @@ def parse_page(text: str, *, path: Path | str = "<page>") -> Page:
     if pending_skip is not None:
         raise SnippetSyntaxError(path, pending_skip[0], "a skip must come right before a Python block")
     return page
+
+
+def _commands(lines: list[str], first: int, *, path: Path | str) -> list[Command]:
+    commands = []
+    index = 0
+    while index < len(lines):
+        number, text = first + index, lines[index].strip()
+        while text.endswith("\\") and index + 1 < len(lines):  # a command continued on the next line
+            index += 1
+            text = text[:-1] + " " + lines[index].strip()
+        index += 1
+        text = text.removeprefix("$ ")  # output lines do not start with the word pdconnect
+        try:
+            words = shlex.split(text, comments=True)
+        except ValueError as exc:
+            if text.lstrip().startswith("pdconnect"):
+                raise SnippetSyntaxError(path, number, f"cannot read the command: {exc}") from None
+            continue
+        if words and words[0] == "pdconnect":
+            commands.append(Command(words[1:], number))
+    return commands
 
 
 def _closing_fence(lines: list[str], start: int, fence: str) -> int | None:

@@ -56,17 +56,18 @@ import doctest
 import inspect
 import io
 import os
+import shlex
 import sys
 import traceback
 import types
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.docs_snippets import Page, Snippet, read_page
+from tests.docs_snippets import Command, Page, Snippet, read_page
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [*sorted(ROOT.joinpath("docs").glob("*.md")), ROOT / "README.md"]
@@ -113,6 +114,30 @@ def _page_params() -> list[Any]:
 @pytest.mark.parametrize("path", _page_params())
 def test_page_snippets_run(path: Path, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     run_page(read_page(path), request=request, workdir=tmp_path)
+
+
+@pytest.mark.parametrize("path", [pytest.param(path, id=_page_id(path)) for path in PAGES])
+def test_page_commands_parse(path: Path) -> None:
+    """Every ``pdconnect ...`` line in the page's shell blocks is one the command line accepts."""
+    page = read_page(path)
+    refused = [
+        f"{_page_id(path)}:{c.line}: pdconnect {shlex.join(c.argv)}\n  {e}" for c in page.commands if (e := _refusal(c))
+    ]
+    assert not refused, "commands the pdconnect CLI refuses:\n" + "\n".join(refused)
+
+
+def _refusal(command: Command) -> str | None:
+    """Why ``pdconnect`` would refuse the command's arguments, or ``None``; nothing is run."""
+    from pdconnect.cli import build_parser
+
+    errors = io.StringIO()
+    try:
+        with redirect_stderr(errors), redirect_stdout(io.StringIO()):
+            build_parser().parse_args(command.argv)
+    except SystemExit as exc:
+        if exc.code not in (0, None):  # --help and --version exit 0
+            return errors.getvalue().strip().splitlines()[-1]
+    return None
 
 
 def test_skipped_snippets_stay_few() -> None:

@@ -17,8 +17,9 @@ from hypothesis import strategies as st
 
 from pdconnect.handshake import Handshake
 from pdconnect.urls import CONNECT_BASE_URL, INSTALL_BASE_URL
-from tests.docs_snippets import SnippetSyntaxError, parse_page, read_page
-from tests.test_docs_snippets import run_page
+from tests import test_docs_snippets as harness
+from tests.docs_snippets import Command, SnippetSyntaxError, parse_page, read_page
+from tests.test_docs_snippets import _refusal, run_page
 
 # --- parsing ----------------------------------------------------------------------------------
 
@@ -359,3 +360,65 @@ def test_engines_the_page_opened_are_disposed(request: pytest.FixtureRequest, tm
 def test_the_loopback_guard_is_on() -> None:
     with pytest.raises(OSError, match="only loopback"):
         socket.getaddrinfo("pagerduty.com", 443)
+
+
+# --- pdconnect command lines ------------------------------------------------------------------
+
+
+def test_command_lines_are_read_from_shell_blocks() -> None:
+    page = parse_page(
+        "```console\n"
+        "$ pdconnect snippet --theme dark\n"
+        "<!-- Alert with PagerDuty button -->\n"
+        "pdconnect: an error line is output, not a command\n"
+        'pdconnect worker --database "$DATABASE_URL" \\\n'
+        "    --concurrency 16   # a comment\n"
+        "export X=1\n"
+        "```\n"
+        "```python\n"
+        "pdconnect = 'not a command'\n"
+        "```\n"
+        "```bash\n"
+        "pdconnect db init --database sqlite:///x.db\n"
+        "```\n"
+    )
+    assert [(c.argv, c.line) for c in page.commands] == [
+        (["snippet", "--theme", "dark"], 2),
+        (["worker", "--database", "$DATABASE_URL", "--concurrency", "16"], 5),
+        (["db", "init", "--database", "sqlite:///x.db"], 13),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("argv", "refused"),
+    [
+        (["snippet", "--theme", "dark"], None),
+        (["--help"], None),
+        (["outbox", "requeue", "--database", "$DATABASE_URL", "--all"], None),
+        (["snippet", "--theme", "purple"], "invalid choice: 'purple'"),
+        (["snipet"], "invalid choice: 'snipet'"),
+        (["db", "init"], "the following arguments are required: --database"),
+        (["worker", "--database", "x", "--concurrency", "many"], "invalid"),
+        ([], "the following arguments are required: COMMAND"),
+        (["snippet", "--href", "\ud800"], None),  # parsing only: the CLI's own tests check values
+    ],
+)
+def test_a_command_the_cli_refuses_is_reported(argv: list[str], refused: str | None) -> None:
+    reason = _refusal(Command(argv, 1))
+    if refused is None:
+        assert reason is None
+    else:
+        assert reason is not None and refused in reason
+
+
+def test_an_unreadable_command_line_is_refused() -> None:
+    with pytest.raises(SnippetSyntaxError, match="cannot read the command") as caught:
+        parse_page("\n```console\n$ pdconnect snippet --label 'unclosed\n```\n")
+    assert caught.value.line == 3
+
+
+def test_a_refused_command_fails_its_page(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text("```console\n$ pdconnect snippet --size huge\n```\n")
+    with pytest.raises(AssertionError, match=r"page.md:2: pdconnect snippet --size huge\n  .*invalid choice: 'huge'"):
+        harness.test_page_commands_parse(page)
