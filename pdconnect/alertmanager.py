@@ -58,6 +58,8 @@ SEVERITY_ALIASES: Mapping[str, Severity] = {
 #: Room for the custom details: PagerDuty's limit is 512 KB for the whole event.
 DETAILS_BUDGET = 400 * 1024
 MAX_LINKS = 10
+#: Alertmanager counts dropped alerts in a uint64.
+MAX_TRUNCATED = 2**64 - 1
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,8 @@ def parse_alertmanager(body: bytes | Mapping[str, Any]) -> AlertGroup:
         raise PayloadInvalid("the payload must be a JSON object")
     version = data.get("version")
     if version != "4":
-        raise PayloadInvalid(f"only version 4 of the webhook payload is understood, not {version!r}", field="version")
+        shown = repr(version) if isinstance(version, str | int | float | None) else type(version).__name__
+        raise PayloadInvalid(f"only version 4 of the webhook payload is understood, not {shown[:40]}", field="version")
     group_key = data.get("groupKey")
     if not isinstance(group_key, str) or not group_key:
         raise PayloadInvalid("groupKey must be a non-empty string", field="groupKey")
@@ -135,8 +138,10 @@ def parse_alertmanager(body: bytes | Mapping[str, Any]) -> AlertGroup:
     if not isinstance(alerts, list) or not alerts:
         raise PayloadInvalid("alerts must be a non-empty list", field="alerts")
     truncated = data.get("truncatedAlerts", 0)
-    if isinstance(truncated, bool) or not isinstance(truncated, int) or truncated < 0:
-        raise PayloadInvalid("truncatedAlerts must be a whole number", field="truncatedAlerts")
+    if isinstance(truncated, bool) or not isinstance(truncated, int) or not 0 <= truncated <= MAX_TRUNCATED:
+        raise PayloadInvalid(
+            "truncatedAlerts must be a whole number (Alertmanager's is 64-bit)", field="truncatedAlerts"
+        )
     receiver = data.get("receiver", "")
     external = data.get("externalURL")
     return AlertGroup(
@@ -200,11 +205,18 @@ def _time(value: Any, path: str) -> datetime | None:
 
 
 def _web_url(url: str) -> bool:
+    """An http(s) URL worth linking to: a host, no credentials, no whitespace or control characters."""
+    if not url.isprintable() or any(ch.isspace() for ch in url):
+        return False
     try:
         parts = urlsplit(url)
+        hostname, port = parts.hostname, parts.port  # .port raises for a port out of range
     except ValueError:
         return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
+    del port
+    # A user:password in Alertmanager's URL must not travel on into PagerDuty incidents.
+    no_credentials = parts.username is None and parts.password is None
+    return parts.scheme in ("http", "https") and bool(hostname) and no_credentials
 
 
 # -- the event -----------------------------------------------------------------------------------
@@ -242,10 +254,9 @@ def to_event(
     """The trigger (or resolve) for a group, with everything a responder needs in its details."""
     if group.resolved:
         return AlertEvent.resolve(group.dedup_key)
-    labels = group.common_labels
-    source = (
-        labels.get("instance") or labels.get("job") or _host(group.external_url) or group.receiver or "alertmanager"
-    )
+    labels = {name: value.strip() for name, value in group.common_labels.items()}
+    receiver = group.receiver.strip()
+    source = labels.get("instance") or labels.get("job") or _host(group.external_url) or receiver or "alertmanager"
     started = [a.starts_at for a in group.firing if a.starts_at is not None]
     links = [
         Link(alert.generator_url, f"Source of {alert.labels.get('alertname', 'the alert')}")

@@ -17,7 +17,7 @@ from itsdangerous import BadData, URLSafeSerializer
 
 from pdconnect.alertmanager import parse_alertmanager
 from pdconnect.alertmanager_bridge import enqueue_group
-from pdconnect.errors import PayloadTooLarge, ReceiveError, Unauthorized
+from pdconnect.errors import EventValidationError, PayloadTooLarge, ReceiveError, Unauthorized
 from pdconnect.events import Severity
 from pdconnect.flask.blueprint import blueprint
 from pdconnect.flask.extension import current_pagerduty
@@ -82,6 +82,10 @@ def alertmanager() -> ResponseReturnValue:
         )
     except ReceiveError as exc:
         return {"error": {"type": type(exc).__name__, "message": str(exc)}}, exc.status
+    except EventValidationError as exc:
+        # The payload made an event PagerDuty would refuse: sending it again cannot help, and a
+        # 5xx would have Alertmanager retry it for ever.
+        return {"error": {"type": "PayloadInvalid", "message": str(exc)[:1000]}}, 400
     except Exception:
         logger.exception("pdconnect: could not enqueue an Alertmanager notification")
         return {"error": {"type": "Unavailable", "message": "not stored; Alertmanager will retry"}}, 503

@@ -28,6 +28,8 @@ logger = logging.getLogger("pdconnect")
 #: Reads and conditional writes before giving up on one event (each lost race means another
 #: event of the same incident was applied in between).
 _TRIES = 5
+_ID_LENGTH = 64
+_OWNER_LENGTH = 255
 
 
 @dataclass(frozen=True)
@@ -124,8 +126,15 @@ class IncidentStateStore:
         if incident is None:
             return None
         owner = event.owner_id or ""
+        incident_id = _text(incident.id, None)
+        if incident_id is None or len(incident_id) > _ID_LENGTH or len(owner) > _OWNER_LENGTH or "\x00" in owner:
+            # Not PagerDuty's (its ids are a few characters); cutting it could merge two incidents.
+            logger.warning(
+                "pdconnect: event %r names an incident id pdconnect cannot store; not folded in", event.id[:64]
+            )
+            return None
         table = self.table
-        key = sa.and_(table.c.owner_id == owner, table.c.incident_id == incident.id)
+        key = sa.and_(table.c.owner_id == owner, table.c.incident_id == incident_id)
         # Optimistic: read, merge, then write only if the row is still the one read (another
         # process may have applied a newer event meanwhile); otherwise read again.
         for _ in range(_TRIES):
@@ -137,7 +146,7 @@ class IncidentStateStore:
                         return None
                     values = _merge(current, event)
                     if current is None:
-                        conn.execute(sa.insert(table).values(owner_id=owner, incident_id=incident.id, **values))
+                        conn.execute(sa.insert(table).values(owner_id=owner, incident_id=incident_id, **values))
                     else:
                         unchanged = sa.and_(
                             key,
@@ -146,10 +155,12 @@ class IncidentStateStore:
                         )
                         if not conn.execute(sa.update(table).where(unchanged).values(**values)).rowcount:
                             continue  # changed since it was read: merge again from what is there now
-                    return _state({**values, "owner_id": owner, "incident_id": incident.id})
+                    return _state({**values, "owner_id": owner, "incident_id": incident_id})
             except IntegrityError:
                 continue  # another request inserted it first: the next pass updates
-        logger.warning("pdconnect: incident %s changed on every try; event %s not folded in", incident.id, event.id)
+        logger.warning(
+            "pdconnect: incident %s changed on every try; event %r not folded in", incident_id, event.id[:64]
+        )
         return None
 
     def get(self, incident_id: str, *, owner_id: str | None = None) -> IncidentState | None:
@@ -195,6 +206,18 @@ class IncidentStateStore:
         self.metadata.drop_all(self.engine)
 
 
+def _text(value: str | None, limit: int | None) -> str | None:
+    """Text to show, as a column holds it: no NUL (PostgreSQL refuses it), at most ``limit`` characters."""
+    cleaned = (value or "").replace("\x00", "")[:limit]
+    return cleaned or None
+
+
+def _key(value: str | None, limit: int) -> str | None:
+    """A value looked up or linked to (a dedup key, a service id, a URL): whole, or not at all."""
+    cleaned = _text(value, None)
+    return cleaned if cleaned is not None and len(cleaned) <= limit else None
+
+
 def _older(occurred: datetime | None, applied: datetime | None) -> bool:
     return occurred is not None and applied is not None and occurred < applied
 
@@ -206,28 +229,29 @@ def _merge(current: dict[str, Any] | None, event: WebhookEvent) -> dict[str, Any
     old = current or {}
     status = incident.status or event.status_after
     status_changed = event.status_after is not None or (status is not None and status.value != old.get("status"))
+    service = incident.service
     values: dict[str, Any] = {
-        "incident_key": incident.incident_key or old.get("incident_key"),
+        "incident_key": _key(incident.incident_key, 255) or old.get("incident_key"),
         "status": status.value if status else old.get("status"),
-        "last_event_type": event.event_type,
+        "last_event_type": _text(event.event_type, 100) or "-",
         "occurred_at": event.occurred_at or as_utc(old.get("occurred_at")),
         "number": incident.number if incident.number is not None else old.get("number"),
-        "title": (incident.title or old.get("title") or "")[:1024] or None,
-        "urgency": incident.urgency or old.get("urgency"),
-        "html_url": (incident.html_url or old.get("html_url") or "")[:1024] or None,
-        "service_id": (incident.service.id if incident.service else None) or old.get("service_id"),
-        "service_name": ((incident.service.name if incident.service else None) or old.get("service_name") or "")[:255]
-        or None,
-        "assignees": json.dumps([a.name for a in incident.assignees]) if incident.assignees else old.get("assignees"),
+        "title": _text(incident.title, 1024) or old.get("title"),
+        "urgency": _key(incident.urgency, 16) or old.get("urgency"),
+        "html_url": _key(incident.html_url, 1024) or old.get("html_url"),
+        "service_id": _key(service.id if service else None, 64) or old.get("service_id"),
+        "service_name": _text(service.name if service else None, 255) or old.get("service_name"),
+        "assignees": json.dumps([_text(a.name, 255) for a in incident.assignees])
+        if incident.assignees
+        else old.get("assignees"),
         "changed_at": as_utc(old.get("changed_at")),
         "changed_by": old.get("changed_by"),
         "changed_by_type": old.get("changed_by_type"),
     }
     if status_changed:
         values["changed_at"] = event.occurred_at or datetime.now(UTC)
-        agent = event.agent.name if event.agent else None
-        values["changed_by"] = agent[:255] if agent else None
-        values["changed_by_type"] = (event.agent.type or "")[:64] or None if event.agent else None
+        values["changed_by"] = _text(event.agent.name if event.agent else None, 255)
+        values["changed_by_type"] = _text(event.agent.type if event.agent else None, 64)
     return values
 
 

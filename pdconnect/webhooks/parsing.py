@@ -10,6 +10,8 @@ over time, and one odd field must not cost the vendor the whole event.
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from types import MappingProxyType
@@ -26,19 +28,53 @@ from pdconnect.webhooks.model import (
     WebhookFormat,
 )
 
+#: Deeper than this is not PagerDuty's (its bodies nest a handful of levels) nor Alertmanager's.
+MAX_DEPTH = 64
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
 
 def load_json(body: bytes) -> Any:
-    """The body as JSON, or :class:`~pdconnect.errors.PayloadInvalid`."""
+    """The body as JSON, or :class:`~pdconnect.errors.PayloadInvalid`.
+
+    Strict JSON only: no ``NaN`` or ``Infinity`` literals, no lone surrogates (``"\\ud800"``,
+    which no UTF-8 encoder, database driver or HTTP client accepts later), and at most
+    :data:`MAX_DEPTH` levels of nesting. Every string a parser hands on can thus be stored
+    and sent again.
+    """
     if not body or not body.strip():
         raise PayloadInvalid("the body is empty")
     try:
-        return json.loads(body.decode("utf-8"))
+        data = json.loads(body.decode("utf-8"), parse_constant=_no_constants)
     except UnicodeDecodeError as exc:
         raise PayloadInvalid("the body is not UTF-8") from exc
     except RecursionError as exc:
         raise PayloadInvalid("the body is nested too deeply") from exc
     except ValueError as exc:
         raise PayloadInvalid("the body is not JSON") from exc
+    _check_values(data)
+    return data
+
+
+def _no_constants(name: str) -> Any:
+    raise PayloadInvalid(f"the body holds {name}, which JSON does not allow")
+
+
+def _check_values(data: Any) -> None:
+    """Refuse lone surrogates, infinite numbers and deep nesting, without recursing (the depth is the attacker's)."""
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            if _SURROGATE.search(value):
+                raise PayloadInvalid("the body holds a lone surrogate (\\ud800-\\udfff), which is not Unicode")
+        elif isinstance(value, float):
+            if not math.isfinite(value):  # 1e400 reads as infinity without being a literal
+                raise PayloadInvalid("the body holds a number too large for a float")
+        elif isinstance(value, dict | list):
+            if depth >= MAX_DEPTH:
+                raise PayloadInvalid(f"the body is nested more than {MAX_DEPTH} levels deep")
+            items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+            stack.extend((item, depth + 1) for item in items)
 
 
 def parse_webhook(body: bytes) -> list[WebhookEvent]:
@@ -223,7 +259,10 @@ def _str(value: Any) -> str | None:
 
 
 def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    """A whole number that fits the 32-bit columns it is stored in (incident numbers do, by far)."""
+    if isinstance(value, int) and not isinstance(value, bool) and -(2**31) <= value < 2**31:
+        return value
+    return None
 
 
 def _list(value: Any) -> list[Any]:
