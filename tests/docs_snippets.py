@@ -22,7 +22,7 @@ SESSION_LANGUAGES = frozenset({"pycon"})
 SHELL_LANGUAGES = frozenset({"console", "bash", "sh", "shell", "shell-session"})
 
 #: What a page may ask for in ``<!-- snippet-setup: ... -->``.
-SETUPS = frozenset({"names", "sandbox"})
+SETUPS = frozenset({"names", "sandbox", "sandbox-explicit"})
 
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
 _SETUP = re.compile(r"^\s*<!--\s*snippet-setup:(?P<names>.*?)-->\s*$")

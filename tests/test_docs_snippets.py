@@ -8,7 +8,8 @@ blocks are not run. A traceback points at the page's own line.
 
 Conventions for writers (HTML comments, invisible on the rendered page):
 
-``<!-- snippet-setup: names, sandbox -->``, anywhere on the page, asks for setups:
+``<!-- snippet-setup: names, sandbox -->``, anywhere on the page, asks for setups (the
+sandbox first, then the names):
 
 - ``names``: placeholders a reader has anyway, each a harmless local value:
 
@@ -28,6 +29,9 @@ Conventions for writers (HTML comments, invisible on the rendered page):
   ``SubscriptionClient`` and the Flask extension's ``PDCONNECT_*_URL`` defaults, so a snippet
   that leaves them out talks to the sandbox. Without this setup, a snippet that tries to reach
   PagerDuty fails: no test may reach anything but loopback (``_loopback_only`` in conftest).
+- ``sandbox-explicit``: the same sandbox and names, but PagerDuty's defaults stay as they are,
+  for a page that teaches pointing pdconnect at the sandbox (a test snippet): if its
+  configuration does not take effect, the snippet tries PagerDuty and fails.
 
 ``<!-- snippet: hidden`` ... ``-->``, the code on the lines between and ``-->`` on a line of its
 own, runs in place, unseen by readers: the setup one page needs (``monitor = ...``), or checks
@@ -170,8 +174,9 @@ def run_page(page: Page, *, request: pytest.FixtureRequest, workdir: Path) -> di
         monkeypatch.chdir(workdir)
         monkeypatch.setitem(sys.modules, name, module)  # dataclasses and pickling look it up
         try:
-            if "sandbox" in page.setups:
-                _setup_sandbox(namespace, monkeypatch, request.getfixturevalue("pagerduty_sandbox"))
+            if page.setups & {"sandbox", "sandbox-explicit"}:
+                sandbox = request.getfixturevalue("pagerduty_sandbox")
+                _setup_sandbox(namespace, monkeypatch, sandbox, defaults="sandbox" in page.setups)
             if "names" in page.setups:
                 _setup_names(namespace, monkeypatch, workdir)
             for snippet in page.runnable:
@@ -274,7 +279,15 @@ def _setup_names(namespace: dict[str, Any], monkeypatch: pytest.MonkeyPatch, wor
     )
 
 
-def _setup_sandbox(namespace: dict[str, Any], monkeypatch: pytest.MonkeyPatch, sandbox: Any) -> None:
+def _setup_sandbox(namespace: dict[str, Any], monkeypatch: pytest.MonkeyPatch, sandbox: Any, *, defaults: bool) -> None:
+    url = sandbox.url
+    monkeypatch.setenv("PAGERDUTY_SANDBOX_URL", url)
+    namespace.update(pagerduty_sandbox=sandbox, PAGERDUTY_SANDBOX_URL=url)
+    if defaults:
+        _point_defaults_at(url, monkeypatch)
+
+
+def _point_defaults_at(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     import pdconnect.sender
     from pdconnect.connect import build_connect_url
     from pdconnect.flask.extension import DEFAULTS
@@ -283,7 +296,6 @@ def _setup_sandbox(namespace: dict[str, Any], monkeypatch: pytest.MonkeyPatch, s
     from pdconnect.integration import Region
     from pdconnect.webhooks.subscriptions import SubscriptionClient
 
-    url = sandbox.url
     # The defaults are bound when the functions are defined, so they are replaced where they
     # live; a renamed parameter fails here rather than letting a snippet reach PagerDuty.
     for function, parameter in [
@@ -300,8 +312,6 @@ def _setup_sandbox(namespace: dict[str, Any], monkeypatch: pytest.MonkeyPatch, s
     for setting in ("PDCONNECT_CONNECT_BASE_URL", "PDCONNECT_INSTALL_BASE_URL", "PDCONNECT_EVENTS_BASE_URL"):
         monkeypatch.setitem(DEFAULTS, setting, url)
     monkeypatch.setitem(DEFAULTS, "PDCONNECT_REST_API_URL", url)
-    monkeypatch.setenv("PAGERDUTY_SANDBOX_URL", url)
-    namespace.update(pagerduty_sandbox=sandbox, PAGERDUTY_SANDBOX_URL=url)
 
 
 # --- isolation --------------------------------------------------------------------------------

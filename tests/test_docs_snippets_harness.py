@@ -295,6 +295,26 @@ def test_with_the_sandbox_default_urls_reach_it_and_are_restored(
     assert "PAGERDUTY_SANDBOX_URL" not in os.environ
 
 
+def test_with_the_explicit_sandbox_a_page_must_point_at_it_itself(
+    request: pytest.FixtureRequest, tmp_path: Path, pagerduty_sandbox: Any
+) -> None:
+    start = (
+        "<!-- snippet-setup: sandbox-explicit, names -->\n"
+        "```python\n"
+        "from pdconnect import Handshake\n"
+        "pagerduty_sandbox.register_app('P6LEX1U', ['https://acme.example/cb'])\n"
+        "handshake = Handshake(secret=SECRET_KEY, app_id='P6LEX1U'{configured})\n"
+        "url = handshake.install_url('https://acme.example/cb', owner_id=org_id, session_binding='b' * 32)\n"
+        "redirect = pagerduty_sandbox.install(url)\n"
+        "```\n"
+    )
+    namespace = _run(start.format(configured=", install_base_url=PAGERDUTY_SANDBOX_URL"), request, tmp_path)
+    assert namespace["redirect"].startswith("https://acme.example/cb?")
+    # Left to its defaults, the handshake sends the browser to PagerDuty itself: the page fails.
+    message = _fails(start.format(configured=""), request, tmp_path)
+    assert "https://app.pagerduty.com/install/integration?" in message and "is not on this sandbox" in message
+
+
 def test_names_are_harmless_and_the_environment_is_restored(request: pytest.FixtureRequest, tmp_path: Path) -> None:
     before = dict(os.environ)
     namespace = _run(
