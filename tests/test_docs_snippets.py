@@ -223,6 +223,7 @@ def _run_session(snippet: Snippet, namespace: dict[str, Any], path: Path) -> Non
         lineno=snippet.line - 1,
         docstring=snippet.code,
     )
+    test.globs = namespace  # DocTest keeps a copy; the session's names are the page's, as when pasted
     output = io.StringIO()
     runner = doctest.DocTestRunner(optionflags=SESSION_FLAGS)
     result = runner.run(test, out=output.write, clear_globs=False)

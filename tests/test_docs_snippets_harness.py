@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pdconnect.handshake import Handshake
@@ -187,6 +188,30 @@ def test_a_page_runs_in_order_in_one_namespace_and_its_own_directory(
     assert namespace["first"] == str(tmp_path)
     assert namespace["p"].x == 1
     assert os.getcwd() == cwd
+
+
+_block = st.tuples(st.sampled_from(["python", "hidden", "skip", "pycon"]), st.sampled_from("abc"), st.integers())
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(blocks=st.lists(_block, max_size=6))
+def test_blocks_run_in_reading_order_and_skips_never_run(
+    blocks: list[tuple[str, str, int]], request: pytest.FixtureRequest
+) -> None:
+    text, expected = "", {}
+    for kind, name, value in blocks:
+        if kind == "hidden":
+            text += f"<!-- snippet: hidden\n{name} = {value}\n-->\n"
+        elif kind == "pycon":
+            text += f"```pycon\n>>> {name} = {value}\n>>> {name}\n{value}\n```\n"
+        else:
+            text += '<!-- snippet: skip reason="r" -->\n' if kind == "skip" else ""
+            text += f"```python\n{name} = {value}\n```\n"
+        if kind != "skip":
+            expected[name] = value
+    with tempfile.TemporaryDirectory() as workdir:
+        namespace = _run(text, request, Path(workdir))
+    assert {name: namespace[name] for name in "abc" if name in namespace} == expected
 
 
 def test_a_new_page_starts_from_an_empty_namespace(request: pytest.FixtureRequest, tmp_path: Path) -> None:
