@@ -20,7 +20,7 @@ from flask import Flask, render_template, request
 from flask.typing import ResponseReturnValue
 from markupsafe import Markup
 
-from example_app import db
+from example_app import alertmanager, db
 from example_app.config import load_config, read_settings
 from example_app.monitoring import Monitoring
 from example_app.views import bp, current_owner
@@ -60,6 +60,7 @@ def create_app(
     )
     app.config["PDCONNECT_REDIRECT_TO"] = "acme.pagerduty_settings"
     app.register_blueprint(bp)
+    alertmanager.install(app, engine)
 
     @app.template_global()
     def csrf() -> Markup:

@@ -65,6 +65,14 @@ alerts = sa.Table(
     sa.Column("last_error", sa.String(500)),
 )
 
+alertmanager_tokens = sa.Table(
+    "acme_alertmanager_tokens",
+    metadata,
+    sa.Column("owner", sa.String(64), primary_key=True),
+    sa.Column("token_sha256", sa.String(64), nullable=False),  # the token itself is shown once, never stored
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
 
 @dataclass(frozen=True)
 class Monitor:

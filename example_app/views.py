@@ -13,8 +13,9 @@ from flask import Blueprint, abort, current_app, flash, g, redirect, render_temp
 from flask.typing import ResponseReturnValue
 
 from example_app import db, http_check
+from example_app.alertmanager import issue_token, token_created_at
 from example_app.monitoring import OPERATORS, Monitoring
-from pdconnect.flask import alertmanager_token, current_pagerduty
+from pdconnect.flask import current_pagerduty
 from pdconnect.monitors import MonitorState
 from pdconnect.urls import safe_local_redirect
 
@@ -152,10 +153,22 @@ def dashboard() -> ResponseReturnValue:
 
 @bp.route("/settings/pagerduty")
 @signed_in
-def pagerduty_settings() -> ResponseReturnValue:
-    return render_template(
-        "settings.html", integrations=current_pagerduty().integrations(), alertmanager_token=alertmanager_token()
+def pagerduty_settings(new_token: str | None = None) -> ResponseReturnValue:
+    owner = cast(str, current_owner())
+    page = render_template(
+        "settings.html",
+        integrations=current_pagerduty().integrations(),
+        token_created_at=token_created_at(engine(), owner),
+        new_token=new_token,
     )
+    return page, {"Cache-Control": "no-store"}
+
+
+@bp.route("/settings/alertmanager-token", methods=["POST"])
+@signed_in
+def rotate_alertmanager_token() -> ResponseReturnValue:
+    """Make a new Alertmanager token (the old one stops working now) and show it, this once."""
+    return pagerduty_settings(new_token=issue_token(engine(), cast(str, current_owner())))
 
 
 # -- monitors --------------------------------------------------------------------------------

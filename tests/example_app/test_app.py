@@ -327,8 +327,11 @@ def test_alertmanager_from_the_settings_page(acme: RunningDemo, pagerduty_sandbo
     client = signed_in(acme, "alice")
     paste(client, pagerduty_sandbox.service_key(), "On-call")
     page = client.get("/settings/pagerduty").get_data(as_text=True)
-    found = re.search(r"<code data-alertmanager-token>([^<]+)</code>", page)
-    assert found and "webhook_configs" in page and "/pagerduty/alertmanager" in page
+    assert "webhook_configs" in page and "/pagerduty/alertmanager" in page
+    form = {"pdconnect_csrf": token(client, "/settings/pagerduty")}
+    page = client.post("/settings/alertmanager-token", data=form).get_data(as_text=True)
+    found = re.search(r"<code class=\"secret\" data-alertmanager-token>([^<]+)</code>", page)
+    assert found
     payload = (Path(__file__).parent.parent / "data" / "alertmanager" / "firing.json").read_bytes()
     response = client.post(
         "/pagerduty/alertmanager", data=payload, headers={"Authorization": f"Bearer {found.group(1)}"}

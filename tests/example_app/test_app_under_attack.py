@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import itertools
+import re
+import threading
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+import sqlalchemy as sa
+from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from example_app import db
 from example_app.demo import RunningDemo
-from tests.example_app.test_app import token
+from pdconnect.flask import alertmanager_token
+from pdconnect.sandbox.pytest_plugin import PagerDutySandbox
+from tests.example_app.test_app import owner_id, paste, signed_in, token
 
 _users = itertools.count()
 
@@ -71,3 +79,158 @@ def test_sign_in_redirects_only_to_local_paths(acme: RunningDemo, target: str) -
     location = _sign_in_with_next(acme, b"next=" + quote(target, safe="", errors="surrogatepass").encode())
     assert location.startswith("/") and not location.startswith("//")
     assert "\\" not in location and all(0x20 < ord(ch) < 0x7F for ch in location)
+
+
+# -- the Alertmanager token ------------------------------------------------------------------
+
+FIRING = (Path(__file__).parent.parent / "data" / "alertmanager" / "firing.json").read_bytes()
+_TOKEN = re.compile(r"data-alertmanager-token>([^<]+)</code>")
+
+
+def _rotate(client: FlaskClient) -> str:
+    response = client.post("/settings/alertmanager-token", data={"pdconnect_csrf": token(client, "/")})
+    assert response.status_code == 200 and response.headers["Cache-Control"] == "no-store"
+    found = _TOKEN.search(response.get_data(as_text=True))
+    assert found
+    return found.group(1)
+
+
+def _send(acme: RunningDemo, authorization: str | bytes | None) -> int:
+    headers = {} if authorization is None else {"Authorization": authorization}
+    environ = {"HTTP_AUTHORIZATION": authorization.decode("latin-1")} if isinstance(authorization, bytes) else {}
+    response = acme.app.test_client().post(
+        "/pagerduty/alertmanager",
+        data=FIRING,
+        headers=headers if not environ else {},
+        environ_overrides=environ,
+    )
+    return response.status_code
+
+
+def _queued(acme: RunningDemo) -> int:
+    engine: sa.Engine = acme.app.extensions["acme_engine"]
+    with engine.connect() as conn:
+        return int(conn.execute(sa.text("SELECT count(*) FROM pdconnect_outbox")).scalar_one())
+
+
+def test_the_token_is_shown_once_and_stored_as_a_hash(acme: RunningDemo, pagerduty_sandbox: PagerDutySandbox) -> None:
+    client = signed_in(acme, "alice")
+    paste(client, pagerduty_sandbox.service_key(), "On-call")
+    assert not _TOKEN.search(client.get("/settings/pagerduty").get_data(as_text=True)), "no token before one is made"
+    secret = _rotate(client)
+    assert _send(acme, f"Bearer {secret}") == 202
+    page = client.get("/settings/pagerduty").get_data(as_text=True)
+    assert secret not in page and not _TOKEN.search(page) and "cannot show it again" in page
+    engine: sa.Engine = acme.app.extensions["acme_engine"]
+    with engine.connect() as conn:
+        rows = [tuple(map(str, row)) for row in conn.execute(sa.select(db.alertmanager_tokens)).all()]
+    assert len(rows) == 1 and not any(secret in value or secret.split(".")[1] in value for value in rows[0])
+
+
+def test_rotation_refuses_the_old_token_at_once(acme: RunningDemo, pagerduty_sandbox: PagerDutySandbox) -> None:
+    client = signed_in(acme, "alice")
+    paste(client, pagerduty_sandbox.service_key(), "On-call")
+    old = _rotate(client)
+    assert _send(acme, f"Bearer {old}") == 202
+    new = _rotate(client)
+    assert new != old
+    assert _send(acme, f"Bearer {old}") == 401
+    assert _send(acme, f"Bearer {new}") == 202
+
+
+def test_pdconnects_stateless_token_is_not_accepted_from_outside(
+    acme: RunningDemo, pagerduty_sandbox: PagerDutySandbox
+) -> None:
+    client = signed_in(acme, "alice")
+    paste(client, pagerduty_sandbox.service_key(), "On-call")
+    _rotate(client)
+    with acme.app.test_request_context():
+        signed = alertmanager_token(owner_id(acme, "alice"))
+    assert _send(acme, f"Bearer {signed}") == 401
+    assert _queued(acme) == 0
+
+
+def test_rotation_needs_the_form_token(acme: RunningDemo) -> None:
+    client = signed_in(acme, "alice")
+    assert client.post("/settings/alertmanager-token").status_code == 400
+    assert client.post("/settings/alertmanager-token", data={"pdconnect_csrf": "forged"}).status_code == 400
+    signed_out = acme.app.test_client()
+    assert (
+        signed_out.post("/settings/alertmanager-token", data={"pdconnect_csrf": token(signed_out)}).status_code == 302
+    )
+
+
+def test_a_token_names_its_owner_and_nobody_else(acme: RunningDemo, pagerduty_sandbox: PagerDutySandbox) -> None:
+    alice = signed_in(acme, "alice")
+    paste(alice, pagerduty_sandbox.service_key(), "Alice's")
+    alices = _rotate(alice)
+    bob = signed_in(acme, "bob")
+    bobs = _rotate(bob)
+    alice_id, bob_id = owner_id(acme, "alice"), owner_id(acme, "bob")
+    # Bob's secret with Alice's id, and the other way round: neither is a token.
+    assert _send(acme, f"Bearer {alice_id}.{bobs.split('.')[1]}") == 401
+    assert _send(acme, f"Bearer {bob_id}.{alices.split('.')[1]}") == 401
+    assert _send(acme, f"Bearer {bobs}") == 202  # Bob has no service: accepted, nothing queued
+    assert _queued(acme) == 0
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        None,
+        "",
+        "Bearer",
+        "Bearer ",
+        "Basic YWxpY2U6cGFzc3dvcmQ=",
+        "Bearer 1",
+        "Bearer 1.",
+        "Bearer .abc",
+        "Bearer 1." + "A" * 43,
+        "Bearer 99999999999999999999999999999." + "A" * 43,
+        "Bearer -1." + "A" * 43,
+        "Bearer 1." + "A" * 10_000,
+        "Bearer 1.\x00" + "A" * 42,
+        "Bearer ١." + "A" * 43,
+        b"Bearer 1.\xff\xfe" + b"A" * 41,
+        b"Bearer \xed\xa0\x80",
+        "Bearer 1." + "A" * 43 + " extra",
+        "bearer\t1." + "A" * 43,
+    ],
+)
+def test_hostile_authorization_headers_are_401(acme: RunningDemo, authorization: str | bytes | None) -> None:
+    signed_in(acme, "alice")
+    assert _send(acme, authorization) == 401
+    assert _queued(acme) == 0
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(header=st.text(max_size=80), owner=st.sampled_from(["1", "2", "0", "01", "1" * 25]))
+def test_any_guessed_token_is_refused(acme: RunningDemo, header: str, owner: str) -> None:
+    for authorization in (header, f"Bearer {header}", f"Bearer {owner}.{header}"):
+        encodable = authorization.encode("latin-1", "replace")
+        assert _send(acme, encodable) == 401
+
+
+def test_rotations_at_once_leave_exactly_one_token(acme: RunningDemo) -> None:
+    """Two tabs rotating at the same moment: both answer, and only the last stored token works."""
+    clients = [signed_in(acme, "alice") for _ in range(6)]
+    forms = [{"pdconnect_csrf": token(client, "/")} for client in clients]
+    start = threading.Barrier(len(clients))
+    statuses: list[int] = []
+    tokens: list[str] = []
+
+    def rotate(client: FlaskClient, form: dict[str, str]) -> None:
+        start.wait()
+        response = client.post("/settings/alertmanager-token", data=form)
+        statuses.append(response.status_code)
+        found = _TOKEN.search(response.get_data(as_text=True))
+        if found:
+            tokens.append(found.group(1))
+
+    threads = [threading.Thread(target=rotate, args=pair) for pair in zip(clients, forms, strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert statuses == [200] * len(clients) and len(set(tokens)) == len(clients)
+    assert sum(_send(acme, f"Bearer {t}") == 202 for t in tokens) == 1
