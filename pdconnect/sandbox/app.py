@@ -18,7 +18,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from pdconnect.sandbox import pages
+from pdconnect.sandbox import pages, validation
 from pdconnect.sandbox.engine import Answer, Sandbox, SandboxError
 from pdconnect.sandbox.faults import Decision, FaultPlan, FaultSpecError
 from pdconnect.sandbox.model import (
@@ -41,6 +41,8 @@ FAULT_ENVIRON_KEY = "pdconnect.sandbox.fault"
 EVENT_PATHS = frozenset({"/v2/enqueue", "/v2/change/enqueue", "/generic/2010-04-15/create_event.json"})
 LOGIN_COOKIE = "pdsandbox_account"
 _MAX_READ = 1024 * 1024
+#: The highest per-key rate limit the control API accepts (PagerDuty grants AIOps accounts 10,000 a minute).
+MAX_RATE_LIMIT = 1_000_000
 
 Handler = Callable[..., Response]
 
@@ -100,6 +102,25 @@ def _redirect(location: str, status: int = 302) -> Response:
     if not location or any(not 0x21 <= ord(ch) < 0x7F or ch == "\\" for ch in location):
         raise SandboxError("Refusing to redirect to that URL.")
     return Response("", status=status, headers={"Location": location})
+
+
+def _text(body: dict[str, Any], name: str, default: str | None = "") -> str | None:
+    """``body[name]`` if it is a string (or missing, then ``default``); else a 400."""
+    value = body.get(name, default)
+    if value is None and default is None:
+        return None
+    if not isinstance(value, str):
+        raise SandboxError(f"{name} must be a string.")
+    return value
+
+
+def _object(body: dict[str, Any], name: str) -> dict[str, Any]:
+    value = body.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SandboxError(f"{name} must be an object.")
+    return value
 
 
 def _record(obj: Any) -> dict[str, Any]:
@@ -171,10 +192,11 @@ class SandboxApp:
         return _html(pages.error_page(message), status)
 
     def _body(self, request: Request) -> dict[str, Any]:
+        """The JSON object a control or REST request sent (an empty body is ``{}``)."""
         try:
-            data = json.loads(request.get_data() or b"{}")
-        except ValueError as exc:
-            raise SandboxError("The body is not JSON.") from exc
+            data = validation.parse_json(request.get_data() or b"{}")
+        except validation.JsonBodyError as exc:
+            raise SandboxError(f"The body is not usable JSON: {exc}.") from exc
         if not isinstance(data, dict):
             raise SandboxError("The body must be a JSON object.")
         return data
@@ -455,15 +477,18 @@ class SandboxApp:
         body = self._body(request).get("webhook_subscription")
         if not isinstance(body, dict):
             raise SandboxError("The body needs a webhook_subscription object.")
-        delivery = body.get("delivery_method") or {}
-        filter_ = body.get("filter") or {"type": "account_reference"}
+        delivery = _object(body, "delivery_method")
+        filter_ = _object(body, "filter")
+        events = body.get("events")
+        if events is not None and (not isinstance(events, list) or not all(isinstance(e, str) for e in events)):
+            raise SandboxError("events must be a list of event types.")
         subscription = self.sandbox.subscribe(
-            str(delivery.get("url", "")),
-            events=body.get("events"),
-            filter_type=str(filter_.get("type")),
-            filter_id=filter_.get("id"),
-            version=str(body.get("version", "v3")),
-            description=str(body.get("description", "")),
+            _text(delivery, "url") or "",
+            events=events,
+            filter_type=_text(filter_, "type", "account_reference") or "",
+            filter_id=_text(filter_, "id", None),
+            version=_text(body, "version", "v3") or "",
+            description=_text(body, "description") or "",
         )
         return _json({"webhook_subscription": _public_subscription(subscription, with_secret=True)}, 201)
 
@@ -523,8 +548,9 @@ class SandboxApp:
 
     def on_api_incident_action(self, request: Request, incident_id: str) -> Response:
         body = self._body(request)
-        options = {k: str(v) for k, v in body.items() if k in ("assignee", "escalation_policy", "note", "priority")}
-        incident = self.sandbox.act(incident_id, str(body.get("action", "")), user_id=body.get("user"), **options)
+        options = {k: _text(body, k) or "" for k in ("assignee", "escalation_policy", "note", "priority") if k in body}
+        action = _text(body, "action") or ""
+        incident = self.sandbox.act(incident_id, action, user_id=_text(body, "user", None), **options)
         with self.sandbox.store.lock:
             return _json({"incident": self._incident_json(incident)})
 
@@ -532,13 +558,17 @@ class SandboxApp:
         return _json({"deliveries": [_record(d) for d in self.sandbox.deliveries()]})
 
     def on_api_reset(self, request: Request) -> Response:
-        body = self._body(request)
-        self.sandbox.reset(seed=bool(body.get("seed", True)))
+        seed = self._body(request).get("seed", True)
+        if not isinstance(seed, bool):
+            raise SandboxError("seed must be true or false.")
+        self.sandbox.reset(seed=seed)
         return _json({"reset": True})
 
     def on_api_faults(self, request: Request) -> Response:
         if request.method == "PUT":
             body = self._body(request)
+            if "spec" in body and (len(body) > 1 or not isinstance(body["spec"], str)):
+                raise SandboxError('Send either {"spec": "429=0.1,..."} or the plan\'s fields.')
             try:
                 plan = FaultPlan.parse(body["spec"]) if "spec" in body else FaultPlan.from_dict(body)
             except FaultSpecError as exc:
@@ -558,16 +588,20 @@ class SandboxApp:
         if request.method == "PUT":
             body = self._body(request)
             settings = self.sandbox.settings
-            if "rate_limit" in body:
-                limit = body["rate_limit"]
-                if limit is not None and (not isinstance(limit, int) or limit < 1):
-                    raise SandboxError("rate_limit must be a positive number or null")
-                settings.rate_limit = limit
-                self.sandbox.limiter.limit = limit
-            if "account_name_field" in body:
-                if body["account_name_field"] not in ("name", "Name", "both"):
-                    raise SandboxError("account_name_field must be name, Name or both")
-                settings.account_name_field = body["account_name_field"]
+            unknown = set(body) - {"rate_limit", "account_name_field"}
+            if unknown:
+                raise SandboxError(f"Unknown settings: {sorted(name[:40] for name in unknown)}")
+            limit = body.get("rate_limit", settings.rate_limit)
+            if limit is not None and (
+                isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_RATE_LIMIT
+            ):
+                raise SandboxError(f"rate_limit must be a whole number from 1 to {MAX_RATE_LIMIT}, or null")
+            field_name = body.get("account_name_field", settings.account_name_field)
+            if not isinstance(field_name, str) or field_name not in ("name", "Name", "both"):
+                raise SandboxError("account_name_field must be name, Name or both")
+            settings.rate_limit = limit
+            self.sandbox.limiter.limit = limit
+            settings.account_name_field = field_name
         return _json(self._settings())
 
     def on_api_apps(self, request: Request) -> Response:
@@ -575,7 +609,7 @@ class SandboxApp:
         urls = body.get("redirect_urls")
         if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
             raise SandboxError("redirect_urls must be a list of URLs")
-        app = self.sandbox.register_app(str(body.get("app_id", "")), urls, body.get("name"))
+        app = self.sandbox.register_app(_text(body, "app_id") or "", urls, _text(body, "name", None))
         return _json({"app": _record(app)}, 201)
 
     def on_api_key(self, request: Request, key_id: str) -> Response:
@@ -594,10 +628,10 @@ class SandboxApp:
 
     def on_api_accounts(self, request: Request) -> Response:
         body = self._body(request)
-        account = self.sandbox.create_account(str(body.get("subdomain", "")), body.get("name"))
+        account = self.sandbox.create_account(_text(body, "subdomain") or "", _text(body, "name", None))
         return _json({"account": _record(account)}, 201)
 
     def on_api_services(self, request: Request) -> Response:
         body = self._body(request)
-        service, key = self.sandbox.create_service(str(body.get("account", "")), str(body.get("name", "")))
+        service, key = self.sandbox.create_service(_text(body, "account") or "", _text(body, "name") or "")
         return _json({"service": _record(service), "integration_key": key.id if key else None}, 201)

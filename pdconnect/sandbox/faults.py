@@ -9,6 +9,7 @@ control API, and draws from its own seeded random generator, so a run can be rep
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 import time
@@ -65,15 +66,30 @@ class FaultPlan:
         "seed": "seed",
     }
 
+    #: Upper bounds of the other settings: a minute of latency, a day of Retry-After or downtime.
+    _LIMITS: ClassVar[dict[str, float]] = {"latency_ms": 60_000.0, "retry_after": 86_400.0, "down_for": 86_400.0}
+
     def __post_init__(self) -> None:
-        for name in self._RATES:
+        # Every value is checked where it is read: NaN passes "0 <= x" tests by failing them
+        # quietly, and a NaN latency made every request fail in time.sleep.
+        for name in (*self._RATES, *self._LIMITS):
             value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise FaultSpecError(f"{name} must be a number, got {type(value).__name__}")
+            if not math.isfinite(value):
+                raise FaultSpecError(f"{name} must be a finite number")
+        for name in self._RATES:
+            if not 0.0 <= getattr(self, name) <= 1.0:
                 raise FaultSpecError(f"{name} must be between 0 and 1")
-        if sum(getattr(self, name) for name in self._RATES) > 1.0:
+        if math.fsum(getattr(self, name) for name in self._RATES) > 1.0 + 1e-9:
             raise FaultSpecError("the fault rates add up to more than 1")
-        if self.latency_ms < 0 or self.retry_after < 0 or self.down_for < 0:
-            raise FaultSpecError("latency, retry-after and down must not be negative")
+        for name, limit in self._LIMITS.items():
+            if getattr(self, name) < 0:
+                raise FaultSpecError(f"{name} must not be negative")
+            if getattr(self, name) > limit:
+                raise FaultSpecError(f"{name} must be at most {limit:g}")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+            raise FaultSpecError("seed must be a whole number")
 
     @classmethod
     def parse(cls, spec: str) -> FaultPlan:
@@ -90,18 +106,22 @@ class FaultPlan:
             name, sep, raw = part.partition("=")
             name = name.strip().lower()
             if not sep:
-                raise FaultSpecError(f"expected name=value, got {part!r}")
+                raise FaultSpecError(f"expected name=value, got {part[:40]!r}")
             try:
                 number = float(raw.strip().removesuffix("ms").removesuffix("s"))
             except ValueError as exc:
-                raise FaultSpecError(f"{name}: {raw!r} is not a number") from exc
+                raise FaultSpecError(f"{name}: {raw[:40]!r} is not a number") from exc
+            if not math.isfinite(number):
+                raise FaultSpecError(f"{name}: {raw[:40]!r} is not a finite number")
+            if name == "seed" and not number.is_integer():
+                raise FaultSpecError(f"seed: {raw[:40]!r} is not a whole number")
             if name == "5xx":
                 for code in ("rate_500", "rate_502", "rate_503", "rate_504"):
                     values[code] = values.get(code, 0.0) + number / 4
             elif name in cls._ALIASES:
                 values[cls._ALIASES[name]] = int(number) if name == "seed" else number
             else:
-                raise FaultSpecError(f"unknown fault {name!r}")
+                raise FaultSpecError(f"unknown fault {name[:40]!r}")
         return cls(**values)
 
     @classmethod
@@ -109,7 +129,7 @@ class FaultPlan:
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
-            raise FaultSpecError(f"unknown fault settings: {sorted(unknown)}")
+            raise FaultSpecError(f"unknown fault settings: {sorted(str(name)[:40] for name in unknown)}")
         try:
             return cls(**data)
         except TypeError as exc:
