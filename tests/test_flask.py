@@ -254,7 +254,7 @@ def test_a_subdomain_keeps_the_sandbox_host(client: FlaskClient, pagerduty_sandb
 
 
 def test_behind_a_tls_terminating_proxy(tmp_path: Path, pagerduty_sandbox: PagerDutySandbox) -> None:
-    app = make_app(tmp_path, pagerduty_sandbox)
+    app = make_app(tmp_path, pagerduty_sandbox, PDCONNECT_ALLOWED_HOSTS="monitoring.acme.example")
     app.wsgi_app = ProxyFix(app.wsgi_app, x_proto=1, x_host=1)  # type: ignore[method-assign]
     client = app.test_client()
     client.get("/login/alice")

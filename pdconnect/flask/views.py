@@ -34,15 +34,17 @@ from pdconnect.errors import (
     StateReplayed,
     StateSessionMismatch,
     UnsafeURLError,
+    UntrustedHost,
 )
 from pdconnect.events import AlertEvent
+from pdconnect.failures import delivery_error_reason
 from pdconnect.flask.blueprint import blueprint
-from pdconnect.flask.extension import check_form_token, current_pagerduty, session_binding
+from pdconnect.flask.extension import check_form_token, current_pagerduty, external_url, session_binding
 from pdconnect.flask.signals import cancelled, connected, failed
 from pdconnect.flask.webhook_views import subscribe, unsubscribe
 from pdconnect.install import check_subdomain
 from pdconnect.integration import Integration, Region, integration_from_key
-from pdconnect.outcomes import Cancelled
+from pdconnect.outcomes import Cancelled, RejectedEntry
 from pdconnect.storage import StoredIntegration
 
 logger = logging.getLogger("pdconnect")
@@ -95,23 +97,39 @@ def _take_over(signal_results: list[tuple[Any, Any]]) -> Response | None:
     return None
 
 
+def _render_error(
+    title: str, advice: str, status: int, *, detail: str = "", error_type: str | None = None, can_restart: bool = False
+) -> Response:
+    """Render ``PDCONNECT_ERROR_TEMPLATE``, the one template of every pdconnect error page.
+
+    Its context is documented in the Flask guide; keep the two in step.
+    """
+    handshake = current_pagerduty().handshake
+    can_install = can_restart and bool(handshake.app_id)
+    can_connect = can_restart and bool(handshake.vendor_key)
+    start_again = "pdconnect.install" if can_install else "pdconnect.connect" if can_connect else None
+    back = current_app.config["PDCONNECT_REDIRECT_TO"]
+    page = render_template(
+        current_app.config["PDCONNECT_ERROR_TEMPLATE"],
+        title=title,
+        advice=advice,
+        detail=detail,
+        status=status,
+        error_type=error_type,
+        can_connect=can_connect,
+        can_install=can_install,
+        start_again_url=url_for(start_again) if start_again else None,
+        back=back,
+        back_url=back if back.startswith("/") else url_for(back),
+    )
+    return make_response(page, status)
+
+
 def _error_page(error: PdConnectError, status: int = 400) -> ResponseReturnValue:
     title, advice = _explain(error)
     if _wants_json():
         return {"error": {"type": type(error).__name__, "message": str(error)}}, status
-    handshake = current_pagerduty().handshake
-    return (
-        render_template(
-            "pdconnect/error.html",
-            title=title,
-            advice=advice,
-            detail=str(error),
-            can_connect=bool(handshake.vendor_key),
-            can_install=bool(handshake.app_id),
-            back=current_app.config["PDCONNECT_REDIRECT_TO"],
-        ),
-        status,
-    )
+    return _render_error(title, advice, status, detail=str(error), error_type=type(error).__name__, can_restart=True)
 
 
 def _failed(error: PdConnectError, status: int = 400) -> ResponseReturnValue:
@@ -124,16 +142,7 @@ def _page(title: str, advice: str, status: int) -> Response:
     """A plain error page (or JSON reason) that is not about a PdConnectError."""
     if _wants_json():
         return make_response({"error": {"message": f"{title}. {advice}"}}, status)
-    page = render_template(
-        "pdconnect/error.html",
-        title=title,
-        advice=advice,
-        detail="",
-        can_connect=False,
-        can_install=False,
-        back=current_app.config["PDCONNECT_REDIRECT_TO"],
-    )
-    return make_response(page, status)
+    return _render_error(title, advice, status)
 
 
 def _require_owner() -> str:
@@ -145,18 +154,32 @@ def _require_owner() -> str:
 
 
 def _callback_url() -> str:
+    """``PDCONNECT_CALLBACK_URL``, else this route's URL on an allowed host (never a header's choice).
+
+    Stops with a 400 page for a host ``PDCONNECT_ALLOWED_HOSTS`` does not list: a forged
+    ``Host`` or ``X-Forwarded-Host`` would otherwise have PagerDuty send the keys elsewhere.
+    """
     configured = current_app.config["PDCONNECT_CALLBACK_URL"]
-    return str(configured or url_for("pdconnect.callback", _external=True))
+    if configured:
+        return str(configured)
+    try:
+        return external_url("pdconnect.callback")
+    except UntrustedHost:
+        logger.warning(
+            "pdconnect: refused to build a callback URL for host %r: set PDCONNECT_CALLBACK_URL, "
+            "or list the host in PDCONNECT_ALLOWED_HOSTS",
+            request.host[:100],
+        )
+        abort(_page("This address is not set up for PagerDuty", "Open this site at its usual address.", 400))
 
 
 @blueprint.route("/connect")
 def connect() -> ResponseReturnValue:
     """Start legacy PagerDuty Connect for the signed-in owner."""
     owner = _require_owner()
+    callback_url = _callback_url()
     try:
-        url = current_pagerduty().handshake.connect_url(
-            _callback_url(), owner_id=owner, session_binding=session_binding()
-        )
+        url = current_pagerduty().handshake.connect_url(callback_url, owner_id=owner, session_binding=session_binding())
     except (UnsafeURLError, ValueError) as exc:
         return _misconfigured(exc)
     return redirect(url)
@@ -166,15 +189,19 @@ def connect() -> ResponseReturnValue:
 def install() -> ResponseReturnValue:
     """Start PagerDuty's install flow for the signed-in owner (``?subdomain=`` optional)."""
     owner = _require_owner()
-    subdomain = request.args.get("subdomain") or None
+    try:
+        subdomain = request.args.get("subdomain") or None
+    except UnicodeDecodeError:  # Werkzeug decodes the raw query string strictly
+        return _failed(CallbackError("the query string is not valid UTF-8", parameter="subdomain"))
     if subdomain is not None:
         try:
             check_subdomain(subdomain)
         except UnsafeURLError as exc:
             return _failed(exc)
+    callback_url = _callback_url()
     try:
         url = current_pagerduty().handshake.install_url(
-            _callback_url(), owner_id=owner, session_binding=session_binding(), subdomain=subdomain
+            callback_url, owner_id=owner, session_binding=session_binding(), subdomain=subdomain
         )
     except (UnsafeURLError, ValueError) as exc:
         return _misconfigured(exc)
@@ -194,13 +221,19 @@ def _misconfigured(exc: Exception) -> ResponseReturnValue:
 @blueprint.route("/callback")
 @blueprint.route("/callback/<state>")
 def callback(state: str | None = None) -> ResponseReturnValue:
-    """Finish either handshake: verify, parse, store, signal, then redirect or show an error."""
+    """Finish either handshake: verify, parse, store, signal, then redirect or show an error.
+
+    Nobody signed in (a logout that kept the session) is a 401 page before the state is
+    looked at, so the state is not consumed. Success redirects to ``PDCONNECT_REDIRECT_TO``,
+    a URL without the keys this one carries.
+    """
     pagerduty = current_pagerduty()
+    owner = _require_owner()
     try:
         outcome = pagerduty.handshake.complete(
-            request.args,
+            request.query_string,  # the raw bytes: decoded once, strictly, by the core
             session_binding=session_binding(),
-            owner_id=pagerduty.current_owner(),
+            owner_id=owner,
             state=state,
             region=pagerduty.region,
         )
@@ -221,9 +254,38 @@ def callback(state: str | None = None) -> ResponseReturnValue:
     not_subscribed = subscribe(stored)
     replacement = _take_over(connected.send(app, integrations=stored, owner_id=outcome.owner_id))
     names = ", ".join(i.service_name or "a PagerDuty service" for i in stored)
-    if not_subscribed and replacement is None:
-        flash(f"Incident updates from {', '.join(not_subscribed)} could not be set up; alerts still work.", "info")
+    if outcome.rejected:
+        logger.warning(
+            "pdconnect: an install callback had %d malformed target(s), left out: %s",
+            len(outcome.rejected),
+            "; ".join(r.reason for r in outcome.rejected),
+        )
+    if replacement is None:
+        if not_subscribed:
+            flash(f"Incident updates from {', '.join(not_subscribed)} could not be set up; alerts still work.", "info")
+        if outcome.rejected:
+            flash(_refused_message(outcome.rejected), "error")
     return replacement or _done(f"Connected to PagerDuty: {names}.")
+
+
+def _refused_message(rejected: tuple[RejectedEntry, ...]) -> str:
+    which = ", ".join(entry.service_name or f"target {entry.index + 1}" for entry in rejected)
+    return f"PagerDuty sent something unusable for {which}, so it was not connected. Connect it again."
+
+
+@blueprint.after_request
+def _no_keys_left_behind(response: Response) -> Response:
+    """The callback's URL carries integration keys: keep its page out of caches and Referer headers."""
+    if request.endpoint == "pdconnect.callback":
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@blueprint.errorhandler(UnicodeDecodeError)
+def _undecodable(exc: UnicodeDecodeError) -> ResponseReturnValue:
+    """Bytes in a request that are not UTF-8 (Werkzeug decodes some strictly): a 400, never a 500."""
+    return _page("This request could not be read", "It contains characters that are not valid text.", 400)
 
 
 @blueprint.errorhandler(SQLAlchemyError)
@@ -328,14 +390,16 @@ def test_integration(integration_id: str) -> ResponseReturnValue:
     try:
         dedup_key = send_test_alert(integration)
     except EventRejected as exc:
-        store.mark_failing(owner, integration.id, str(exc))
+        reason = delivery_error_reason(exc)
+        store.mark_failing(owner, integration.id, reason)
         if _wants_json():
-            return {"ok": False, "error": str(exc)}, 502
-        return _done(f"PagerDuty refused the test alert for {name}: {exc.pagerduty_message or exc}.", "error")
+            return {"ok": False, "error": reason}, 502
+        return _done(f"PagerDuty refused the test alert for {name}: {reason}.", "error")
     except DeliveryError as exc:
+        reason = delivery_error_reason(exc)
         if _wants_json():
-            return {"ok": False, "error": str(exc)}, 502
-        return _done(f"Could not reach PagerDuty for {name}: {exc}.", "error")
+            return {"ok": False, "error": reason}, 502
+        return _done(f"Could not reach PagerDuty for {name}: {reason}.", "error")
     store.mark_working(owner, integration.id)
     if _wants_json():
         return {"ok": True, "dedup_key": dedup_key}
