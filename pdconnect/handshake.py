@@ -67,6 +67,10 @@ class Handshake:
     ) -> str:
         """Start a legacy Connect handshake: return the PagerDuty URL to redirect to.
 
+        PagerDuty retired Connect in 2021 (deprecated, then removed, in favour of the install
+        flow): do not build a new integration on it. It stays for vendors who still hold a
+        Connect vendor key, for migrations and for tests; use :meth:`install_url` otherwise.
+
         The state is appended to ``callback_url`` as a last path segment (the default, as
         healthchecks did, because whether Connect kept a callback's query string is not
         documented) or as a ``state`` query parameter.

@@ -270,3 +270,65 @@ def test_a_shared_empty_nonce_store_is_kept_so_a_callback_cannot_be_replayed(
     assert per_request().states.nonce_store is shared
     with pytest.raises(StateReplayed):
         per_request().complete(query, state=state, session_binding=binding)
+
+
+# -- hostile values through complete() (issue 9): always a PdConnectError ------------------------
+
+_ANY_TEXT = st.text(alphabet=st.one_of(st.characters(), st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)))
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        b"\xff\xfe",
+        b"state=%ff",
+        "state=\ud800",
+        {"state": "\ud800"},
+        {"state": ["\ud800"]},
+        {"state": b"abc"},
+        {"state": 5},
+        {"state": None},
+        {"state": ["a", "b"]},
+        {5: "x"},
+        {"state": "x" * 5000},
+        "state=" + "x" * 5000,
+        "&" * 200,
+        ["state", "x"],
+        None,
+        42,
+    ],
+)
+def test_a_hostile_query_is_a_typed_error(handshake: Handshake, binding: str, query: object) -> None:
+    with pytest.raises(PdConnectError):
+        handshake.complete(query, session_binding=binding)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("owner", ["\ud800", "org-2", "", 7, ["org-1"]])
+def test_a_hostile_current_owner_is_an_owner_mismatch_and_not_burned(
+    handshake: Handshake, binding: str, owner: object
+) -> None:
+    state = _query_state(
+        _install_redirect(handshake.install_url(REDIRECT_URL, owner_id="org-1", session_binding=binding))
+    )
+    query = urlencode({"state": state, "config": json.dumps(CONFIG)})
+    with pytest.raises(StateOwnerMismatch):
+        handshake.complete(query, session_binding=binding, owner_id=owner)  # type: ignore[arg-type]
+    assert isinstance(handshake.complete(query, session_binding=binding, owner_id="org-1"), Connected)
+
+
+@settings(max_examples=100)
+@given(
+    values=st.dictionaries(
+        st.sampled_from(["state", "config", "service_key", "account", "service_name", "error"]),
+        st.one_of(_ANY_TEXT, st.lists(_ANY_TEXT, max_size=3), st.integers(), st.none(), st.binary(max_size=10)),
+        max_size=6,
+    ),
+    state=st.one_of(st.none(), _ANY_TEXT),
+    owner=st.one_of(st.none(), _ANY_TEXT),
+)
+def test_any_mapping_with_any_values_only_raises_our_errors(
+    values: dict[str, object], state: str | None, owner: str | None
+) -> None:
+    handshake = Handshake(secret=SECRET, vendor_key=VENDOR_KEY, app_id=APP_ID)
+    with contextlib.suppress(PdConnectError):
+        handshake.complete(values, session_binding="b" * 20, state=state, owner_id=owner)  # type: ignore[arg-type]
