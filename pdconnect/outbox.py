@@ -30,10 +30,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import re
 import time
+import unicodedata
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -42,6 +45,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.schema import CreateIndex
 
 from pdconnect.database import engine_for
+from pdconnect.errors import ConfigError
 from pdconnect.events import Event
 from pdconnect.integration import EventsApi, Integration
 from pdconnect.keys import redact
@@ -55,9 +59,71 @@ DELIVERED = "delivered"
 DEAD = "dead"
 REQUEUED = "requeued"
 UNFINISHED = (PENDING, LEASED)
+#: The longest lease a claim takes: a dead worker's events wait this long for another worker.
+MAX_LEASE = 24 * 3600.0
+#: The most events one claim, one ``dead`` listing or one ``IN`` list of ids handles at once.
+MAX_BATCH = 10_000
+_ID_CHUNK = 500  # ids per IN (...): far below SQLite's limit on bound parameters
+_MAX_ID = 2**63 - 1  # BIGINT
+_TABLE_PREFIX = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}", re.ASCII)
 # After promoting this many events at once, PostgreSQL's statistics for the table are stale
 # enough to steer the hot statements away from the partial indexes: refresh them.
 ANALYZE_AFTER = 1000
+
+
+def number(value: object, *, name: str, minimum: float, maximum: float, above: bool = False) -> float:
+    """``value`` as a float, finite and within ``minimum``..``maximum`` (strictly above ``minimum``
+    when ``above``); else :class:`~pdconnect.errors.ConfigError` naming ``name``.
+
+    A bool is refused (``True`` is not one second), and so are NaN and infinity: a lease of NaN
+    is stored as NULL and one of infinity never runs out, and either strands the event.
+    """
+    expected = f"{name} must be a finite number {'above' if above else 'from'} {minimum:g} to {maximum:g}"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{expected}, not a {type(value).__name__}", setting=name)
+    try:
+        result = float(value)
+    except OverflowError:
+        raise ConfigError(expected, setting=name) from None
+    if not math.isfinite(result) or result < minimum or result > maximum or (above and result == minimum):
+        raise ConfigError(expected, setting=name)
+    return result
+
+
+def whole(value: object, *, name: str, minimum: int, maximum: int) -> int:
+    """``value`` as an int within ``minimum``..``maximum``; a bool or a float is refused."""
+    expected = f"{name} must be a whole number from {minimum} to {maximum}"
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{expected}, not a {type(value).__name__}", setting=name)
+    if not minimum <= value <= maximum:
+        raise ConfigError(expected, setting=name)
+    return int(value)
+
+
+def label(value: object, *, name: str) -> str:
+    """A worker's name: 1 to 255 printable characters, storable as UTF-8."""
+    expected = f"{name} must be 1 to 255 printable characters"
+    if not isinstance(value, str):
+        raise ConfigError(f"{expected}, not a {type(value).__name__}", setting=name)
+    if not 0 < len(value) <= 255 or any(unicodedata.category(c) in ("Cc", "Cs", "Cn") for c in value):
+        raise ConfigError(expected, setting=name)
+    return value
+
+
+def _moment(value: float | None, *, name: str = "now") -> float:
+    return time.time() if value is None else number(value, name=name, minimum=0.0, maximum=1e12)
+
+
+def _ids(ids: Iterable[int], *, name: str = "ids") -> list[int]:
+    """Event ids, checked: a str or a float there would fail in the database, or match nothing."""
+    if isinstance(ids, str | bytes):
+        raise ConfigError(f"{name} must be a list of event ids, not a {type(ids).__name__}", setting=name)
+    return [whole(i, name=name, minimum=1, maximum=_MAX_ID) for i in ids]
+
+
+def _chunks(ids: list[int]) -> Iterable[list[int]]:
+    for start in range(0, len(ids), _ID_CHUNK):
+        yield ids[start : start + _ID_CHUNK]
 
 
 def _group(routing_key: str, dedup_key: str | None) -> str:
@@ -157,6 +223,11 @@ class Outbox:
         table_prefix: str = "pdconnect_outbox",
         create_tables: bool = True,
     ) -> None:
+        if not isinstance(table_prefix, str) or not _TABLE_PREFIX.fullmatch(table_prefix):
+            raise ConfigError(
+                "table_prefix must be 1 to 48 ASCII letters, digits and underscores, not starting with a digit",
+                setting="table_prefix",
+            )
         self._owns_engine = isinstance(engine, str)
         self.engine = engine_for(engine)
         self.sender = sender if sender is not None else Sender()
@@ -448,10 +519,17 @@ class Outbox:
         return int(conn.execute(self._promote).rowcount or 0)
 
     def claim(self, worker: str, limit: int, *, lease: float, now: float | None = None) -> list[OutboxEvent]:
-        """Lease up to ``limit`` due heads to ``worker`` for ``lease`` seconds, oldest first."""
-        if limit <= 0:
+        """Lease up to ``limit`` due heads to ``worker`` for ``lease`` seconds, oldest first.
+
+        ``limit`` is 0 to :data:`MAX_BATCH`, ``lease`` more than 0 and at most
+        :data:`MAX_LEASE` seconds; anything else raises :class:`~pdconnect.errors.ConfigError`.
+        """
+        worker = label(worker, name="worker")
+        limit = whole(limit, name="limit", minimum=0, maximum=MAX_BATCH)
+        lease = number(lease, name="lease", minimum=0.0, maximum=MAX_LEASE, above=True)
+        now = _moment(now)
+        if limit == 0:
             return []
-        now = time.time() if now is None else now
         token = uuid.uuid4().hex
         with self.engine.begin() as conn:
             promoted = self.promote(conn)
@@ -489,11 +567,15 @@ class Outbox:
         """Record what happened to claimed events, in one transaction; returns how many counted.
 
         An outcome whose lease was taken over by another worker (the lease ran out) is
-        ignored: that worker's outcome counts instead.
+        ignored: that worker's outcome counts instead. An outcome with an unknown state or a
+        time that is not a finite number raises :class:`~pdconnect.errors.ConfigError`, and
+        none of the batch is recorded.
         """
         if not outcomes:
             return 0
-        now = time.time() if now is None else now
+        now = _moment(now)
+        for outcome in outcomes:
+            _check_outcome(outcome)
         with self.engine.begin() as conn:
             current = dict(conn.execute(self._leases, {"b_ids": [o.event_id for o in outcomes]}).all())
             valid = [o for o in outcomes if current.get(o.event_id) == o.lease_token]
@@ -566,8 +648,8 @@ class Outbox:
         return released
 
     def purge_delivered(self, older_than: float, *, now: float | None = None) -> int:
-        """Delete delivered events finished more than ``older_than`` seconds ago."""
-        cutoff = (time.time() if now is None else now) - older_than
+        """Delete delivered events finished more than ``older_than`` (0 or more) seconds ago."""
+        cutoff = _moment(now) - number(older_than, name="older_than", minimum=0.0, maximum=1e10)
         table = self.events
         with self.engine.begin() as conn:
             result = conn.execute(
@@ -578,7 +660,7 @@ class Outbox:
     # -- looking and mending -----------------------------------------------------------------
 
     def stats(self, *, now: float | None = None) -> OutboxStats:
-        now = time.time() if now is None else now
+        now = _moment(now)
         table = self.events
         with self.engine.connect() as conn:
             counts: dict[str, int] = {
@@ -605,6 +687,7 @@ class Outbox:
 
     def leased_by(self, worker: str) -> list[int]:
         """Ids of the events a worker holds (named as in ``pdconnect worker``'s first line)."""
+        worker = label(worker, name="worker")
         table = self.events
         with self.engine.connect() as conn:
             query = sa.select(table.c.id).where(table.c.state == LEASED, table.c.leased_by == worker)
@@ -616,16 +699,19 @@ class Outbox:
         Delivered events are purged after a while; an id missing from the answer was
         delivered long enough ago to be purged.
         """
-        wanted = list(ids)
-        if not wanted:
-            return {}
+        wanted = _ids(ids)
         table = self.events
+        found: dict[int, str] = {}
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(table.c.id, table.c.state).where(table.c.id.in_(wanted))).all()
-        return {int(row.id): str(row.state) for row in rows}
+            for chunk in _chunks(wanted):
+                rows = conn.execute(sa.select(table.c.id, table.c.state).where(table.c.id.in_(chunk))).all()
+                found.update((int(row.id), str(row.state)) for row in rows)
+        return found
 
     def dead(self, *, limit: int = 100) -> list[DeadEvent]:
-        """Dead-lettered events, newest first, with the reason and whether they are superseded."""
+        """Dead-lettered events, newest first (at most ``limit``, 1 to :data:`MAX_BATCH`), with the
+        reason and whether they are superseded."""
+        limit = whole(limit, name="limit", minimum=1, maximum=MAX_BATCH)
         table = self.events
         query = (
             sa.select(table, self._superseded().label("superseded"))
@@ -669,11 +755,9 @@ class Outbox:
     def superseded_dead(self, ids: Iterable[int] | None = None) -> list[int]:
         """The ids of the dead events (of ``ids``, or all) that :meth:`requeue` leaves dead by default."""
         table = self.events
-        query = sa.select(table.c.id).where(table.c.state == DEAD, self._superseded()).order_by(table.c.id)
-        if ids is not None:
-            query = query.where(table.c.id.in_(list(ids)))
+        query = sa.select(table.c.id).where(table.c.state == DEAD, self._superseded())
         with self.engine.connect() as conn:
-            return [int(i) for i in conn.execute(query).scalars()]
+            return sorted(int(row.id) for row in self._each_chunk(conn, query, ids))
 
     def requeue(self, ids: Iterable[int] | None = None, *, superseded: bool = False) -> int:
         """Put dead events back in the queue (all of them when ``ids`` is None); returns how many.
@@ -686,15 +770,15 @@ class Outbox:
         resolve after a later trigger closes an incident that is still real). Delivered events
         are purged after a while, so this check sees only the deliveries still kept.
         """
+        if not isinstance(superseded, bool):
+            raise ConfigError("superseded must be True or False", setting="superseded")
         table = self.events
-        query = sa.select(table).where(table.c.state == DEAD).order_by(table.c.id)
-        if ids is not None:
-            query = query.where(table.c.id.in_(list(ids)))
+        query = sa.select(table).where(table.c.state == DEAD)
         if not superseded:
             query = query.where(~self._superseded())
         now = time.time()
         with self.engine.begin() as conn:
-            rows = conn.execute(query).all()
+            rows = sorted(self._each_chunk(conn, query, ids), key=lambda row: int(row.id))
             if not rows:
                 return 0
             copies = []
@@ -713,12 +797,17 @@ class Outbox:
                 data.update(state=PENDING, ready=None, attempts=0, created_at=now, next_attempt_at=now)
                 copies.append(data)
             self._insert(conn, copies)
-            conn.execute(
-                sa.update(table)
-                .where(table.c.id.in_([r.id for r in rows]))
-                .values(state=REQUEUED, ready=False, finished_at=now)
-            )
+            for chunk in _chunks([int(r.id) for r in rows]):
+                conn.execute(
+                    sa.update(table).where(table.c.id.in_(chunk)).values(state=REQUEUED, ready=False, finished_at=now)
+                )
         return len(rows)
+
+    def _each_chunk(self, conn: sa.Connection, query: sa.Select[Any], ids: Iterable[int] | None) -> list[sa.Row[Any]]:
+        """The rows of ``query``: all, or those of ``ids``, asked a few hundred at a time."""
+        if ids is None:
+            return list(conn.execute(query))
+        return [row for chunk in _chunks(_ids(ids)) for row in conn.execute(query.where(self.events.c.id.in_(chunk)))]
 
     def delivered_in_order(self, group_key: str) -> list[str]:
         """The actions of a group's delivered events, in delivery order (for tests and audits)."""
@@ -732,6 +821,21 @@ class Outbox:
         return [r.action for r in rows]
 
 
+_OUTCOME_STATES = (PENDING, DELIVERED, DEAD)
+
+
+def _check_outcome(outcome: Outcome) -> None:
+    """Refuse an outcome :meth:`Outbox.record` could not store as meant (before writing any)."""
+    if not isinstance(outcome, Outcome):
+        raise ConfigError(f"outcomes must be Outcome objects, not a {type(outcome).__name__}", setting="outcomes")
+    if outcome.state not in _OUTCOME_STATES:
+        raise ConfigError("an outcome's state must be pending, delivered or dead", setting="state")
+    for name in ("next_attempt_at", "pause_key_until"):
+        value = getattr(outcome, name)
+        if value is not None:
+            number(value, name=name, minimum=0.0, maximum=1e12)
+
+
 @dataclass(frozen=True)
 class Outcome:
     """What a worker learned about one claimed event.
@@ -743,9 +847,9 @@ class Outcome:
     """
 
     event_id: int
-    lease_token: str
-    group_key: str
-    routing_key: str
+    lease_token: str = field(repr=False)
+    group_key: str = field(repr=False)  # starts with the routing key
+    routing_key: str = field(repr=False)
     state: str
     attempted: bool = True
     status: int | None = None
