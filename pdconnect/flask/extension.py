@@ -6,10 +6,12 @@ import hmac
 import importlib
 import logging
 import os
+import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 from flask import (
     Flask,
@@ -22,10 +24,14 @@ from itsdangerous import BadData, URLSafeTimedSerializer
 from markupsafe import Markup
 
 from pdconnect.button import ButtonSize, ButtonTheme, button_html, embed_snippet
+from pdconnect.config_values import parse_bool, parse_int, parse_list
 from pdconnect.errors import (
+    ConfigError,
     StateInvalid,
     StateSessionMismatch,
+    UntrustedHost,
 )
+from pdconnect.events import Severity
 from pdconnect.flask.blueprint import blueprint
 from pdconnect.flask.signals import webhook_received
 from pdconnect.handshake import Handshake
@@ -58,6 +64,14 @@ CSRF_FIELD = "pdconnect_csrf"
 CSRF_HEADER = "X-PDConnect-CSRF"
 _CSRF_SALT = "pdconnect.form-token.v1"
 _CSRF_MAX_AGE = 4 * 3600
+#: The loopback names, allowed by default so a development server works unconfigured.
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+#: A state older than a day is not a person clicking through PagerDuty.
+_MAX_STATE_AGE = 24 * 3600
+#: No request body pdconnect reads needs more than this.
+_MAX_BODY_LIMIT = 256 * 1024 * 1024
+# A host as a request may carry it: a name or a bracketed IPv6 address, then an optional port.
+_REQUEST_HOST = re.compile(r"(?:[A-Za-z0-9_.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?", re.ASCII)
 
 DEFAULTS: dict[str, Any] = {
     "PDCONNECT_SECRET": None,
@@ -74,6 +88,8 @@ DEFAULTS: dict[str, Any] = {
     "PDCONNECT_URL_PREFIX": "/pagerduty",
     "PDCONNECT_REDIRECT_TO": "/",
     "PDCONNECT_CALLBACK_URL": None,
+    "PDCONNECT_ALLOWED_HOSTS": LOOPBACK_HOSTS,
+    "PDCONNECT_ERROR_TEMPLATE": "pdconnect/error.html",
     "PDCONNECT_STATE_MAX_AGE": 600,
     "PDCONNECT_WEBHOOK_SECRETS": (),
     "PDCONNECT_WEBHOOK_LEGACY_TOKEN": None,
@@ -224,6 +240,7 @@ class PagerDutyConnect:
         for name, value in DEFAULTS.items():
             app.config.setdefault(name, value)
         config = app.config
+        _read_settings(config)
         secret = config["PDCONNECT_SECRET"] or app.secret_key
         if not secret:
             raise RuntimeError("pdconnect needs PDCONNECT_SECRET or the app's SECRET_KEY")
@@ -241,7 +258,7 @@ class PagerDutyConnect:
             vendor_key=config["PDCONNECT_VENDOR_KEY"],
             app_id=config["PDCONNECT_APP_ID"],
             nonce_store=nonce_store,
-            max_age=int(config["PDCONNECT_STATE_MAX_AGE"]),
+            max_age=config["PDCONNECT_STATE_MAX_AGE"],
             connect_base_url=config["PDCONNECT_CONNECT_BASE_URL"],
             install_base_url=config["PDCONNECT_INSTALL_BASE_URL"],
             clock=self._clock,
@@ -267,12 +284,12 @@ class PagerDutyConnect:
         )
         incidents = IncidentStateStore(webhook_secrets.engine)
         receiver = WebhookReceiver(
-            secrets=_secrets(config["PDCONNECT_WEBHOOK_SECRETS"]),
+            secrets=list(config["PDCONNECT_WEBHOOK_SECRETS"]),
             secret_store=webhook_secrets,
             deliveries=SqlDeliveryLog(webhook_secrets.engine),
             incidents=incidents,
             legacy_token=config["PDCONNECT_WEBHOOK_LEGACY_TOKEN"],
-            max_body_bytes=int(config["PDCONNECT_WEBHOOK_MAX_BYTES"]),
+            max_body_bytes=config["PDCONNECT_WEBHOOK_MAX_BYTES"],
         )
         receiver.handler(lambda event: _announce(app, event))
         state = PagerDutyState(
@@ -297,12 +314,127 @@ class PagerDutyConnect:
         app.add_template_global(lambda: CSRF_FIELD, "pdconnect_csrf_field")
 
 
-def _secrets(configured: str | Sequence[str] | None) -> list[str]:
-    """``PDCONNECT_WEBHOOK_SECRETS``: a list, or one string of comma-separated secrets."""
-    if not configured:
-        return []
-    items = configured.split(",") if isinstance(configured, str) else list(configured)
-    return [item.strip() for item in items if isinstance(item, str) and item.strip()]
+_OPTIONAL_TEXT = (
+    "PDCONNECT_VENDOR_KEY",
+    "PDCONNECT_APP_ID",
+    "PDCONNECT_CLIENT_NAME",
+    "PDCONNECT_CLIENT_URL",
+    "PDCONNECT_EVENTS_BASE_URL",
+    "PDCONNECT_STORAGE_URL",
+    "PDCONNECT_CALLBACK_URL",
+    "PDCONNECT_WEBHOOK_LEGACY_TOKEN",
+    "PDCONNECT_WEBHOOK_URL",
+    "PDCONNECT_REST_API_TOKEN",
+)
+_REQUIRED_TEXT = (
+    "PDCONNECT_CONNECT_BASE_URL",
+    "PDCONNECT_INSTALL_BASE_URL",
+    "PDCONNECT_URL_PREFIX",
+    "PDCONNECT_REDIRECT_TO",
+    "PDCONNECT_REST_API_URL",
+    "PDCONNECT_ERROR_TEMPLATE",
+)
+
+
+def _read_settings(config: dict[str, Any]) -> None:
+    """Check every ``PDCONNECT_*`` setting once and keep it as its real type.
+
+    A setting may be the Python value or the string an environment variable holds
+    (``"false"``, ``"600"``, ``"a,b"``). A wrong one raises
+    :class:`~pdconnect.errors.ConfigError` here, at start-up, not on some later request.
+    """
+    for name in ("PDCONNECT_WEBHOOK_SUBSCRIBE", "PDCONNECT_REST_API_OAUTH"):
+        config[name] = parse_bool(config[name], name=name)
+    config["PDCONNECT_STATE_MAX_AGE"] = parse_int(
+        config["PDCONNECT_STATE_MAX_AGE"], name="PDCONNECT_STATE_MAX_AGE", minimum=1, maximum=_MAX_STATE_AGE
+    )
+    for name in ("PDCONNECT_WEBHOOK_MAX_BYTES", "PDCONNECT_ALERTMANAGER_MAX_BYTES"):
+        config[name] = parse_int(config[name], name=name, minimum=1, maximum=_MAX_BODY_LIMIT)
+    config["PDCONNECT_WEBHOOK_SECRETS"] = parse_list(
+        config["PDCONNECT_WEBHOOK_SECRETS"], name="PDCONNECT_WEBHOOK_SECRETS"
+    )
+    hosts = parse_list(config["PDCONNECT_ALLOWED_HOSTS"], name="PDCONNECT_ALLOWED_HOSTS")
+    config["PDCONNECT_ALLOWED_HOSTS"] = tuple(_allowed_host(host) for host in hosts)
+    for name in _OPTIONAL_TEXT:
+        value = config[name]
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"{name} must be a string, not a {type(value).__name__}", setting=name)
+        config[name] = (value.strip() or None) if isinstance(value, str) else None
+    for name in _REQUIRED_TEXT:
+        if not isinstance(config[name], str) or not config[name].strip():
+            raise ConfigError(f"{name} must be a non-empty string", setting=name)
+        config[name] = config[name].strip()
+    for name, kind in (("PDCONNECT_REGION", Region), ("PDCONNECT_ALERTMANAGER_DEFAULT_SEVERITY", Severity)):
+        allowed = ", ".join(member.value for member in kind)
+        value = config[name]
+        if not isinstance(value, str) or value.strip().lower() not in {member.value for member in kind}:
+            raise ConfigError(f"{name} must be one of {allowed}", setting=name)
+        config[name] = value.strip().lower()
+    secret = config["PDCONNECT_SECRET"]
+    if secret is not None and not isinstance(secret, str | bytes):
+        raise ConfigError(
+            f"PDCONNECT_SECRET must be a string, not a {type(secret).__name__}", setting="PDCONNECT_SECRET"
+        )
+    loader = config["PDCONNECT_OWNER_LOADER"]
+    if loader is not None and not (isinstance(loader, str) or callable(loader)):
+        raise ConfigError(
+            "PDCONNECT_OWNER_LOADER must be 'module:function' or a function", setting="PDCONNECT_OWNER_LOADER"
+        )
+
+
+def _allowed_host(entry: str) -> str:
+    """One ``PDCONNECT_ALLOWED_HOSTS`` entry (``monitoring.acme.example`` or ``host:8443``), lowercased."""
+    if not _REQUEST_HOST.fullmatch(entry) and not _REQUEST_HOST.fullmatch(f"[{entry}]"):
+        raise ConfigError(
+            "PDCONNECT_ALLOWED_HOSTS entries must be host names (optionally with :port), not URLs",
+            setting="PDCONNECT_ALLOWED_HOSTS",
+        )
+    return entry.lower().rstrip(".")
+
+
+def _split_host(host: str) -> tuple[str, int | None] | None:
+    """``(name, port)`` of a host as a request or the allow-list spells it; ``None`` if malformed."""
+    bare = host if _REQUEST_HOST.fullmatch(host) else f"[{host}]"  # an IPv6 allow-list entry, unbracketed
+    if not _REQUEST_HOST.fullmatch(bare):
+        return None
+    try:
+        parts = urlsplit(f"//{bare}")
+        port = parts.port
+    except ValueError:  # a port over 65535, or brackets that are not an IPv6 address
+        return None
+    if not parts.hostname:
+        return None
+    return parts.hostname.lower().rstrip("."), port
+
+
+def trusted_host() -> str:
+    """The request's host, if ``PDCONNECT_ALLOWED_HOSTS`` lists it; else raise.
+
+    Compared as host names (case-insensitive, a trailing dot ignored), and the port too when
+    the entry gives one. A proxy's ``X-Forwarded-Host`` counts only if the app trusts it
+    (``ProxyFix``); either way it must be listed. Raises :class:`~pdconnect.errors.UntrustedHost`.
+    """
+    requested = _split_host(request.host)
+    if requested is not None:
+        for entry in current_app.config["PDCONNECT_ALLOWED_HOSTS"]:
+            allowed = _split_host(entry)
+            if allowed is not None and allowed[0] == requested[0] and allowed[1] in (None, requested[1]):
+                return request.host
+    raise UntrustedHost("this site is not configured to serve PagerDuty under the host of this request")
+
+
+def external_url(endpoint: str, **values: Any) -> str:
+    """An absolute URL of one of this app's routes, never with a host chosen by a request header.
+
+    With ``PDCONNECT_CALLBACK_URL`` set, its scheme and host are used; otherwise the request's,
+    only if :func:`trusted_host` accepts it (raises :class:`~pdconnect.errors.UntrustedHost`).
+    """
+    configured = current_app.config["PDCONNECT_CALLBACK_URL"]
+    if configured:
+        origin = urlsplit(configured)
+        return f"{origin.scheme}://{origin.netloc}{url_for(endpoint, **values)}"
+    trusted_host()
+    return str(url_for(endpoint, _external=True, **values))
 
 
 def _announce(app: Flask, event: WebhookEvent) -> None:
@@ -336,4 +468,4 @@ def pagerduty_button(
 
 def pagerduty_snippet(flow: str | None = None, **options: Any) -> str:
     """The self-contained snippet, with an absolute link to this app's start of ``flow``."""
-    return embed_snippet(url_for(f"pdconnect.{flow or _default_flow()}", _external=True), **options)
+    return embed_snippet(external_url(f"pdconnect.{flow or _default_flow()}"), **options)
