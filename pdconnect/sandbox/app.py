@@ -313,6 +313,7 @@ class SandboxApp:
                 carry={"flow": flow, **carry},
                 accounts=self.sandbox.store.all(Account),
                 cancel=True,
+                notice=pages.CONNECT_RETIRED if flow == "connect" else None,
             )
         )
 
@@ -397,7 +398,8 @@ class SandboxApp:
         return _redirect(f"/services/{service_id}", 303)
 
     def on_incidents(self, request: Request) -> Response:
-        return _html(pages.incidents_page(self.sandbox.incidents()))
+        with self.sandbox.store.lock:
+            return _html(pages.incidents_page(self.sandbox.incidents(), self.sandbox.services()))
 
     def on_incident(self, request: Request, incident_id: str) -> Response:
         store = self.sandbox.store

@@ -196,7 +196,7 @@ def service_page(
         account=service.account,
         id=service.id,
         keys=key_rows,
-        incidents=incident_table(incidents),
+        incidents=incident_table(incidents, [service]),
         changes=join(
             Markup("<div><strong>{}</strong> <span class=muted>{}</span>{}</div>").format(
                 c.summary, c.received_at, json_block(c.raw)
@@ -219,18 +219,24 @@ def _key_form(service_id: str, key_id: str, change: str, cls: str) -> Markup:
 # -- incidents ------------------------------------------------------------------------------
 
 
-def incident_table(incidents: Sequence[Incident]) -> Markup:
+def incident_table(incidents: Sequence[Incident], services: Sequence[Service]) -> Markup:
     if not incidents:
         return Markup('<p class="muted">No incidents.</p>')
+    names = {s.id: s.name for s in services}
     rows = join(
         Markup(
             '<tr data-incident="{id}"><td>#{number}</td><td><a href="/incidents/{id}">{title}</a></td><td>{status}</td>'
-            "<td>{urgency}</td><td><code>{key}</code></td><td>{created}</td></tr>"
+            '<td data-service="{service_id}">{service}</td><td>{urgency}</td><td><code>{key}</code></td>'
+            "<td>{created}</td></tr>"
         ).format(
             id=i.id,
             number=i.number,
             title=i.title,
             status=status_badge(i.status),
+            service_id=i.service,
+            service=Markup('<a href="/services/{}">{}</a>').format(i.service, names[i.service])
+            if i.service in names
+            else Markup('<span class="muted">{} (deleted)</span>').format(i.service),
             urgency=i.urgency,
             key=i.incident_key,
             created=i.created_at,
@@ -238,13 +244,14 @@ def incident_table(incidents: Sequence[Incident]) -> Markup:
         for i in incidents
     )
     return Markup(
-        "<table><tr><th>#</th><th>Title</th><th>Status</th><th>Urgency</th><th>Dedup key</th><th>Opened</th></tr>{}"
+        "<table><tr><th>#</th><th>Title</th><th>Status</th><th>Service</th><th>Urgency</th><th>Dedup key</th>"
+        "<th>Opened</th></tr>{}"
         "</table>"
     ).format(rows)
 
 
-def incidents_page(incidents: Sequence[Incident]) -> str:
-    return page("Incidents", Markup("<section>{}</section>").format(incident_table(incidents)))
+def incidents_page(incidents: Sequence[Incident], services: Sequence[Service]) -> str:
+    return page("Incidents", Markup("<section>{}</section>").format(incident_table(incidents, services)))
 
 
 def incident_page(
@@ -469,7 +476,13 @@ def received_page(received: Sequence[Received]) -> str:
 
 
 def login_page(
-    *, title: str, intro: str, carry: dict[str, str | None], accounts: Sequence[Account], cancel: bool
+    *,
+    title: str,
+    intro: str,
+    carry: dict[str, str | None],
+    accounts: Sequence[Account],
+    cancel: bool,
+    notice: Markup | None = None,
 ) -> str:
     """Step one of both handshakes: "log in" to an account by its subdomain."""
     options = join(Markup('<option value="{0}">{0}</option>').format(a.id) for a in accounts)
@@ -477,14 +490,29 @@ def login_page(
         Markup('<button type="submit" name="decision" value="cancel" formnovalidate>Cancel</button>') if cancel else ""
     )
     body = Markup(
-        '<section><p>{intro}</p><form method="post" action="/login">{carry}'
+        '{notice}<section><p>{intro}</p><form method="post" action="/login">{carry}'
         '<label for="subdomain">Account subdomain</label><input type="text" id="subdomain" name="subdomain" '
         'list="accounts" value="acme" required><datalist id="accounts">{options}</datalist>'
         '<label for="email">Email</label><input type="text" id="email" name="email" value="alex@acme.example">'
         '<p><button class="primary" type="submit" name="decision" value="login">Log in</button> {cancel}</p>'
         "</form></section>"
-    ).format(intro=intro, carry=hidden(carry), options=options, cancel=cancel_button)
+    ).format(
+        notice=notice if notice is not None else "",
+        intro=intro,
+        carry=hidden(carry),
+        options=options,
+        cancel=cancel_button,
+    )
     return page(title, body)
+
+
+#: Shown on every Connect page: PagerDuty retired Connect in 2021 (pagerduty-protocols.md).
+CONNECT_RETIRED = Markup(
+    '<section class="error" data-connect-retired><p><strong>PagerDuty retired Connect in 2021</strong>: '
+    "real PagerDuty no longer offers this page, and a new integration built on it will not work. The "
+    "sandbox keeps it only to test integrations made before then. Build new integrations on the install "
+    "flow (<code>/install/integration</code>) or a pasted integration key.</p></section>"
+)
 
 
 def _switch_account(query: dict[str, str], path: str) -> str:
@@ -495,7 +523,7 @@ def _switch_account(query: dict[str, str], path: str) -> str:
 def connect_page(*, vendor: str, callback: str, account: Account, services: Sequence[Service]) -> str:
     options = join(Markup('<option value="{}">{}</option>').format(s.id, s.name) for s in services)
     body = Markup(
-        "<section><p>Logged in to <strong data-account>{account}</strong> ({name}). "
+        "{retired}<section><p>Logged in to <strong data-account>{account}</strong> ({name}). "
         '<a href="{switch}">Switch account</a></p>'
         "<p><strong>{vendor}</strong> would like to send alerts to a PagerDuty service. Pick one, or create a new "
         "service for it.</p>"
@@ -508,6 +536,7 @@ def connect_page(*, vendor: str, callback: str, account: Account, services: Sequ
     ).format(
         account=account.id,
         name=account.name,
+        retired=CONNECT_RETIRED,
         switch=_switch_account({"vendor": vendor, "callback": callback}, "/connect"),
         vendor=vendor,
         carry=hidden({"vendor": vendor, "callback": callback}),
