@@ -238,3 +238,31 @@ def _answer(receive: Callable[[], int]) -> int:
         return receive()
     except ReceiveError as exc:
         return exc.status
+
+
+@pytest.mark.parametrize(
+    "token", ["\ud800", "t0ken\udfff", "\x00", "t0ken-for-legacy ", "T0KEN-FOR-LEGACY", "é" * 5000]
+)
+def test_a_wrong_legacy_token_of_any_shape_is_a_401(token: str) -> None:
+    """A token a framework hands over undecoded (a lone surrogate) was a UnicodeEncodeError: a 500."""
+    receiver = WebhookReceiver(legacy_token="t0ken-for-legacy")
+    with pytest.raises(Unauthorized) as raised:
+        receiver.receive(encode({"messages": [samples.v2_message()]}), {}, legacy_token=token)
+    assert "t0ken" not in str(raised.value)
+
+
+def test_the_legacy_token_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    import hmac
+
+    calls: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        calls.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr("pdconnect.webhooks.receiver.hmac.compare_digest", spy)
+    receiver = WebhookReceiver(legacy_token="t0ken-for-legacy")
+    with pytest.raises(Unauthorized):
+        receiver.receive(encode({"messages": [samples.v2_message()]}), {}, legacy_token="t0ken-for-legacx")
+    assert calls == [(b"t0ken-for-legacx", b"t0ken-for-legacy")]
