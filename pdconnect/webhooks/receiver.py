@@ -21,8 +21,8 @@ What :meth:`WebhookReceiver.receive` answers, and why:
   5xx, and by then the outcome is known.
 - :class:`~pdconnect.errors.ReceiveError` subclasses (always 4xx, which PagerDuty does not
   retry): 400 for a missing or malformed signature or subscription header or a bad body,
-  403 for a signature that matches no secret, 401 for a legacy webhook with the wrong token, 413 for a body
-  over the limit.
+  403 for a signature that matches no secret, 401 for a legacy webhook with the wrong
+  token, 413 for a body over the limit.
 - If a handler raises, the webhook is forgotten and the exception propagates: answer 500,
   and PagerDuty's retry is handled afresh. Nothing accepted is lost.
 
