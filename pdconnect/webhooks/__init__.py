@@ -3,7 +3,7 @@
 - :mod:`~pdconnect.webhooks.signatures`: V3 signature verification (constant time, several secrets);
 - :mod:`~pdconnect.webhooks.parsing` and :mod:`~pdconnect.webhooks.model`: V3, V2 and V1
   bodies as typed :class:`WebhookEvent` values;
-- :mod:`~pdconnect.webhooks.deliveries`: de-duplication on ``X-Webhook-Id``;
+- :mod:`~pdconnect.webhooks.deliveries`: de-duplication on the signed event id, per subscription;
 - :mod:`~pdconnect.webhooks.secrets`: subscription secrets per integration;
 - :mod:`~pdconnect.webhooks.incidents`: the latest state of each incident, by dedup key;
 - :mod:`~pdconnect.webhooks.subscriptions`: creating subscriptions through the REST API;
