@@ -371,3 +371,38 @@ def test_any_alertmanager_body_gets_a_202_or_a_typed_4xx(app: Flask, client: Fla
     response = alert(client, body, f"Bearer {token(app, 'alice')}")
     assert response.status_code == 202 or response.status_code in (400, 413)
     assert response.is_json
+
+
+def _raw_post(port: int, path: str, head: str, body: bytes) -> tuple[int, Any]:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        request = f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{head}\r\n".encode() + body
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    answer = b"".join(chunks)
+    status = int(answer.split(b" ", 2)[1])
+    payload = answer.partition(b"\r\n\r\n")[2]
+    return status, json.loads(payload) if payload.startswith(b"{") else payload
+
+
+@pytest.mark.parametrize("route", ["webhook", "alertmanager"])
+def test_a_malformed_chunked_body_is_a_typed_400(app: Flask, route: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The server's OSError while reading the body was a 500 (webhook) or an HTML 500 (Alertmanager)."""
+    from werkzeug.serving import make_server
+
+    from tests.servers import serving
+
+    head = "Transfer-Encoding: chunked\r\nContent-Type: application/json\r\n"
+    head += (
+        f"X-PagerDuty-Signature: {GOOD}\r\n"
+        if route == "webhook"
+        else f"Authorization: Bearer {token(app, 'alice')}\r\n"
+    )
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    with serving(server), caplog.at_level(logging.DEBUG):
+        status, answer = _raw_post(server.server_port, f"/pagerduty/{route}", head, b"zz\r\nnot a chunk\r\n0\r\n\r\n")
+    assert status == 400 and answer["error"]["type"] == "PayloadInvalid", answer
+    assert "Traceback" not in caplog.text

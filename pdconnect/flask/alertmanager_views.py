@@ -21,6 +21,7 @@ from pdconnect.errors import EventValidationError, PayloadTooLarge, ReceiveError
 from pdconnect.events import Severity
 from pdconnect.flask.blueprint import blueprint
 from pdconnect.flask.extension import current_pagerduty
+from pdconnect.flask.webhook_views import read_body
 
 logger = logging.getLogger("pdconnect")
 _SALT = "pdconnect.alertmanager-token.v1"
@@ -60,7 +61,7 @@ def alertmanager() -> ResponseReturnValue:
         owner = _owner_from(request.headers.get("Authorization"))
         if request.content_length is not None and request.content_length > limit:
             raise PayloadTooLarge(f"the body is over {limit} bytes")
-        body = request.stream.read(limit + 1)
+        body = read_body(limit + 1)
         if len(body) > limit:
             raise PayloadTooLarge(f"the body is over {limit} bytes")
         group = parse_alertmanager(body)

@@ -19,8 +19,9 @@ import logging
 from flask import current_app, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.exceptions import BadRequest
 
-from pdconnect.errors import PdConnectError, ReceiveError
+from pdconnect.errors import PayloadInvalid, PdConnectError, ReceiveError
 from pdconnect.flask.blueprint import blueprint
 from pdconnect.flask.extension import current_pagerduty
 from pdconnect.storage import StoredIntegration
@@ -35,7 +36,7 @@ def webhook() -> ResponseReturnValue:
     receiver = current_pagerduty().webhooks
     try:
         receiver.check_length(request.content_length)
-        body = request.stream.read(receiver.max_body_bytes + 1)
+        body = read_body(receiver.max_body_bytes + 1)
         receipt = receiver.receive(body, request.headers, legacy_token=request.args.get("token"))
     except ReceiveError as exc:
         logger.info("pdconnect: webhook refused (%s): %s", exc.status, exc)
@@ -49,6 +50,18 @@ def webhook() -> ResponseReturnValue:
         return {"error": {"type": "HandlerFailed", "message": "the webhook could not be handled; retry later"}}, 500
     headers = {"Retry-After": "5"} if receipt.in_progress else {}
     return receipt.body(), receipt.status, headers
+
+
+def read_body(limit: int) -> bytes:
+    """At most ``limit`` bytes of the request body; :class:`PayloadInvalid` if it cannot be read.
+
+    A malformed chunked encoding (an ``OSError`` from the server) or a client that goes away
+    mid-body (werkzeug's ``ClientDisconnected``) is the sender's fault, not a 500.
+    """
+    try:
+        return request.stream.read(limit)
+    except (OSError, BadRequest) as exc:
+        raise PayloadInvalid("the body could not be read (a malformed chunked encoding, or a cut connection)") from exc
 
 
 def webhook_url() -> str:
