@@ -5,8 +5,10 @@ Per the PagerDuty Connect guide (seed ``004``): the vendor redirects the browser
 user logs in and creates or picks a service; PagerDuty then sends the browser back to the
 callback URL with ``account``, ``service_key`` and ``service_name``, or ``error=cancelled``.
 
-PagerDuty has since replaced Connect with the install flow (:mod:`pdconnect.install`); keys
-made by Connect speak the legacy Integration API (Events API v1).
+PagerDuty retired Connect in 2021 (deprecated, then removed) in favour of the install flow
+(:mod:`pdconnect.install`): do not build a new integration on it. It is kept for vendors who
+still hold a vendor key, for migrations and for tests; keys made by Connect speak the legacy
+Integration API (Events API v1).
 """
 
 from __future__ import annotations
