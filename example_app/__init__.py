@@ -23,7 +23,7 @@ from markupsafe import Markup
 from example_app import alertmanager, db
 from example_app.config import load_config, read_settings
 from example_app.monitoring import Monitoring
-from example_app.views import bp, current_owner
+from example_app.views import RowIdConverter, bp, current_owner
 from pdconnect import SqlNonceStore
 from pdconnect.errors import PdConnectError
 from pdconnect.flask import CSRF_FIELD, PagerDutyConnect, check_form_token, csrf_token
@@ -59,6 +59,7 @@ def create_app(
         clock=clock,
     )
     app.config["PDCONNECT_REDIRECT_TO"] = "acme.pagerduty_settings"
+    app.url_map.converters["id"] = RowIdConverter
     app.register_blueprint(bp)
     alertmanager.install(app, engine)
 
@@ -69,6 +70,16 @@ def create_app(
     @app.template_filter("timestamp")
     def timestamp(value: float) -> str:
         return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+    @app.before_request
+    def refuse_undecodable_queries() -> ResponseReturnValue | None:
+        # Werkzeug decodes the query string as strict UTF-8 on first use of request.args: raw
+        # bytes like %FF sent unescaped would be a UnicodeDecodeError (a 500) in any view.
+        try:
+            request.query_string.decode("utf-8")
+        except UnicodeDecodeError:
+            return render_template("error.html", title="Bad address", message="The address is not valid."), 400
+        return None
 
     @app.before_request
     def protect_forms() -> ResponseReturnValue | None:

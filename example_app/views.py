@@ -5,12 +5,14 @@ from __future__ import annotations
 import functools
 import math
 import time
+import unicodedata
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
+from werkzeug.routing import IntegerConverter, Map
 
 from example_app import db, http_check
 from example_app.alertmanager import issue_token, token_created_at
@@ -20,6 +22,19 @@ from pdconnect.monitors import MonitorState
 from pdconnect.urls import safe_local_redirect
 
 bp = Blueprint("acme", __name__)
+
+
+class RowIdConverter(IntegerConverter):
+    """``<id:...>``: a row id, 1 to 2**63 - 1; anything else is no route (404), not a database error.
+
+    SQLite and PostgreSQL keep 64-bit integers: ``/monitors/99999999999999999999`` was an
+    ``OverflowError`` (a 500) before it reached a query.
+    """
+
+    def __init__(self, url_map: Map) -> None:
+        super().__init__(url_map, min=1, max=2**63 - 1)
+
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -62,8 +77,8 @@ def signed_in(view: F) -> F:
 def signin() -> ResponseReturnValue:
     if request.method == "POST":
         name = request.form.get("name", "").strip()
-        if not name or len(name) > 80:
-            flash("Type a name of 1 to 80 characters.", "error")
+        if not name or len(name) > 80 or not printable(name):
+            flash("Type a name of 1 to 80 characters, without control characters.", "error")
             return render_template("signin.html"), 400
         with engine().begin() as conn:
             user = conn.execute(sa.select(db.users).where(db.users.c.name == name)).one_or_none()
@@ -190,11 +205,19 @@ def _finite(text: str | int) -> float:
     return number
 
 
+def printable(text: str) -> bool:
+    """No control characters and no lone surrogates (PostgreSQL refuses NUL; neither is a name)."""
+    return not any(unicodedata.category(ch) in ("Cc", "Cs") for ch in text)
+
+
 def _form_monitor(form: Any, owner: str) -> dict[str, Any]:
     """Validate the monitor form; raises ValueError with a message for the user."""
     name = form.get("name", "").strip()
     kind = form.get("kind", "http")
     target = form.get("target", "").strip()
+    region = (form.get("region") or current_app.config["ACME_REGION"]).strip()
+    if not all(printable(text) for text in (name, target, region)):
+        raise ValueError("Names, targets and regions cannot hold control characters.")
     if not name or len(name) > 120:
         raise ValueError("Give the monitor a name (at most 120 characters).")
     if kind not in ("http", "metric"):
@@ -233,7 +256,7 @@ def _form_monitor(form: Any, owner: str) -> dict[str, Any]:
         "interval_seconds": interval,
         "confirm_after": confirm,
         "resolve_after": resolve,
-        "region": (form.get("region") or current_app.config["ACME_REGION"]).strip()[:40],
+        "region": region[:40],
         "targets": chosen,
     }
 
@@ -261,7 +284,7 @@ def new_monitor() -> ResponseReturnValue:
     return render_template("monitor_form.html", integrations=integrations, form={})
 
 
-@bp.route("/monitors/<int:monitor_id>")
+@bp.route("/monitors/<id:monitor_id>")
 @signed_in
 def monitor(monitor_id: int) -> ResponseReturnValue:
     found = _owned_monitor(monitor_id)
@@ -280,7 +303,7 @@ def monitor(monitor_id: int) -> ResponseReturnValue:
     )
 
 
-@bp.route("/monitors/<int:monitor_id>/targets", methods=["POST"])
+@bp.route("/monitors/<id:monitor_id>/targets", methods=["POST"])
 @signed_in
 def monitor_targets(monitor_id: int) -> ResponseReturnValue:
     found = _owned_monitor(monitor_id)
@@ -294,7 +317,7 @@ def monitor_targets(monitor_id: int) -> ResponseReturnValue:
     return redirect(url_for("acme.monitor", monitor_id=found.id))
 
 
-@bp.route("/monitors/<int:monitor_id>/simulate", methods=["POST"])
+@bp.route("/monitors/<id:monitor_id>/simulate", methods=["POST"])
 @signed_in
 def simulate(monitor_id: int) -> ResponseReturnValue:
     """The demo control: force failure or recovery (or go back to real checks), then check at once."""
@@ -317,7 +340,7 @@ def simulate(monitor_id: int) -> ResponseReturnValue:
     return redirect(url_for("acme.monitor", monitor_id=found.id))
 
 
-@bp.route("/monitors/<int:monitor_id>/delete", methods=["POST"])
+@bp.route("/monitors/<id:monitor_id>/delete", methods=["POST"])
 @signed_in
 def delete_monitor(monitor_id: int) -> ResponseReturnValue:
     found = _owned_monitor(monitor_id)

@@ -81,6 +81,14 @@ def test_sign_in_redirects_only_to_local_paths(acme: RunningDemo, target: str) -
     assert "\\" not in location and all(0x20 < ord(ch) < 0x7F for ch in location)
 
 
+@pytest.mark.parametrize("name", ["a\x00b", "\x1b[2J", "line\nbreak", "x" * 81, "   ", "\u0085", "bell\x07"])
+def test_sign_in_refuses_names_no_one_has(acme: RunningDemo, name: str) -> None:
+    client = acme.app.test_client()
+    response = client.post("/signin", data={"name": name, "pdconnect_csrf": token(client)})
+    assert response.status_code == 400
+    assert "1 to 80 characters" in response.get_data(as_text=True)
+
+
 # -- the Alertmanager token ------------------------------------------------------------------
 
 FIRING = (Path(__file__).parent.parent / "data" / "alertmanager" / "firing.json").read_bytes()
@@ -234,3 +242,72 @@ def test_rotations_at_once_leave_exactly_one_token(acme: RunningDemo) -> None:
         thread.join(30)
     assert statuses == [200] * len(clients) and len(set(tokens)) == len(clients)
     assert sum(_send(acme, f"Bearer {t}") == 202 for t in tokens) == 1
+
+
+# -- every route, with hostile parameters ----------------------------------------------------
+
+_PARAMETER = re.compile(r"<(?:[^:<>]+:)?[^<>]+>")
+_HOSTILE_SEGMENTS = [
+    "99999999999999999999",
+    "9223372036854775808",
+    "9223372036854775807",
+    "0",
+    "-1",
+    "1.5",
+    "1e3",
+    "abc",
+    "%00",
+    "%ED%A0%80",
+    "%FF%FE",
+    "%C0%AF",
+    "\u0661",
+    "%20",
+    "1%0A",
+    "..%2F..",
+    "x" * 2000,
+]
+
+
+def _routes(acme: RunningDemo) -> list[tuple[str, str]]:
+    return sorted(
+        (rule.rule, method)
+        for rule in acme.app.url_map.iter_rules()
+        for method in sorted((rule.methods or set()) & {"GET", "POST"})
+        if rule.endpoint != "static"
+    )
+
+
+def _hit(client: FlaskClient, csrf: str, method: str, rule: str, segment: str, query: bytes) -> int:
+    path = _PARAMETER.sub(lambda _: segment, rule).encode("utf-8", "surrogatepass")
+    environ = {"PATH_INFO": path.decode("latin-1"), "QUERY_STRING": query.decode("latin-1")}
+    if method == "GET":
+        return client.get("/", environ_overrides=environ).status_code
+    form = {"pdconnect_csrf": csrf, "name": "x\x00y", "mode": "fail", "targets": segment, "integration_key": segment}
+    return client.post("/", data=form, environ_overrides=environ).status_code
+
+
+@pytest.mark.parametrize("segment", _HOSTILE_SEGMENTS)
+def test_no_route_answers_a_hostile_parameter_with_a_server_error(acme: RunningDemo, segment: str) -> None:
+    client = signed_in(acme, f"routes-{next(_users)}")
+    csrf = token(client, "/")
+    for rule, method in _routes(acme):
+        if "<" in rule:
+            status = _hit(client, csrf, method, rule, segment, b"next=%FF&x=%ED%A0%80&\xff=\xfe")
+            assert status < 500, (method, rule, segment, status)
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+@given(
+    segment=st.one_of(
+        st.integers(min_value=-(2**70), max_value=2**70).map(str),
+        st.text(min_size=1, max_size=20).map(lambda t: quote(t, safe="", errors="surrogatepass")),
+        st.sampled_from(_HOSTILE_SEGMENTS),
+    ),
+    query=st.binary(max_size=30),
+)
+def test_every_route_survives_any_parameter_and_query(acme: RunningDemo, segment: str, query: bytes) -> None:
+    client = signed_in(acme, f"routes-{next(_users)}")
+    csrf = token(client, "/")
+    for rule, method in _routes(acme):
+        status = _hit(client, csrf, method, rule, segment, query)
+        assert status < 500, (method, rule, segment, query, status)
