@@ -406,3 +406,18 @@ def test_a_malformed_chunked_body_is_a_typed_400(app: Flask, route: str, caplog:
         status, answer = _raw_post(server.server_port, f"/pagerduty/{route}", head, b"zz\r\nnot a chunk\r\n0\r\n\r\n")
     assert status == 400 and answer["error"]["type"] == "PayloadInvalid", answer
     assert "Traceback" not in caplog.text
+
+
+def test_an_unavailable_integrations_database_is_a_503_not_a_500(
+    app: Flask, client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlalchemy as sa
+
+    def down(owner_id: str) -> list[Any]:
+        raise sa.exc.OperationalError("SELECT", {}, Exception("the server closed the connection"))
+
+    with app.test_request_context("/"):
+        monkeypatch.setattr(current_pagerduty().store, "list", down)
+    response = alert(client, FIRING, f"Bearer {token(app, 'alice')}")
+    assert response.status_code == 503 and response.headers["Retry-After"] == "30"
+    assert response.json["error"]["type"] == "Unavailable"

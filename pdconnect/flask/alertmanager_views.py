@@ -14,6 +14,7 @@ import logging
 from flask import current_app, request
 from flask.typing import ResponseReturnValue
 from itsdangerous import BadData, URLSafeSerializer
+from sqlalchemy.exc import SQLAlchemyError
 
 from pdconnect.alertmanager import parse_alertmanager
 from pdconnect.alertmanager_bridge import enqueue_group
@@ -25,6 +26,7 @@ from pdconnect.flask.webhook_views import read_body
 
 logger = logging.getLogger("pdconnect")
 _SALT = "pdconnect.alertmanager-token.v1"
+_UNAVAILABLE = {"error": {"type": "Unavailable", "message": "not stored; Alertmanager will retry"}}
 
 
 def _serializer() -> URLSafeSerializer:
@@ -67,7 +69,11 @@ def alertmanager() -> ResponseReturnValue:
         group = parse_alertmanager(body)
     except ReceiveError as exc:
         return {"error": {"type": type(exc).__name__, "message": str(exc)}}, exc.status
-    targets = pagerduty.store.list(owner)
+    try:
+        targets = pagerduty.store.list(owner)
+    except SQLAlchemyError:
+        logger.exception("pdconnect: the integrations' database is unavailable; Alertmanager will retry")
+        return _UNAVAILABLE, 503, {"Retry-After": "30"}
     chosen = request.args.get("integration")
     if chosen is not None:
         targets = [t for t in targets if t.id == chosen]
@@ -89,7 +95,7 @@ def alertmanager() -> ResponseReturnValue:
         return {"error": {"type": "PayloadInvalid", "message": str(exc)[:1000]}}, 400
     except Exception:
         logger.exception("pdconnect: could not enqueue an Alertmanager notification")
-        return {"error": {"type": "Unavailable", "message": "not stored; Alertmanager will retry"}}, 503
+        return _UNAVAILABLE, 503, {"Retry-After": "30"}
     if not targets:
         logger.info("pdconnect: an Alertmanager notification for %s, who has no PagerDuty integration", owner)
     return receipt.body(), 202
