@@ -106,6 +106,13 @@ class SandboxClient:
                 return str(ruleset["key"])
         raise SandboxClientError(f"no ruleset named {name!r}")
 
+    def create_account(self, subdomain: str, *, name: str | None = None) -> dict[str, Any]:
+        """Make an account (three responders, two escalation policies); an existing one is kept."""
+        result: dict[str, Any] = self._api(
+            "POST", "/_sandbox/api/accounts", json={"subdomain": subdomain, "name": name}
+        )
+        return dict(result["account"])
+
     def create_service(self, name: str, *, account: str = "acme") -> tuple[str, str]:
         """Make a service; returns its id and its Events API v2 key."""
         created = self._api("POST", "/_sandbox/api/services", json={"account": account, "name": name})
