@@ -6,6 +6,7 @@ expired anyway; after that the row can go.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -15,6 +16,23 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from pdconnect.database import engine_for
+from pdconnect.errors import InvalidData
+
+#: The longest nonce a store records (the SQL column's width); pdconnect's own are 22 characters.
+MAX_NONCE_LENGTH = 64
+
+
+def _check(nonce: object, expires_at: object) -> float:
+    """Refuse what no state carries: a NaN expiry would never be purged, a long nonce not fit."""
+    if not isinstance(nonce, str) or not nonce or len(nonce) > MAX_NONCE_LENGTH or not nonce.isascii():
+        raise InvalidData(f"a nonce must be 1 to {MAX_NONCE_LENGTH} ASCII characters", field="nonce")
+    if isinstance(expires_at, int | float) and not isinstance(expires_at, bool):
+        try:
+            if math.isfinite(expires_at):
+                return float(expires_at)
+        except OverflowError:  # an int too large for a float
+            pass
+    raise InvalidData("expires_at must be a finite Unix time", field="expires_at")
 
 
 @runtime_checkable
@@ -26,6 +44,8 @@ class NonceStore(Protocol):
 
         Return ``True`` the first time a nonce is seen and ``False`` on every later call: the
         check and the record must be one atomic step, even across processes for a shared store.
+        pdconnect's stores raise :class:`~pdconnect.errors.InvalidData` for a nonce that is
+        not 1 to 64 ASCII characters or an ``expires_at`` that is not a finite number.
         """
         ...
 
@@ -39,6 +59,7 @@ class MemoryNonceStore:
         self._now = clock
 
     def consume(self, nonce: str, *, expires_at: float) -> bool:
+        expires_at = _check(nonce, expires_at)
         now = self._now()
         with self._lock:
             self._purge(now)
@@ -89,6 +110,7 @@ class SqlNonceStore:
         self._lock = threading.Lock()
 
     def consume(self, nonce: str, *, expires_at: float) -> bool:
+        expires_at = _check(nonce, expires_at)
         with self._lock:
             self._calls += 1
             purge = self._calls % self._PURGE_EVERY == 0

@@ -6,8 +6,11 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pdconnect import MemoryNonceStore, NonceStore, SqlNonceStore
+from pdconnect.errors import InvalidData
 from tests.conftest import FakeClock, unique_table
 
 
@@ -80,3 +83,55 @@ def test_sql_store_accepts_an_engine_and_a_table_name(tmp_path: Path) -> None:
     store = SqlNonceStore(engine, table_name="my_nonces")
     assert store.consume("x", expires_at=2e9)
     assert sa.inspect(engine).has_table("my_nonces")
+
+
+# -- hostile values (issue 9): refused before they are recorded --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("nonce", "expires_at", "field"),
+    [
+        ("", 2e9, "nonce"),
+        ("x" * 65, 2e9, "nonce"),
+        ("\ud800", 2e9, "nonce"),
+        ("é", 2e9, "nonce"),
+        (5, 2e9, "nonce"),
+        (None, 2e9, "nonce"),
+        (b"abc", 2e9, "nonce"),
+        ("n", float("nan"), "expires_at"),
+        ("n", float("inf"), "expires_at"),
+        ("n", -float("inf"), "expires_at"),
+        ("n", "2000000000", "expires_at"),
+        ("n", True, "expires_at"),
+        ("n", 10**400, "expires_at"),
+        ("n", None, "expires_at"),
+    ],
+)
+def test_a_hostile_entry_is_refused_and_not_recorded(
+    store: NonceStore, clock: FakeClock, nonce: object, expires_at: object, field: str
+) -> None:
+    with pytest.raises(InvalidData) as caught:
+        store.consume(nonce, expires_at=expires_at)  # type: ignore[arg-type]
+    assert caught.value.field == field
+    assert store.consume("n", expires_at=clock.now + 600), "nothing was recorded"
+
+
+def test_a_nan_expiry_can_no_longer_pin_a_nonce_in_memory_forever(clock: FakeClock) -> None:
+    store = MemoryNonceStore(clock=clock)
+    with pytest.raises(InvalidData):
+        store.consume("pinned", expires_at=float("nan"))
+    assert len(store) == 0
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    nonce=st.one_of(st.text(max_size=80), st.integers(), st.none(), st.binary(max_size=8)),
+    expires_at=st.one_of(st.floats(), st.integers(-(2**70), 2**70), st.text(max_size=5), st.none()),
+)
+def test_any_entry_is_recorded_once_or_refused(store: NonceStore, nonce: object, expires_at: object) -> None:
+    try:
+        first = store.consume(nonce, expires_at=expires_at)  # type: ignore[arg-type]
+    except InvalidData:
+        return
+    assert store.consume(nonce, expires_at=expires_at) is False  # type: ignore[arg-type]
+    assert first in (True, False)  # True unless an earlier example recorded the same nonce
