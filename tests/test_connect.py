@@ -134,3 +134,61 @@ def test_any_parameters_give_an_outcome_or_our_error(pairs: list[tuple[str, str]
 def test_any_raw_query_string_gives_an_outcome_or_our_error(raw: str) -> None:
     with contextlib.suppress(PdConnectError):
         parse_connect_callback(raw, owner_id="u")
+
+
+# -- surrogates, raw bytes and wrong types (issue 9) ----------------------------------------------
+
+_SURROGATE_TEXT = st.text(
+    alphabet=st.one_of(st.characters(), st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF))
+)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {**GOOD, "service_name": "\ud800"},
+        {**GOOD, "account": "acme\udcff"},
+        {**GOOD, "service_key": SERVICE_KEY[:-1] + "\ud800"},
+        {**GOOD, "service_key": SERVICE_KEY.encode()},
+        {**GOOD, "service_key": 12345678901234567890123456789012},
+        {**GOOD, "service_key": None},
+        {**GOOD, "service_key": [SERVICE_KEY, SERVICE_KEY]},
+        {**GOOD, "error": ["cancelled", "cancelled"]},
+        {**GOOD, "error": "\ud800"},
+        b"account=%ff&service_key=" + SERVICE_KEY.encode() + b"&service_name=x",
+        b"\xc3\x28",
+        "service_name=%ED%A0%80",
+        "account=" + "a" * 200_000,
+        "&".join(f"p{i}=x" for i in range(100)),
+        ["account", "acme"],
+        None,
+        3.5,
+    ],
+)
+def test_hostile_values_are_a_typed_error(query: object) -> None:
+    with pytest.raises(PdConnectError) as info:
+        parse_connect_callback(query, owner_id="u")  # type: ignore[arg-type]
+    assert SERVICE_KEY not in str(info.value)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["account", "service_key", "service_name", "error"]),
+        st.one_of(
+            _SURROGATE_TEXT, st.binary(max_size=40), st.integers(), st.none(), st.lists(_SURROGATE_TEXT, max_size=2)
+        ),
+        max_size=4,
+    )
+)
+def test_any_mapping_gives_an_outcome_or_our_error(values: dict[str, object]) -> None:
+    try:
+        outcome = parse_connect_callback(values, owner_id="u")  # type: ignore[arg-type]
+    except PdConnectError:
+        return
+    assert isinstance(outcome, Connected | Cancelled)
+
+
+@given(st.binary(max_size=300))
+def test_any_raw_bytes_give_an_outcome_or_our_error(raw: bytes) -> None:
+    with contextlib.suppress(PdConnectError):
+        parse_connect_callback(raw, owner_id="u")
