@@ -164,6 +164,8 @@ class IncidentStateStore:
         return None
 
     def get(self, incident_id: str, *, owner_id: str | None = None) -> IncidentState | None:
+        if not _storable(incident_id, _ID_LENGTH) or not _storable(owner_id or "", _OWNER_LENGTH):
+            return None  # nothing of that shape is ever stored (and PostgreSQL refuses NUL)
         table = self.table
         query = sa.select(table).where(table.c.owner_id == (owner_id or ""), table.c.incident_id == incident_id)
         with self.engine.connect() as conn:
@@ -184,7 +186,8 @@ class IncidentStateStore:
         self, dedup_keys: list[str], *, owner_id: str | None = None, service_id: str | None = None
     ) -> dict[str, IncidentState]:
         """The newest incident for each of ``dedup_keys`` that has one (for a list page)."""
-        if not dedup_keys:
+        dedup_keys = [key for key in dedup_keys if _storable(key, 255)]
+        if not dedup_keys or not _storable(owner_id or "", _OWNER_LENGTH):
             return {}
         table = self.table
         query = (
@@ -210,6 +213,17 @@ def _text(value: str | None, limit: int | None) -> str | None:
     """Text to show, as a column holds it: no NUL (PostgreSQL refuses it), at most ``limit`` characters."""
     cleaned = (value or "").replace("\x00", "")[:limit]
     return cleaned or None
+
+
+def _storable(value: object, limit: int) -> bool:
+    """Whether ``value`` could be a stored id or key: text without NUL, at most ``limit`` long."""
+    if not isinstance(value, str) or len(value) > limit or "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: no driver can send it
+        return False
+    return True
 
 
 def _key(value: str | None, limit: int) -> str | None:

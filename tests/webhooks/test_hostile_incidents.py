@@ -105,3 +105,18 @@ def test_any_field_value_is_stored_or_refused_never_a_5xx(
 ) -> None:
     receiver = WebhookReceiver(secrets=[SECRET], incidents=states)
     assert deliver(receiver, changes, agent=agent) in (202, 400)
+
+
+@pytest.mark.parametrize(
+    "lookup",
+    ["monitor/42\x00", "k" * 256, "\x00", "monitor/\ud800"],
+    ids=["nul", "long", "only-nul", "surrogate"],
+)
+def test_lookups_of_keys_that_cannot_be_stored_find_nothing(states: IncidentStateStore, lookup: str) -> None:
+    """A vendor page looking up a key from a URL: PostgreSQL refused NUL with a DataError (a 500)."""
+    receiver = WebhookReceiver(secrets=[SECRET], incidents=states)
+    assert deliver(receiver, {}) == 202
+    assert states.by_dedup_key(lookup) is None
+    assert states.by_dedup_keys([lookup, "monitor/42"]).keys() == {"monitor/42"}
+    assert states.get(lookup) is None and states.get("PINC001", owner_id=lookup) is None
+    assert states.by_dedup_key("monitor/42", owner_id=lookup) is None
