@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import signal
 import socket
 import tempfile
 import threading
@@ -59,6 +60,7 @@ class RunningDemo:
         self.thread.join()
         self.app.extensions["acme_monitoring"].stop()
         self.app.extensions["acme_worker"].stop()
+        self.app.extensions["acme_engine"].dispose()  # close the database files before they are removed
 
 
 def start_acme(
@@ -106,6 +108,10 @@ def _free(port: int) -> int:
         return port if probe.connect_ex(("127.0.0.1", port)) != 0 else 0
 
 
+def _stop_like_ctrl_c(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Run the PagerDuty sandbox and Acme Monitoring together.")
     parser.add_argument("--port", type=int, default=5000, help="Acme's port (another if taken)")
@@ -113,23 +119,39 @@ def main() -> None:
     parser.add_argument("--check", action="store_true", help="start, check both answer, and stop")
     args = parser.parse_args()
 
-    data = Path(tempfile.mkdtemp(prefix="acme-demo-"))
-    sandbox = SandboxServer(Sandbox(db_path=str(data / "sandbox.db")), port=_free(args.sandbox_port)).start()
-    acme = start_acme(sandbox, port=_free(args.port), database_url=f"sqlite:///{data / 'acme.db'}")
-    print(f"PagerDuty sandbox:  {sandbox.url}")
-    print(f"Acme Monitoring:    {acme.url}   <- open this, sign in with any name")
-    print(f"(demo data in {data})", flush=True)
-    if args.check:
-        for url in (acme.url + "/signin", sandbox.url + "/"):
-            response = requests.get(url, timeout=10)
-            print(f"{url} -> HTTP {response.status_code}")
-            response.raise_for_status()
-    else:
-        print("Press Ctrl-C to stop.", flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
+    # SIGTERM (a service manager, `kill`) stops the demo as Ctrl-C does: through the cleanup below.
+    signal.signal(signal.SIGTERM, _stop_like_ctrl_c)
+    with contextlib.suppress(KeyboardInterrupt):  # at any point: what started is stopped, the folder removed
+        _run(args)
+    print("Stopped; demo data removed.", flush=True)
+
+
+def _run(args: argparse.Namespace) -> None:
+    with contextlib.ExitStack() as cleanup:
+        data = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="acme-demo-", ignore_cleanup_errors=True)))
+        sandbox = SandboxServer(Sandbox(db_path=str(data / "sandbox.db")), port=_free(args.sandbox_port)).start()
+        cleanup.callback(sandbox.stop)
+        acme = start_acme(sandbox, port=_free(args.port), database_url=f"sqlite:///{data / 'acme.db'}")
+        cleanup.callback(acme.stop)
+        # Callbacks run last-in first-out: once stopping, a second Ctrl-C or SIGTERM is ignored,
+        # so it cannot cut short the stops and the folder's removal.
+        cleanup.callback(_ignore_stop_signals)
+        print(f"PagerDuty sandbox:  {sandbox.url}")
+        print(f"Acme Monitoring:    {acme.url}   <- open this, sign in with any name")
+        print(f"(demo data in {data}, removed when the demo stops)", flush=True)
+        if args.check:
+            for url in (acme.url + "/signin", sandbox.url + "/"):
+                response = requests.get(url, timeout=10)
+                print(f"{url} -> HTTP {response.status_code}")
+                response.raise_for_status()
+        else:
+            print("Press Ctrl-C to stop.", flush=True)
             sandbox.wait()
-    acme.stop()
-    sandbox.stop()
+
+
+def _ignore_stop_signals() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 if __name__ == "__main__":
