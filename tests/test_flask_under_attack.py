@@ -455,6 +455,7 @@ ROUTES = [
     ("POST", "/pagerduty/integrations"),
     ("POST", "/pagerduty/integrations/1/delete"),
     ("POST", "/pagerduty/integrations/1/test"),
+    ("POST", "/pagerduty/alertmanager"),
 ]
 
 
@@ -540,3 +541,66 @@ def test_hostile_requests_never_log_a_key(
         anyhost.get("/pagerduty/connect", headers={"Host": "evil.example"})
     assert SERVICE_KEY not in caplog.text
     assert "for host 'evil.example'" in caplog.text, "the refused host is logged, quoted"
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40) | st.just(SERVICE_KEY),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=10), children, max_size=3),
+    max_leaves=10,
+)
+
+
+@_fixtures
+@given(
+    body=st.one_of(
+        _json,
+        st.fixed_dictionaries(
+            {}, optional={"integration_key": _json, "service_name": _json, "region": _json, "x": _json}
+        ),
+    )
+)
+def test_any_json_pasted_is_a_201_or_a_4xx(client: FlaskClient, body: object) -> None:
+    response = client.post(
+        "/pagerduty/integrations",
+        data=json.dumps(body),
+        content_type="application/json",
+        headers={"X-PDConnect-CSRF": _csrf(client), "Accept": "application/json"},
+    )
+    assert response.status_code in (201, 400), response.get_data(as_text=True)
+    assert SERVICE_KEY not in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    "integration_id",
+    ["0", "-1", "1e9", "NaN", "9" * 400, "%00", "%ED%A0%80", "..%2F..", "another-tenants-id", " "],
+)
+@pytest.mark.parametrize("action", ["test", "delete"])
+def test_odd_or_foreign_integration_ids_are_a_404_never_a_500(
+    client: FlaskClient, app: Flask, integration_id: str, action: str
+) -> None:
+    mallory = app.test_client()
+    mallory.get("/login/mallory")
+    response = mallory.post(
+        "/pagerduty/integrations",
+        json={"integration_key": SERVICE_KEY},
+        headers={"X-PDConnect-CSRF": _csrf(mallory)},
+    )
+    theirs = response.json["integration"]["id"]  # type: ignore[index]
+    target = theirs if integration_id == "another-tenants-id" else integration_id
+    response = client.post(
+        f"/pagerduty/integrations/{target}/{action}",
+        headers={"X-PDConnect-CSRF": _csrf(client), "Accept": "application/json"},
+    )
+    assert response.status_code == 404
+    with app.app_context():
+        assert current_pagerduty().store.get("mallory", theirs) is not None
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="webhook_views.py reads request.args inside its catch-all 'except Exception' (a 500); its owner is told",
+)
+@pytest.mark.parametrize("raw", [b"\xff\xfe", b"token=\xff"])
+def test_raw_bytes_in_the_webhook_query_string_are_never_a_500(client: FlaskClient, raw: bytes) -> None:
+    response = client.post("/pagerduty/webhook", data=b"{}", environ_overrides={"QUERY_STRING": raw.decode("latin-1")})
+    assert response.status_code < 500
