@@ -46,7 +46,7 @@ from pdconnect.keys import redact
 from pdconnect.outbox import DEAD, DELIVERED, PENDING, Outbox, OutboxEvent, Outcome, outcome_for
 from pdconnect.retry import RetryPolicy, Verdict
 from pdconnect.sender import Sender
-from pdconnect.storage import IntegrationStore
+from pdconnect.storage import IntegrationStore, StoredIntegration
 from pdconnect.transport import default_worker_transport
 
 logger = logging.getLogger("pdconnect")
@@ -109,7 +109,10 @@ class Worker:
     (its ``max_attempts`` and ``deadline`` do not apply: an event is retried until it is
     ``max_age`` seconds old). ``rate_limit_per_key`` is events a minute per routing key for
     this process (``None``: no limit). ``integrations``, when given, is told about keys that
-    PagerDuty refuses (:meth:`~pdconnect.storage.IntegrationStore.mark_failing`). ``prefetch``
+    PagerDuty refuses (:meth:`~pdconnect.storage.IntegrationStore.mark_failing`), and marks an
+    integration broken when PagerDuty no longer knows its key
+    (:meth:`~pdconnect.storage.IntegrationStore.mark_broken`); ``on_integration_broken`` is then
+    called once, from the worker's loop, with the broken record (to tell its owner). ``prefetch``
     events (half the concurrency by default) are claimed ahead, queued for the next free thread.
     ``database_retry_max`` caps the wait between tries while the database is unavailable.
     """
@@ -127,6 +130,7 @@ class Worker:
         keep_delivered: float = 3600.0,
         poll_interval: float = 0.5,
         integrations: IntegrationStore | None = None,
+        on_integration_broken: Callable[[StoredIntegration], None] | None = None,
         name: str | None = None,
         prefetch: int | None = None,
         rng: random.Random | None = None,
@@ -134,6 +138,8 @@ class Worker:
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        if on_integration_broken is not None and integrations is None:
+            raise ValueError("on_integration_broken needs the integrations store that records the mark")
         self._owns_sender = sender is None
         self.sender = (
             sender
@@ -159,6 +165,9 @@ class Worker:
         self.poll_interval = poll_interval
         self.batch_window = 0.005
         self.integrations = integrations
+        self.on_integration_broken = on_integration_broken
+        # Ids of events whose key PagerDuty did not know, from the request threads to the loop.
+        self._unknown_key_events: set[int] = set()
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.counters = WorkerCounters()
         self._rng = rng if rng is not None else random.Random()  # noqa: S311 -- jitter, not secrecy
@@ -337,6 +346,8 @@ class Worker:
         return len(outcomes)
 
     def _mark_failing(self, event: OutboxEvent | None, outcome: Outcome) -> None:
+        unknown_key = outcome.event_id in self._unknown_key_events
+        self._unknown_key_events.discard(outcome.event_id)
         if self.integrations is None or event is None or not event.owner_id or not event.integration_id:
             return
         if outcome.status is not None and 400 <= outcome.status < 500:
@@ -346,6 +357,27 @@ class Worker:
                 logger.warning(
                     "pdconnect: could not mark integration %s failing (%s)", event.integration_id, driver_message(exc)
                 )
+        if unknown_key:
+            self._mark_broken(self.integrations, event.owner_id, event.integration_id, event, outcome)
+
+    def _mark_broken(
+        self, store: IntegrationStore, owner_id: str, integration_id: str, event: OutboxEvent, outcome: Outcome
+    ) -> None:
+        reason = outcome.error or "invalid routing key"
+        try:
+            newly = store.mark_broken(owner_id, integration_id, reason, integration_key=event.routing_key)
+            record = store.get(owner_id, integration_id) if newly else None
+        except SQLAlchemyError as exc:  # the dead letter is recorded; the next refusal tries again
+            logger.warning(
+                "pdconnect: could not mark integration %s broken (%s)", event.integration_id, driver_message(exc)
+            )
+            return
+        if record is None or self.on_integration_broken is None:
+            return
+        try:
+            self.on_integration_broken(record)
+        except Exception:  # the vendor's hook must not stop deliveries
+            logger.exception("pdconnect: on_integration_broken failed for integration %s", event.integration_id)
 
     def _housekeeping(self) -> None:
         """At start and then every 30 s: purge old deliveries, and give stranded groups a head."""
@@ -389,12 +421,15 @@ class Worker:
         if result.errors:
             reason += " (" + "; ".join(result.errors) + ")"
         if result.verdict is Verdict.REJECTED:
+            if result.invalid_key:
+                self._unknown_key_events.add(event.id)
+                reason = f"PagerDuty no longer knows this integration key; reconnect the integration ({reason})"
             return self._log(event, outcome_for(event, DEAD, status=result.status, error=reason))
-        delay = (
-            result.retry_after if result.retry_after is not None else self.retry.backoff(event.attempts + 1, self._rng)
+        delay = self.retry.wait(
+            event.attempts + 1, self._rng, retry_after=result.retry_after, rate_limited=result.rate_limited
         )
         retry_at = time.time() + delay
-        pause = retry_at if result.status == 429 else None
+        pause = retry_at if result.rate_limited else None
         return self._log(
             event,
             outcome_for(

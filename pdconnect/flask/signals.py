@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 from blinker import Namespace
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from pdconnect.storage import StoredIntegration
 
 _signals = Namespace()
 #: Sent after a handshake or a pasted key stored integrations; ``integrations`` (the stored
@@ -17,3 +25,18 @@ failed = _signals.signal("pdconnect-failed")
 #: (a :class:`~pdconnect.webhooks.WebhookEvent`). Incident states are already updated. If a
 #: receiver raises, the webhook is answered 500 and handled again when PagerDuty retries.
 webhook_received = _signals.signal("pdconnect-webhook-received")
+#: Sent once when PagerDuty no longer knows an integration's key (deleted or disabled) and the
+#: store has marked it broken; ``integration`` (the :class:`~pdconnect.storage.StoredIntegration`,
+#: with ``broken_reason``) and ``owner_id``. Tell the owner to reconnect. Workers send it when
+#: given ``on_integration_broken=broken_announcer(app)``.
+integration_broken = _signals.signal("pdconnect-integration-broken")
+
+
+def broken_announcer(app: Flask) -> Callable[[StoredIntegration], None]:
+    """A worker's ``on_integration_broken`` hook that sends :data:`integration_broken` for ``app``."""
+
+    def announce(integration: StoredIntegration) -> None:
+        with app.app_context():
+            integration_broken.send(app, integration=integration, owner_id=integration.owner_id)
+
+    return announce
