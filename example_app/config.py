@@ -52,6 +52,7 @@ def load_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "PDCONNECT_CLIENT_NAME": "Acme Monitoring",
+        "PDCONNECT_ERROR_TEMPLATE": "pagerduty_error.html",  # pdconnect's error pages, in Acme's layout
     }
     config.update({name: value for name, value in env.items() if name.startswith("PDCONNECT_")})
     config.setdefault("PDCONNECT_CLIENT_URL", config["ACME_BASE_URL"])

@@ -311,3 +311,18 @@ def test_every_route_survives_any_parameter_and_query(acme: RunningDemo, segment
     for rule, method in _routes(acme):
         status = _hit(client, csrf, method, rule, segment, query)
         assert status < 500, (method, rule, segment, query, status)
+
+
+# -- pdconnect's error pages, in Acme's layout -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path", ["/pagerduty/callback?state=forged", "/pagerduty/callback?state=%00&config=x", "/pagerduty/callback"]
+)
+def test_a_failed_handshake_is_a_page_of_acme(acme: RunningDemo, path: str) -> None:
+    client = signed_in(acme, "alice")
+    response = client.get(path)
+    page = response.get_data(as_text=True)
+    assert 400 <= response.status_code < 500, response.status_code
+    assert 'class="brand"' in page and "data-pagerduty-error" in page, "Acme's header, Acme's page"
+    assert "Back to your PagerDuty settings" in page and 'href="/settings/pagerduty"' in page
