@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 import pytest
-from flask import Flask, session
+from flask import Flask, render_template_string, session
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -200,11 +200,22 @@ def test_a_configured_callback_url_ignores_the_host(
 
 
 @pytest.mark.parametrize("host", ["evil.example", "localhost@evil.example"])
-def test_the_snippet_refuses_a_hostile_host(app: Flask, host: str) -> None:
+def test_the_snippet_refuses_a_hostile_host(tmp_path: Path, pagerduty_sandbox: PagerDutySandbox, host: str) -> None:
     from pdconnect.errors import UntrustedHost
+
+    client = _host_app(tmp_path, pagerduty_sandbox)
+    app = client.application
+
+    @app.route("/share")
+    def share() -> str:  # a vendor's own page
+        return render_template_string("<pre>{{ pagerduty_snippet() }}</pre>")
 
     with app.test_request_context("/", headers={"Host": host}), pytest.raises(UntrustedHost):
         pagerduty_snippet()
+    response = client.get("/share", headers={"Host": host})
+    assert response.status_code == 400
+    assert "This address is not set up for PagerDuty" in response.get_data(as_text=True)
+    assert client.get("/share").status_code == 200
 
 
 @_fixtures

@@ -160,17 +160,22 @@ def _callback_url() -> str:
     ``Host`` or ``X-Forwarded-Host`` would otherwise have PagerDuty send the keys elsewhere.
     """
     configured = current_app.config["PDCONNECT_CALLBACK_URL"]
-    if configured:
-        return str(configured)
-    try:
-        return external_url("pdconnect.callback")
-    except UntrustedHost:
-        logger.warning(
-            "pdconnect: refused to build a callback URL for host %r: set PDCONNECT_CALLBACK_URL, "
-            "or list the host in PDCONNECT_ALLOWED_HOSTS",
-            request.host[:100],
-        )
-        abort(_page("This address is not set up for PagerDuty", "Open this site at its usual address.", 400))
+    return str(configured) if configured else external_url("pdconnect.callback")
+
+
+@blueprint.app_errorhandler(UntrustedHost)
+def _untrusted_host(exc: UntrustedHost) -> ResponseReturnValue:
+    """A URL was to be built on a host nobody configured (a forged ``Host``): a 400, on any page.
+
+    App-wide, so that a vendor's page rendering :func:`pagerduty_snippet` under such a host
+    gets the same page instead of a 500.
+    """
+    logger.warning(
+        "pdconnect: refused to build a URL for host %r: set PDCONNECT_CALLBACK_URL, "
+        "or list the host in PDCONNECT_ALLOWED_HOSTS",
+        request.host[:100],
+    )
+    return _page("This address is not set up for PagerDuty", "Open this site at its usual address.", 400)
 
 
 @blueprint.route("/connect")
