@@ -24,6 +24,7 @@ never holds a thread. Events of different groups go out in parallel; each group 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import queue
 import random
@@ -42,14 +43,35 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from pdconnect.database import driver_message
+from pdconnect.errors import ConfigError
 from pdconnect.keys import redact
-from pdconnect.outbox import DEAD, DELIVERED, PENDING, Outbox, OutboxEvent, Outcome, outcome_for
+from pdconnect.outbox import (
+    DEAD,
+    DELIVERED,
+    MAX_BATCH,
+    MAX_LEASE,
+    PENDING,
+    Outbox,
+    OutboxEvent,
+    Outcome,
+    label,
+    number,
+    outcome_for,
+    whole,
+)
 from pdconnect.retry import RetryPolicy, Verdict
 from pdconnect.sender import Sender
 from pdconnect.storage import IntegrationStore, StoredIntegration
 from pdconnect.transport import default_worker_transport
 
 logger = logging.getLogger("pdconnect")
+
+#: The most events a minute :class:`KeyRateLimiter` (and ``rate_limit_per_key``) allows a key.
+MAX_RATE = 1e6
+#: The most request threads one worker runs.
+MAX_CONCURRENCY = 1024
+#: The longest retention, event age and wait a worker takes, in seconds (about 300 years).
+_FOREVER = 1e10
 
 
 class KeyRateLimiter:
@@ -59,10 +81,10 @@ class KeyRateLimiter:
     """
 
     def __init__(self, per_minute: float, *, burst: int = 10, clock: Callable[[], float] = time.monotonic) -> None:
-        if per_minute <= 0 or burst < 1:
-            raise ValueError("per_minute must be positive and burst at least 1")
+        # NaN passed the old "<= 0" check and let every event through; infinity did the same.
+        per_minute = number(per_minute, name="per_minute", minimum=0.0, maximum=MAX_RATE, above=True)
         self.rate = per_minute / 60.0
-        self.burst = float(burst)
+        self.burst = float(whole(burst, name="burst", minimum=1, maximum=MAX_BATCH))
         self._clock = clock
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
@@ -71,7 +93,7 @@ class KeyRateLimiter:
         now = self._clock()
         with self._lock:
             tokens, stamp = self._buckets.get(key, (self.burst, now))
-            tokens = min(self.burst, tokens + (now - stamp) * self.rate)
+            tokens = min(self.burst, tokens + max(0.0, now - stamp) * self.rate)
             if tokens >= 1.0:
                 self._buckets[key] = (tokens - 1.0, now)
                 return 0.0
@@ -136,8 +158,31 @@ class Worker:
         rng: random.Random | None = None,
         database_retry_max: float = 30.0,
     ) -> None:
-        if concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
+        if not isinstance(outbox, Outbox):
+            raise ConfigError(f"outbox must be an Outbox, not a {type(outbox).__name__}", setting="outbox")
+        for setting, value, kind in (
+            ("sender", sender, Sender),
+            ("retry", retry, RetryPolicy),
+            ("rng", rng, random.Random),
+        ):
+            if value is not None and not isinstance(value, kind):
+                raise ConfigError(f"{setting} must be a {kind.__name__}, not a {type(value).__name__}", setting=setting)
+        concurrency = whole(concurrency, name="concurrency", minimum=1, maximum=MAX_CONCURRENCY)
+        lease = number(lease, name="lease", minimum=0.0, maximum=MAX_LEASE, above=True)
+        max_age = number(max_age, name="max_age", minimum=0.0, maximum=_FOREVER, above=True)
+        if rate_limit_per_key is not None:
+            rate_limit_per_key = number(
+                rate_limit_per_key, name="rate_limit_per_key", minimum=0.0, maximum=MAX_RATE, above=True
+            )
+        keep_delivered = number(keep_delivered, name="keep_delivered", minimum=0.0, maximum=_FOREVER)
+        poll_interval = number(poll_interval, name="poll_interval", minimum=0.0, maximum=3600.0, above=True)
+        database_retry_max = number(
+            database_retry_max, name="database_retry_max", minimum=0.0, maximum=3600.0, above=True
+        )
+        if prefetch is not None:
+            prefetch = whole(prefetch, name="prefetch", minimum=0, maximum=MAX_BATCH)
+        if name is not None:
+            name = label(name, name="name")
         if on_integration_broken is not None and integrations is None:
             raise ValueError("on_integration_broken needs the integrations store that records the mark")
         self._owns_sender = sender is None
@@ -149,8 +194,9 @@ class Worker:
         # Never start a request with less than this left of the lease: it may take its timeouts.
         self.lease_margin = sum(self.sender.timeout) + 1.0
         if lease < 2 * self.lease_margin:
-            raise ValueError(
-                f"the lease must be at least {2 * self.lease_margin:g} seconds (twice a request's timeouts)"
+            raise ConfigError(
+                f"the lease must be at least {2 * self.lease_margin:g} seconds (twice a request's timeouts)",
+                setting="lease",
             )
         self.outbox = outbox
         self.concurrency = concurrency
@@ -160,7 +206,7 @@ class Worker:
         self.lease = lease
         self.retry = retry if retry is not None else RetryPolicy(base_delay=1.0, max_delay=300.0)
         self.max_age = max_age
-        self.limiter = KeyRateLimiter(rate_limit_per_key) if rate_limit_per_key else None
+        self.limiter = KeyRateLimiter(rate_limit_per_key) if rate_limit_per_key is not None else None
         self.keep_delivered = keep_delivered
         self.poll_interval = poll_interval
         self.batch_window = 0.005
@@ -168,7 +214,7 @@ class Worker:
         self.on_integration_broken = on_integration_broken
         # Ids of events whose key PagerDuty did not know, from the request threads to the loop.
         self._unknown_key_events: set[int] = set()
-        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.name = name if name is not None else f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.counters = WorkerCounters()
         self._rng = rng if rng is not None else random.Random()  # noqa: S311 -- jitter, not secrecy
         self._results: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
@@ -428,6 +474,8 @@ class Worker:
         delay = self.retry.wait(
             event.attempts + 1, self._rng, retry_after=result.retry_after, rate_limited=result.rate_limited
         )
+        if not math.isfinite(delay) or delay < 0:  # never store a retry time the queue cannot order
+            delay = self.retry.max_delay
         retry_at = time.time() + delay
         pause = retry_at if result.rate_limited else None
         return self._log(

@@ -371,7 +371,7 @@ def test_heads_are_always_the_oldest_unfinished_event_of_their_group(operations:
         elif op == "repair":
             assert outbox.repair_heads() == 0, "nothing should ever need mending here"
         else:
-            outbox.purge_delivered(-1.0)
+            outbox.purge_delivered(0, now=time.time() + 1)
     outbox.record([outcome_for(e, DELIVERED, status=202) for e in held])
     held = []
     expected = {g: sorted(i for i, grp in unfinished().items() if grp == g) for g in set(unfinished().values())}
