@@ -440,10 +440,11 @@ def test_command_lines_are_read_from_shell_blocks() -> None:
         (["snippet", "--theme", "dark"], None),
         (["--help"], None),
         (["outbox", "requeue", "--database", "$DATABASE_URL", "--all"], None),
+        (["worker", "--database", "${DATABASE_URL}", "--concurrency", "16"], None),
         (["snippet", "--theme", "purple"], "invalid choice: 'purple'"),
         (["snipet"], "invalid choice: 'snipet'"),
         (["db", "init"], "the following arguments are required: --database"),
-        (["worker", "--database", "x", "--concurrency", "many"], "invalid"),
+        (["worker", "--database", "$DATABASE_URL", "--concurrency", "many"], "--concurrency"),
         ([], "the following arguments are required: COMMAND"),
         (["snippet", "--href", "\ud800"], None),  # parsing only: the CLI's own tests check values
     ],
