@@ -418,6 +418,9 @@ class Worker:
                 "pdconnect: could not mark integration %s broken (%s)", event.integration_id, driver_message(exc)
             )
             return
+        except Exception:  # a vendor's own store (one without mark_broken, say) must not stop deliveries
+            logger.exception("pdconnect: could not mark integration %s broken", event.integration_id)
+            return
         if record is None or self.on_integration_broken is None:
             return
         try:

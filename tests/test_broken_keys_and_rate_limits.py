@@ -263,3 +263,29 @@ def test_a_worker_waits_out_a_bare_429_for_pagerdutys_30_seconds(pagerduty_sandb
     assert outbox.stats(now=before + 29).paused_keys == 1, "the key is paused for every worker"
     assert outbox.stats(now=after + 37).due == 1
     assert store.broken("org-1") == []
+
+
+def test_a_store_without_mark_broken_does_not_stop_the_worker(
+    pagerduty_sandbox: PagerDutySandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    class OlderStore(MemoryIntegrationStore):
+        """A vendor's store written before mark_broken existed."""
+
+        def __getattribute__(self, name: str) -> Any:
+            if name == "mark_broken":
+                raise AttributeError(name)
+            return super().__getattribute__(name)
+
+    outbox = Outbox("sqlite://", sender=Sender(events_base_url=pagerduty_sandbox.url))
+    store = OlderStore()
+    key = pagerduty_sandbox.service_key()
+    gone = store.save(integration_from_key(key, owner_id="org-1"))
+    fine = store.save(integration_from_key(pagerduty_sandbox.service_key("Database"), owner_id="org-1"))
+    pagerduty_sandbox.delete_key(key)
+    outbox.enqueue(gone, _trigger("a"))
+    outbox.enqueue(fine, _trigger("b"))
+    with caplog.at_level(logging.ERROR, "pdconnect"):
+        _worker(outbox, store).run(until_empty=True)
+    assert (outbox.stats().delivered, outbox.stats().dead) == (1, 1)
+    assert store.get("org-1", gone.id).failing  # type: ignore[union-attr]
+    assert "could not mark integration" in caplog.text
