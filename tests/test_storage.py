@@ -446,3 +446,23 @@ def test_hostile_ids_find_nothing(store: IntegrationStore, hostile: object) -> N
     assert not store.mark_failing(hostile, saved.id, "x")  # type: ignore[arg-type]
     assert not store.mark_working("org-1", hostile)  # type: ignore[arg-type]
     assert store.get("org-1", saved.id) == saved
+
+
+@pytest.fixture(scope="module")
+def shared_sqlite_store(tmp_path_factory: pytest.TempPathFactory) -> SqlIntegrationStore:
+    return SqlIntegrationStore(f"sqlite:///{tmp_path_factory.mktemp('prop') / 'integrations.db'}")
+
+
+@given(owner=st.text(max_size=40), integration_id=st.text(max_size=40), reason=st.text(max_size=80))
+def test_no_other_owner_or_id_can_break_a_record(
+    shared_sqlite_store: SqlIntegrationStore, owner: str, integration_id: str, reason: str
+) -> None:
+    store = shared_sqlite_store
+    mine = store.save(installed("org-prop"))
+    store.mark_working("org-prop", mine.id)
+    if owner != "org-prop":
+        assert not store.mark_broken(owner, mine.id, reason)
+        assert store.broken(owner) == [] or all(r.owner_id == owner for r in store.broken(owner))
+    if integration_id != mine.id:
+        assert not store.mark_broken("org-prop", integration_id, reason)
+    assert not store.get("org-prop", mine.id).broken  # type: ignore[union-attr]
