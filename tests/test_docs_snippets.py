@@ -59,6 +59,7 @@ from __future__ import annotations
 import doctest
 import inspect
 import io
+import logging
 import os
 import re
 import shlex
@@ -320,14 +321,31 @@ def _point_defaults_at(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @contextmanager
 def _restored_process_state() -> Iterator[None]:
-    """Put back the environment and working directory, whatever the page's code changed."""
+    """Put back the environment, working directory and logging, whatever the page's code changed.
+
+    Logging too, because docs show ``addFilter`` and ``basicConfig`` calls that would otherwise
+    apply to every test after the page.
+    """
     environ, cwd = dict(os.environ), os.getcwd()
+    manager = logging.Logger.manager
+    disabled = manager.disable
+
+    def loggers() -> list[logging.Logger]:
+        return [logging.getLogger(), *(v for v in list(manager.loggerDict.values()) if isinstance(v, logging.Logger))]
+
+    saved = {id(lg): (lg.level, lg.handlers[:], lg.filters[:], lg.propagate, lg.disabled) for lg in loggers()}
     try:
         yield
     finally:
         os.environ.clear()
         os.environ.update(environ)
         os.chdir(cwd)
+        logging.disable(disabled)
+        for logger in loggers():
+            level, handlers, filters, propagate, off = saved.get(id(logger), (logging.NOTSET, [], [], True, False))
+            logger.setLevel(level)
+            logger.handlers[:], logger.filters[:] = handlers, filters
+            logger.propagate, logger.disabled = propagate, off
 
 
 def _close_resources(namespace: dict[str, Any]) -> None:

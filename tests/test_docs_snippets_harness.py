@@ -6,6 +6,7 @@ reach anything but loopback, leak names, environment or defaults into the next p
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import tempfile
@@ -356,6 +357,27 @@ def test_names_are_harmless_and_the_environment_is_restored(request: pytest.Fixt
     assert namespace["database"] == namespace["DATABASE_URL"] == f"sqlite:///{tmp_path / 'docs.db'}"
     assert namespace["org_id"] == namespace["owner_id"] == namespace["integration"].owner_id == "org-1"
     assert dict(os.environ) == before
+
+
+def test_logging_set_up_by_a_page_is_put_back(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    werkzeug = logging.getLogger("werkzeug")
+    root = logging.getLogger()
+    before = (werkzeug.filters[:], werkzeug.level, root.handlers[:], root.level)
+    _run(
+        "```python\n"
+        "import logging\n"
+        "logging.getLogger('werkzeug').addFilter(logging.Filter('x'))\n"
+        "logging.getLogger('werkzeug').setLevel(logging.ERROR)\n"
+        "logging.basicConfig(level=logging.DEBUG, force=True)\n"
+        "logging.getLogger('docs.snippet.new').addHandler(logging.NullHandler())\n"
+        "logging.disable(logging.CRITICAL)\n"
+        "```\n",
+        request,
+        tmp_path,
+    )
+    assert (werkzeug.filters, werkzeug.level, root.handlers, root.level) == before
+    assert logging.getLogger("docs.snippet.new").handlers == []
+    assert logging.getLogger("pdconnect").isEnabledFor(logging.WARNING)
 
 
 def test_test_functions_are_called_with_names_from_the_page(request: pytest.FixtureRequest, tmp_path: Path) -> None:
