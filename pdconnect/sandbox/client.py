@@ -43,10 +43,12 @@ class SandboxClient:
 
     # -- plumbing ----------------------------------------------------------------------------
 
-    def _api(self, method: str, path: str, json: Any = None, **params: Any) -> Any:
+    def _api(self, method: str, path: str, json: Any = None, *, shown: str | None = None, **params: Any) -> Any:
+        """Call the control API; ``shown`` is the path to name in an error (without a key in it)."""
         response = self.http.request(method, self.url + path, json=json, params=params or None, timeout=10)
         if response.status_code >= 400:
-            raise SandboxClientError(f"{method} {path} answered {response.status_code}: {response.text[:300]}")
+            where = shown if shown is not None else path
+            raise SandboxClientError(f"{method} {where} answered {response.status_code}: {response.text[:300]}")
         return response.json() if response.content else None
 
     def _follow_to_vendor(self, response: requests.Response) -> str:
@@ -86,19 +88,22 @@ class SandboxClient:
                 return str(key["id"])
         raise SandboxClientError(f"service {name!r} has no Events API v2 key")
 
+    def _key_api(self, method: str, key: str, change: str = "") -> Any:
+        path = f"/_sandbox/api/keys/{quote(key, safe='')}" + (f"/{change}" if change else "")
+        shown = f"/_sandbox/api/keys/…{key[-4:]}" + (f"/{change}" if change else "")
+        return self._api(method, path, shown=shown)
+
     def disable_key(self, key: str) -> dict[str, Any]:
         """Disable an integration key: the events APIs then refuse it with 400, as an unknown key."""
-        result: dict[str, Any] = self._api("POST", f"/_sandbox/api/keys/{quote(key, safe='')}/disable")
-        return dict(result["integration_key"])
+        return dict(self._key_api("POST", key, "disable")["integration_key"])
 
     def enable_key(self, key: str) -> dict[str, Any]:
         """Enable a disabled integration key again."""
-        result: dict[str, Any] = self._api("POST", f"/_sandbox/api/keys/{quote(key, safe='')}/enable")
-        return dict(result["integration_key"])
+        return dict(self._key_api("POST", key, "enable")["integration_key"])
 
     def delete_key(self, key: str) -> None:
         """Delete an integration key for good (its incidents stay)."""
-        self._api("DELETE", f"/_sandbox/api/keys/{quote(key, safe='')}")
+        self._key_api("DELETE", key)
 
     def ruleset_key(self, name: str = "Global Event Rules") -> str:
         for ruleset in self.state()["rulesets"]:

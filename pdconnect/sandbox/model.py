@@ -112,6 +112,13 @@ class IntegrationKey:
     created_at: str = field(default_factory=now_iso)
     disabled: bool = False
 
+    def __repr__(self) -> str:
+        # The key is a secret outside the sandbox's own pages: only its last four characters.
+        return (
+            f"IntegrationKey(id='…{self.id[-4:]}', account={self.account!r}, service={self.service!r}, "
+            f"kind={self.kind!r}, disabled={self.disabled})"
+        )
+
 
 @dataclass
 class App:
@@ -183,7 +190,7 @@ class Subscription:
 
     id: str
     url: str
-    secret: str
+    secret: str = field(repr=False)
     events: list[str]
     filter_type: str  # account_reference | service_reference
     filter_id: str | None

@@ -225,3 +225,27 @@ def test_disabled_survives_a_restart(tmp_path: Path) -> None:
     assert _post(second, "trigger", deleted) == 400
     assert second.store.all(Incident) == []
     second.close()
+
+
+# -- secrets stay out of reprs and error messages ---------------------------------------------
+
+
+def test_reprs_hide_keys_and_secrets() -> None:
+    sandbox = Sandbox()
+    key = sandbox.keys_of(sandbox.services()[0].id)[0]
+    subscription = sandbox.subscribe("http://127.0.0.1:9/hooks")
+    assert key.id not in repr(key)
+    assert repr(key).count(key.id[-4:]) == 1
+    assert subscription.secret not in repr(subscription)
+    assert key.id not in repr(sandbox.store.all(type(key)))
+    sandbox.close()
+
+
+@pytest.mark.parametrize("call", ["disable_key", "enable_key", "delete_key"])
+def test_client_errors_do_not_show_the_key(pagerduty_sandbox: PagerDutySandbox, call: str) -> None:
+    key = secrets.token_hex(16)
+    with pytest.raises(SandboxClientError) as info:
+        getattr(pagerduty_sandbox, call)(key)
+    assert "404" in str(info.value)
+    assert key not in str(info.value)
+    assert key[-4:] in str(info.value)
