@@ -18,7 +18,7 @@ from example_app import db, http_check
 from example_app.alertmanager import issue_token, token_created_at
 from example_app.monitoring import OPERATORS, Monitoring
 from pdconnect.flask import current_pagerduty
-from pdconnect.monitors import MonitorState
+from pdconnect.monitors import Action, MonitorState
 from pdconnect.urls import safe_local_redirect
 
 bp = Blueprint("acme", __name__)
@@ -179,6 +179,24 @@ def pagerduty_settings(new_token: str | None = None) -> ResponseReturnValue:
     return page, {"Cache-Control": "no-store"}
 
 
+@bp.route("/settings/pagerduty/<integration_id>/disconnect")
+@signed_in
+def confirm_disconnect(integration_id: str) -> ResponseReturnValue:
+    """Ask before disconnecting (pdconnect's POST route does it); only the owner's own services."""
+    integration = current_pagerduty().store.get(cast(str, current_owner()), integration_id)
+    if integration is None:
+        abort(404)
+    with engine().connect() as conn:
+        names = conn.execute(
+            sa.select(db.monitors.c.name)
+            .join(db.monitor_targets, db.monitor_targets.c.monitor_id == db.monitors.c.id)
+            .where(db.monitor_targets.c.integration_id == integration.id, db.monitors.c.owner == current_owner())
+            .order_by(db.monitors.c.name)
+        ).scalars()
+        monitors = list(names)
+    return render_template("confirm_disconnect.html", integration=integration, monitors=monitors)
+
+
 @bp.route("/settings/alertmanager-token", methods=["POST"])
 @signed_in
 def rotate_alertmanager_token() -> ResponseReturnValue:
@@ -271,7 +289,10 @@ def new_monitor() -> ResponseReturnValue:
             values = _form_monitor(request.form, owner)
         except ValueError as exc:
             flash(str(exc), "error")
-            return render_template("monitor_form.html", integrations=integrations, form=request.form), 400
+            chosen = request.form.getlist("targets")
+            return render_template(
+                "monitor_form.html", integrations=integrations, form=request.form, chosen=chosen
+            ), 400
         targets = values.pop("targets")
         with engine().begin() as conn:
             monitor_id = _new_id(
@@ -281,7 +302,8 @@ def new_monitor() -> ResponseReturnValue:
                 conn.execute(sa.insert(db.monitor_targets).values(monitor_id=monitor_id, integration_id=integration_id))
         flash(f"Monitor {values['name']} created.", "success")
         return redirect(url_for("acme.monitor", monitor_id=monitor_id))
-    return render_template("monitor_form.html", integrations=integrations, form={})
+    chosen = [i.id for i in integrations]  # a new monitor alerts every service, unless unticked
+    return render_template("monitor_form.html", integrations=integrations, form={}, chosen=chosen)
 
 
 @bp.route("/monitors/<id:monitor_id>")
@@ -336,14 +358,30 @@ def simulate(monitor_id: int) -> ResponseReturnValue:
     with engine().begin() as conn:
         conn.execute(sa.update(db.monitors).where(db.monitors.c.id == found.id).values(**values))
     action = monitoring().check(found.id)
-    flash(f"Checked {found.name}: {action.value if action.value != 'none' else 'no change sent to PagerDuty'}.", "info")
+    flash(_checked_message(found, action), "info")
     return redirect(url_for("acme.monitor", monitor_id=found.id))
 
 
-@bp.route("/monitors/<id:monitor_id>/delete", methods=["POST"])
+def _checked_message(found: db.Monitor, action: Action) -> str:
+    """What a check did, in words: a trigger for no service sent nothing, and says so."""
+    connected = {i.id for i in current_pagerduty().integrations()}
+    services = len([t for t in found.targets if t in connected])
+    if action is Action.NONE:
+        return f"Checked {found.name}: no change to send to PagerDuty."
+    verb = "down" if action is Action.TRIGGER else "up again"
+    if services == 0:
+        return f"Checked {found.name}: {verb}, but it alerts no PagerDuty service, so nothing was sent."
+    sent = "an incident opened" if action is Action.TRIGGER else "its incident resolved"
+    return f"Checked {found.name}: {verb}; {sent} on {services} PagerDuty service(s)."
+
+
+@bp.route("/monitors/<id:monitor_id>/delete", methods=["GET", "POST"])
 @signed_in
 def delete_monitor(monitor_id: int) -> ResponseReturnValue:
+    """GET asks to confirm (no JavaScript needed); the confirmation page's POST deletes."""
     found = _owned_monitor(monitor_id)
+    if request.method == "GET":
+        return render_template("confirm_delete.html", monitor=found)
     with engine().begin() as conn:
         conn.execute(sa.delete(db.monitor_targets).where(db.monitor_targets.c.monitor_id == found.id))
         conn.execute(sa.delete(db.monitors).where(db.monitors.c.id == found.id))
