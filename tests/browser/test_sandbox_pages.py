@@ -1,4 +1,4 @@
-"""Both handshake pages and a responder's acknowledge, clicked through in headless Chromium."""
+"""Both handshake pages, a responder's acknowledge and a service's keys, clicked through in headless Chromium."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from playwright.sync_api import Page, expect
 
 from pdconnect import EventsApi, Handshake, Sender
+from pdconnect.errors import EventRejected
 from pdconnect.sandbox.pytest_plugin import PagerDutySandbox
 from tests.browser.vendor_app import VendorApp, serve_vendor
 
@@ -85,3 +87,42 @@ def test_acknowledge_an_incident(page: Page, pagerduty_sandbox: PagerDutySandbox
     page.screenshot(path=shots / "2-acknowledged.png")
     assert pagerduty_sandbox.incident_for("m3")["status"] == "acknowledged"
     assert pagerduty_sandbox.incident_for("m3")["id"] == incident["id"]
+
+
+def test_the_connect_page_says_it_is_retired(page: Page, vendor: VendorApp) -> None:
+    page.goto(vendor.base_url + "/start-connect")
+    expect(page.locator("[data-connect-retired]")).to_contain_text("PagerDuty retired Connect in 2021")
+    page.get_by_label("Account subdomain").fill("acme")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator("[data-connect-retired]")).to_be_visible()
+    page.get_by_role("link", name="Switch account").click()
+    expect(page.get_by_role("heading", name="Log in to PagerDuty")).to_be_visible()  # the same handshake
+
+
+def test_disable_and_delete_a_key_on_the_service_page(
+    page: Page, pagerduty_sandbox: PagerDutySandbox, shots: Path
+) -> None:
+    key = pagerduty_sandbox.service_key()
+    page.goto(f"{pagerduty_sandbox.url}/")
+    page.get_by_role("link", name="Checkout API").click()
+    row = page.locator(f'[data-key-row="{key}"]')
+    row.get_by_role("button", name="Disable").click()
+    expect(page.locator(f'[data-key-row="{key}"] [data-key-state]')).to_have_text("disabled")
+    page.screenshot(path=shots / "1-disabled.png")
+    with Sender(events_base_url=pagerduty_sandbox.url) as sender, pytest.raises(EventRejected):
+        sender.trigger(key, "Down", source="web-1", severity="critical")
+    page.locator(f'[data-key-row="{key}"]').get_by_role("button", name="Delete").click()
+    expect(page.locator(f'[data-key-row="{key}"]')).to_have_count(0)
+
+
+def test_a_javascript_client_url_is_not_clickable(page: Page, pagerduty_sandbox: PagerDutySandbox) -> None:
+    event = {"routing_key": pagerduty_sandbox.service_key(), "event_action": "trigger", "dedup_key": "js",
+             "client": "Evil", "client_url": "javascript:document.title='pwned'",
+             "payload": {"summary": "Click me", "source": "x", "severity": "info"}}  # fmt: skip
+    assert requests.post(pagerduty_sandbox.url + "/v2/enqueue", json=event, timeout=10).status_code == 202
+    page.goto(f"{pagerduty_sandbox.url}/incidents")
+    page.get_by_role("link", name="Click me").click()
+    expect(page.locator("[data-client-link]")).to_contain_text("javascript:")
+    page.locator("[data-client-link]").click()
+    assert page.title() != "pwned"
+    assert page.locator("a[href^='javascript']").count() == 0
