@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pdconnect.sandbox import Sandbox
+from pdconnect.sandbox import Sandbox, SandboxSettings
 from pdconnect.sandbox.client import SandboxClientError
 from pdconnect.sandbox.model import Incident
 from pdconnect.sandbox.pytest_plugin import PagerDutySandbox
@@ -249,3 +250,36 @@ def test_client_errors_do_not_show_the_key(pagerduty_sandbox: PagerDutySandbox, 
     assert "404" in str(info.value)
     assert key not in str(info.value)
     assert key[-4:] in str(info.value)
+
+
+def test_disabling_races_no_event_through() -> None:
+    """Events in flight while a key is disabled: each is answered wholly before or wholly after."""
+    sandbox = Sandbox(SandboxSettings(rate_limit=None))
+    key = sandbox.keys_of(sandbox.services()[0].id)[0].id
+    stop = threading.Event()
+    started = threading.Barrier(5)
+
+    def send() -> None:
+        started.wait()
+        count = 0
+        while not stop.is_set() and count < 2000:
+            count += 1
+            _post(sandbox, "trigger" if count % 2 else "resolve", key)
+
+    threads = [threading.Thread(target=send) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    started.wait()
+    assert sandbox.wait_for(lambda: len(sandbox.received()) >= 50)
+    with sandbox.store.lock:
+        sandbox.set_key_disabled(key, True)
+        cut = sandbox.received()[-1].seq
+    assert sandbox.wait_for(lambda: sandbox.received()[-1].seq >= cut + 50)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    received = sandbox.received()
+    assert {r.status for r in received if r.seq <= cut} == {202}
+    assert {r.status for r in received if r.seq > cut} == {400}
+    assert sum(1 for r in received if r.seq > cut) >= 50
+    sandbox.close()
