@@ -122,7 +122,18 @@ class FaultPlan:
                 values[cls._ALIASES[name]] = int(number) if name == "seed" else number
             else:
                 raise FaultSpecError(f"unknown fault {name[:40]!r}")
-        return cls(**values)
+        try:
+            return cls(**values)
+        except FaultSpecError as exc:
+            raise FaultSpecError(cls._in_spec_words(str(exc))) from None
+
+    @classmethod
+    def _in_spec_words(cls, message: str) -> str:
+        """``message`` with field names (``rate_429``) as a spec writes them (``429``)."""
+        spelled = {field: alias for alias, field in reversed(cls._ALIASES.items())}
+        for field_name in sorted(spelled, key=len, reverse=True):
+            message = message.replace(field_name, spelled[field_name])
+        return message
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FaultPlan:

@@ -274,3 +274,20 @@ def test_nothing_posted_is_a_500(local: tuple[Sandbox, Client, str], route: tupl
     assert response.is_json
     local[0].settings.rate_limit = 120
     local[0].limiter.limit = 120
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("429=2", "429 must be between 0 and 1"),
+        ("429-retry-after=2", "429-retry-after must be between 0 and 1"),
+        ("down=1e12", "down must be at most 86400"),
+        ("latency=70000", "latency must be at most 60000"),
+        ("retry-after=-1", "retry-after must not be negative"),
+    ],
+)
+def test_spec_errors_use_the_specs_words(spec: str, message: str) -> None:
+    """``pdconnect sandbox --faults`` users wrote ``429``, not ``rate_429``."""
+    with pytest.raises(FaultSpecError) as info:
+        FaultPlan.parse(spec)
+    assert str(info.value) == message
