@@ -254,3 +254,35 @@ def test_users_do_not_see_each_others_services(
     bob.goto(acme.url + "/settings/pagerduty")
     expect(bob.get_by_text("None yet.")).to_be_visible()
     bob.context.close()
+
+
+def test_long_names_without_spaces_keep_the_layout(page: Page, acme: RunningDemo, shots: Path) -> None:
+    """A 120-character monitor name and a 400-character URL wrap: the page never scrolls sideways."""
+    sign_in(page, acme, "n" * 80)
+    page.goto(acme.url + "/monitors/new")
+    page.get_by_label("Name", exact=True).fill("W" * 120)
+    page.get_by_label("URL to check, or the metric's name").fill("http://127.0.0.1:9/" + "segment" * 55)
+    page.get_by_role("button", name="Create monitor").click()
+    expect(page.locator(".flash")).to_contain_text("created")
+    for path in (page.url, acme.url + "/"):
+        page.goto(path)
+        page.screenshot(
+            path=shots / f"long-names-{'monitor' if 'monitors' in path else 'dashboard'}.png", full_page=True
+        )
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), path
+
+
+def test_deleting_a_monitor_asks_first_without_javascript(browser: Browser, acme: RunningDemo, shots: Path) -> None:
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    sign_in(page, acme)
+    page.get_by_role("link", name="Error rate").click()
+    page.get_by_role("link", name="Delete monitor…").click()
+    expect(page.get_by_role("heading", name="Delete Error rate?")).to_be_visible()
+    page.screenshot(path=shots / "confirm-delete.png", full_page=True)
+    page.get_by_role("link", name="Keep it").click()
+    page.get_by_role("link", name="Delete monitor…").click()
+    page.get_by_role("button", name="Delete the monitor").click()
+    expect(page.locator(".flash")).to_have_text("Monitor Error rate deleted.")
+    expect(page.locator("tr[data-monitor]")).to_have_count(1)
+    context.close()

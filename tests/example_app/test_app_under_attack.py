@@ -324,5 +324,5 @@ def test_a_failed_handshake_is_a_page_of_acme(acme: RunningDemo, path: str) -> N
     response = client.get(path)
     page = response.get_data(as_text=True)
     assert 400 <= response.status_code < 500, response.status_code
-    assert 'class="brand"' in page and "data-pagerduty-error" in page, "Acme's header, Acme's page"
+    assert 'class="brand"' in page and "data-pdconnect-error" in page, "Acme's header, Acme's page"
     assert "Back to your PagerDuty settings" in page and 'href="/settings/pagerduty"' in page
