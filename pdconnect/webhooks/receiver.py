@@ -16,7 +16,9 @@ What :meth:`WebhookReceiver.receive` answers, and why:
 - 202: verified, parsed, handled. 200: an event already handled (nothing done twice). An
   event is known by what is signed, its ``event.id``, within the subscription whose secret
   verified it; the unsigned ``X-Webhook-Id`` plays no part, so a captured body re-sent under
-  a fresh id is still a duplicate, and two subscriptions never suppress each other's events.
+  a fresh id is still a duplicate, and two registered subscriptions never suppress each
+  other's events. An event that several secrets verify (PagerDuty signs with two while it
+  rotates) is recorded under each, so a replay keeping one signature is still a duplicate.
 - 503: the same event is being handled by another request right now; PagerDuty retries
   5xx, and by then the outcome is known.
 - :class:`~pdconnect.errors.ReceiveError` subclasses (always 4xx, which PagerDuty does not
@@ -34,7 +36,6 @@ de-duplicated on the message id within the extension the body names (``webhook.i
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 import threading
@@ -49,7 +50,7 @@ from pdconnect.webhooks.incidents import IncidentStateStore
 from pdconnect.webhooks.model import WebhookEvent
 from pdconnect.webhooks.parsing import parse_legacy, parse_v3
 from pdconnect.webhooks.secrets import WebhookSecretStore
-from pdconnect.webhooks.signatures import SIGNATURE_HEADER, matching_secret
+from pdconnect.webhooks.signatures import SIGNATURE_HEADER, matching_secrets
 
 logger = logging.getLogger("pdconnect")
 
@@ -60,9 +61,13 @@ SUBSCRIPTION_HEADER = "X-Webhook-Subscription"
 PURGE_EVERY = 3600.0
 
 Handler = Callable[[WebhookEvent], None]
-#: Whose event it is, for de-duplication: ``("subscription", id, owner)``, ``("secret", fingerprint)``
+#: Whose event it is, for de-duplication: ``("subscription", id, owner)``, :data:`VENDOR_WIDE`
 #: or ``("legacy", extension id)``.
 Namespace = tuple[str | None, ...]
+#: Every vendor-wide secret's events share one namespace: such an event has no owner and an
+#: unsigned subscription id, so two deliveries of one event id are the same thing to a handler,
+#: and a secret PagerDuty rotates (old and new both configured) cannot open a second namespace.
+VENDOR_WIDE: Namespace = ("vendor-wide",)
 
 
 @dataclass(frozen=True)
@@ -174,9 +179,9 @@ class WebhookReceiver:
         self._maybe_purge()
         handled: list[WebhookEvent] = []
         duplicates = in_progress = 0
-        for event, namespace in events:
-            delivery_id = delivery_key(event.format.value, namespace, event.id)
-            claim = self.deliveries.begin(delivery_id)
+        for event, namespaces in events:
+            keys = list(dict.fromkeys(delivery_key(event.format.value, n, event.id) for n in namespaces))
+            claim, claimed = self._claim(keys)
             if claim is Claim.DUPLICATE:
                 duplicates += 1
                 continue
@@ -186,9 +191,11 @@ class WebhookReceiver:
             try:
                 self._dispatch(event)
             except BaseException:
-                self.deliveries.abandon(delivery_id)
+                for key in claimed:
+                    self.deliveries.abandon(key)
                 raise
-            self.deliveries.finish(delivery_id)
+            for key in claimed:
+                self.deliveries.finish(key)
             handled.append(event)
         if in_progress:
             return Receipt(503, tuple(handled), in_progress=True)
@@ -198,11 +205,42 @@ class WebhookReceiver:
 
     # -- steps -------------------------------------------------------------------------------
 
-    def _verified_v3(self, body: bytes, signature: str, headers: HeaderSource) -> tuple[WebhookEvent, Namespace]:
+    def _claim(self, keys: list[str]) -> tuple[Claim, list[str]]:
+        """Claim an event under every key it is known by; ``NEW`` only if none was taken.
+
+        An event verified by two secrets (PagerDuty signs with both while it rotates one) is
+        known in both their namespaces, and a replay may carry either signature alone: it
+        must find the event in whichever namespace its signature leads to. On ``DUPLICATE``
+        the keys just claimed are marked finished too; on ``IN_PROGRESS`` they are released.
+        """
+        claimed: list[str] = []
+        for key in keys:
+            claim = self.deliveries.begin(key)
+            if claim is Claim.NEW:
+                claimed.append(key)
+                continue
+            for taken in claimed:
+                if claim is Claim.DUPLICATE:
+                    self.deliveries.finish(taken)
+                else:
+                    self.deliveries.abandon(taken)
+            return claim, []
+        return Claim.NEW, claimed
+
+    def _verified_v3(self, body: bytes, signature: str, headers: HeaderSource) -> tuple[WebhookEvent, list[Namespace]]:
         subscription = _subscription_header(headers)
         registered = self.secret_store.secrets_for(subscription) if self.secret_store and subscription else []
         candidates = [r.secret for r in registered] + list(self._secrets)
-        index = matching_secret(body, signature, candidates)
+        matched = matching_secrets(body, signature, candidates)
+        # Every secret that verifies the body names a namespace the event is known in: a
+        # registered one its subscription and owner, a vendor-wide one itself.
+        namespaces: list[Namespace] = [
+            ("subscription", registered[i].subscription_id, registered[i].owner_id)
+            if i < len(registered)
+            else VENDOR_WIDE
+            for i in matched
+        ]
+        index = matched[0]
         event = parse_v3(body)
         webhook_id = _printable(header(headers, WEBHOOK_ID_HEADER))
         if index < len(registered):
@@ -216,13 +254,12 @@ class WebhookReceiver:
                 owner_id=owner.owner_id,
                 integration_id=owner.integration_id,
             )
-            return verified, ("subscription", owner.subscription_id, owner.owner_id)
+            return verified, namespaces
         # A vendor-wide secret: PagerDuty gives every subscription its own secret, so the secret
         # stands for the subscription. The header's subscription id is not signed and is not used.
-        namespace = ("secret", _fingerprint(candidates[index]))
-        return replace(event, webhook_id=webhook_id, subscription_id=subscription), namespace
+        return replace(event, webhook_id=webhook_id, subscription_id=subscription), namespaces
 
-    def _legacy(self, body: bytes, token: str | None) -> list[tuple[WebhookEvent, Namespace]]:
+    def _legacy(self, body: bytes, token: str | None) -> list[tuple[WebhookEvent, list[Namespace]]]:
         if self._legacy_token is None:
             raise SignatureMissing(f"the {SIGNATURE_HEADER} header is missing (legacy webhooks are not accepted here)")
         if token is None:
@@ -234,7 +271,7 @@ class WebhookReceiver:
             raise Unauthorized("the legacy webhook's token is wrong")
         # Nothing in a legacy body is signed: whoever has the token could send any of it. The
         # message id and the extension (``webhook.id``) are what PagerDuty keeps across retries.
-        return [(event, ("legacy", _extension(event))) for event in parse_legacy(body)]
+        return [(event, [("legacy", _extension(event))]) for event in parse_legacy(body)]
 
     def _dispatch(self, event: WebhookEvent) -> None:
         incident = event.incident
@@ -285,12 +322,6 @@ def _subscription_header(headers: HeaderSource) -> str | None:
     if subscription is None or len(raw.strip()) > 255:
         raise WebhookError(f"the {SUBSCRIPTION_HEADER} header is not a subscription id")
     return subscription
-
-
-def _fingerprint(secret: str) -> str:
-    """Names a vendor-wide secret in the delivery log without revealing anything about it."""
-    key = secret.encode("utf-8", "surrogatepass")
-    return hmac.new(key, b"pdconnect webhook delivery namespace", hashlib.sha256).hexdigest()[:32]
 
 
 def _extension(event: WebhookEvent) -> str | None:

@@ -59,7 +59,18 @@ def matching_secret(body: bytes, header: str | None, secrets: Sequence[str]) -> 
     :class:`SignatureMismatch` (403) when no signature matches any secret, or when there is
     no secret to check with. Neither message contains a secret or a signature.
     """
+    return matching_secrets(body, header, secrets)[0]
+
+
+def matching_secrets(body: bytes, header: str | None, secrets: Sequence[str]) -> list[int]:
+    """The indexes in ``secrets`` of every secret that signed ``body``, in order; never empty.
+
+    While PagerDuty rotates a secret it signs with two, and a receiver may hold both: the
+    receiver needs all of them, because a replay may carry either signature alone. Raises
+    like :func:`matching_secret`.
+    """
     signatures = signatures_in(header)
+    found = []
     for index, secret in enumerate(secrets):
         expected = _digest(secret, body)
         # Compare against every entry, without stopping early, so the time taken does not
@@ -68,8 +79,10 @@ def matching_secret(body: bytes, header: str | None, secrets: Sequence[str]) -> 
         for signature in signatures:
             matched |= hmac.compare_digest(expected, signature)
         if matched:
-            return index
-    raise SignatureMismatch("the webhook's signature matches no secret for this subscription")
+            found.append(index)
+    if not found:
+        raise SignatureMismatch("the webhook's signature matches no secret for this subscription")
+    return found
 
 
 def verify_signature(body: bytes, header: str | None, secrets: Sequence[str]) -> None:

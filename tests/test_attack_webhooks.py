@@ -1,0 +1,220 @@
+"""An outside attacker's second look at the webhook receiver (issue 9).
+
+The attacker has captured one real delivery (body and headers: from a proxy's log, a
+misrouted mirror, a TLS-terminating middlebox) and re-sends it, altered wherever the
+signature allows: fewer signatures, another subscription header, another ``X-Webhook-Id``.
+Whatever is altered, one signed event is handled at most once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pdconnect.errors import ReceiveError
+from pdconnect.webhooks import (
+    DeliveryLog,
+    MemoryDeliveryLog,
+    MemoryWebhookSecretStore,
+    SqlDeliveryLog,
+    WebhookEvent,
+    WebhookReceiver,
+    sign,
+)
+from tests.conftest import unique_table
+from tests.webhooks import samples
+from tests.webhooks.samples import encode
+
+BODY = encode(samples.v3("incident.acknowledged"))
+OLD = "whsec-old-secret-before-rotation-1"
+NEW = "whsec-new-secret-after-rotation-22"
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
+def log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DeliveryLog]:
+    if request.param == "memory":
+        yield MemoryDeliveryLog()
+    elif request.param == "sqlite":
+        made = SqlDeliveryLog(f"sqlite:///{tmp_path / 'attack.db'}")
+        yield made
+        made.engine.dispose()
+    else:
+        made = SqlDeliveryLog(request.getfixturevalue("postgres_engine"), table_name=unique_table("pdc_attack"))
+        yield made
+        made.drop_tables()
+
+
+def recording(receiver: WebhookReceiver) -> list[WebhookEvent]:
+    seen: list[WebhookEvent] = []
+    receiver.handler(seen.append)
+    return seen
+
+
+def signature(*secrets: str) -> str:
+    return ",".join(sign(secret, BODY) for secret in secrets)
+
+
+def status_of(receiver: WebhookReceiver, headers: dict[str, str]) -> int:
+    try:
+        return receiver.receive(BODY, headers).status
+    except ReceiveError as exc:
+        return exc.status
+
+
+# Each configuration is one a vendor really runs: PagerDuty rotating a subscription's secret
+# (it then signs with both), or a move from a vendor-wide secret to registered ones.
+def vendor_wide_rotation() -> WebhookReceiver:
+    return WebhookReceiver(secrets=[OLD, NEW])
+
+
+def registered_rotation() -> WebhookReceiver:
+    store = MemoryWebhookSecretStore()
+    store.register("PSUB1", OLD, owner_id="alice", integration_id="int-a")
+    store.register("PSUB1", NEW, owner_id="alice", integration_id="int-a")
+    return WebhookReceiver(secret_store=store)
+
+
+def migration_same_secret() -> WebhookReceiver:
+    """The secret is in PDCONNECT_WEBHOOK_SECRETS and registered for its owner, during a move."""
+    store = MemoryWebhookSecretStore()
+    store.register("PSUB1", OLD, owner_id="alice", integration_id="int-a")
+    return WebhookReceiver(secrets=[OLD], secret_store=store)
+
+
+def migration_while_rotating() -> WebhookReceiver:
+    """The old secret is vendor-wide, the new one registered, and PagerDuty signs with both."""
+    store = MemoryWebhookSecretStore()
+    store.register("PSUB1", NEW, owner_id="alice", integration_id="int-a")
+    return WebhookReceiver(secrets=[OLD], secret_store=store)
+
+
+CONFIGURATIONS = {
+    "vendor-wide-rotation": (vendor_wide_rotation, (OLD, NEW)),
+    "registered-rotation": (registered_rotation, (OLD, NEW)),
+    "migration-same-secret": (migration_same_secret, (OLD,)),
+    "migration-while-rotating": (migration_while_rotating, (OLD, NEW)),
+}
+
+# (what the original delivery carried, what the replay carries): signatures and subscription header.
+REPLAYS = [
+    ("both, then only the old", (OLD, NEW), "PSUB1", (OLD,), "PSUB1"),
+    ("both, then only the new", (OLD, NEW), "PSUB1", (NEW,), "PSUB1"),
+    ("both, then swapped", (OLD, NEW), "PSUB1", (NEW, OLD), "PSUB1"),
+    ("both, then only the old, no subscription", (OLD, NEW), "PSUB1", (OLD,), None),
+    ("both, then only the new, no subscription", (OLD, NEW), "PSUB1", (NEW,), None),
+    ("both, then only the old, another subscription", (OLD, NEW), "PSUB1", (OLD,), "PSUB9"),
+    ("old, then the same without its subscription header", (OLD,), "PSUB1", (OLD,), None),
+    ("old, then under another subscription header", (OLD,), "PSUB1", (OLD,), "PSUB2"),
+    ("old without subscription, then with it", (OLD,), None, (OLD,), "PSUB1"),
+]
+
+
+@pytest.mark.parametrize("configuration", list(CONFIGURATIONS))
+@pytest.mark.parametrize(
+    ("first", "first_subscription", "replay", "replay_subscription"), [pytest.param(*r[1:], id=r[0]) for r in REPLAYS]
+)
+def test_a_captured_delivery_altered_where_the_signature_allows_is_handled_once(
+    log: DeliveryLog,
+    configuration: str,
+    first: tuple[str, ...],
+    first_subscription: str | None,
+    replay: tuple[str, ...],
+    replay_subscription: str | None,
+) -> None:
+    make, signing = CONFIGURATIONS[configuration]
+    first = tuple(s for s in first if s in signing)
+    replay = tuple(s for s in replay if s in signing)
+    receiver = make()
+    receiver.deliveries = log
+    seen = recording(receiver)
+    original = {"X-PagerDuty-Signature": signature(*first), "X-Webhook-Id": "wh-original"}
+    if first_subscription is not None:
+        original["X-Webhook-Subscription"] = first_subscription
+    if status_of(receiver, original) != 202:
+        pytest.skip("this configuration does not accept that original delivery")
+    altered = {"X-PagerDuty-Signature": signature(*replay), "X-Webhook-Id": "wh-replayed"}
+    if replay_subscription is not None:
+        altered["X-Webhook-Subscription"] = replay_subscription
+    assert status_of(receiver, altered) in (200, 400, 403)
+    assert len(seen) == 1, [(e.owner_id, e.subscription_id) for e in seen]
+
+
+def test_two_owners_still_get_one_event_id_each() -> None:
+    """Claiming every namespace that verifies must not merge two tenants' deliveries."""
+    store = MemoryWebhookSecretStore()
+    store.register("PSUB1", OLD, owner_id="alice")
+    store.register("PSUB2", NEW, owner_id="bob")
+    receiver = WebhookReceiver(secret_store=store)
+    seen = recording(receiver)
+    assert status_of(receiver, {"X-PagerDuty-Signature": signature(OLD), "X-Webhook-Subscription": "PSUB1"}) == 202
+    assert status_of(receiver, {"X-PagerDuty-Signature": signature(NEW), "X-Webhook-Subscription": "PSUB2"}) == 202
+    assert [e.owner_id for e in seen] == ["alice", "bob"]
+
+
+def test_an_abandoned_delivery_releases_every_namespace_it_claimed() -> None:
+    """A handler that fails leaves nothing claimed, so PagerDuty's retry (either signature) is handled."""
+    receiver = vendor_wide_rotation()
+    calls: list[WebhookEvent] = []
+
+    def flaky(event: WebhookEvent) -> None:
+        calls.append(event)
+        if len(calls) == 1:
+            raise RuntimeError("the vendor's database hiccupped")
+
+    receiver.handler(flaky)
+    with pytest.raises(RuntimeError):
+        receiver.receive(BODY, {"X-PagerDuty-Signature": signature(OLD, NEW)})
+    assert status_of(receiver, {"X-PagerDuty-Signature": signature(NEW)}) == 202
+    assert status_of(receiver, {"X-PagerDuty-Signature": signature(OLD)}) == 200
+    assert len(calls) == 2
+
+
+subscriptions = st.none() | st.sampled_from(["PSUB1", "PSUB2", "psub1", " PSUB1"])
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    configuration=st.sampled_from(list(CONFIGURATIONS)),
+    replays=st.lists(
+        st.tuples(st.lists(st.sampled_from([OLD, NEW, "whsec-nobody-knows-this"]), max_size=3), subscriptions),
+        max_size=6,
+    ),
+)
+def test_whatever_the_attacker_keeps_of_a_captured_delivery_it_is_handled_at_most_once(
+    configuration: str, replays: list[tuple[list[str], str | None]]
+) -> None:
+    """The attacker holds one real delivery (PagerDuty always names its subscription) and re-sends
+    any subset of its signatures, under any subscription header."""
+    make, signing = CONFIGURATIONS[configuration]
+    receiver = make()
+    seen = recording(receiver)
+    assert status_of(receiver, {"X-PagerDuty-Signature": signature(*signing), "X-Webhook-Subscription": "PSUB1"}) == 202
+    for secrets, subscription in replays:
+        kept = [s for s in secrets if s in signing or s not in (OLD, NEW)]  # cannot sign with what it lacks
+        headers = {"X-PagerDuty-Signature": signature(*kept)}
+        if subscription is not None:
+            headers["X-Webhook-Subscription"] = subscription
+        assert status_of(receiver, headers) in (200, 202, 400, 403)
+    assert len(seen) <= 1, [(e.owner_id, e.subscription_id) for e in seen]
+
+
+@pytest.mark.parametrize(
+    ("header_secrets", "configured", "expected"),
+    [
+        ((OLD,), [OLD, NEW], [0]),
+        ((NEW,), [OLD, NEW], [1]),
+        ((OLD, NEW), [OLD, NEW], [0, 1]),
+        ((NEW, OLD), [NEW, "x", OLD], [0, 2]),
+        ((OLD,), [OLD, OLD], [0, 1]),
+    ],
+)
+def test_matching_secrets_names_every_secret_that_signed(
+    header_secrets: tuple[str, ...], configured: list[str], expected: list[int]
+) -> None:
+    from pdconnect.webhooks.signatures import matching_secrets
+
+    assert matching_secrets(BODY, signature(*header_secrets), configured) == expected
