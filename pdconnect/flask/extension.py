@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -70,6 +71,11 @@ LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 _MAX_STATE_AGE = 24 * 3600
 #: No request body pdconnect reads needs more than this.
 _MAX_BODY_LIMIT = 256 * 1024 * 1024
+# A Flask endpoint name ("acme.settings"): what PDCONNECT_REDIRECT_TO holds when it is not a path.
+_ENDPOINT = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*(?:\.[A-Za-z_][A-Za-z0-9_\-]*)*", re.ASCII)
+_MAX_REDIRECT_LENGTH = 2048
+# Characters a redirect target never needs: controls, format (bidi) and separators (spaces, U+2028).
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp"})
 # A host as a request may carry it: a name or a bracketed IPv6 address, then an optional port.
 _REQUEST_HOST = re.compile(r"(?:[A-Za-z0-9_.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?", re.ASCII)
 
@@ -364,6 +370,7 @@ def _read_settings(config: dict[str, Any]) -> None:
         if not isinstance(config[name], str) or not config[name].strip():
             raise ConfigError(f"{name} must be a non-empty string", setting=name)
         config[name] = config[name].strip()
+    _check_redirect_target(config["PDCONNECT_REDIRECT_TO"])
     for name, kind in (("PDCONNECT_REGION", Region), ("PDCONNECT_ALERTMANAGER_DEFAULT_SEVERITY", Severity)):
         allowed = ", ".join(member.value for member in kind)
         value = config[name]
@@ -380,6 +387,25 @@ def _read_settings(config: dict[str, Any]) -> None:
         raise ConfigError(
             "PDCONNECT_OWNER_LOADER must be 'module:function' or a function", setting="PDCONNECT_OWNER_LOADER"
         )
+
+
+def _check_redirect_target(target: str) -> None:
+    """``PDCONNECT_REDIRECT_TO`` must be a path on this site or an endpoint name, nothing a browser leaves for.
+
+    Every finished handshake redirects there and every error page links there, so a
+    protocol-relative ``//host``, a ``/\\host`` (which browsers read as ``//host``), another
+    scheme or a CR/LF would be an open redirect or a broken header on each of them.
+    """
+    setting = "PDCONNECT_REDIRECT_TO"
+    expected = f"{setting} must be a path on this site (such as /settings) or an endpoint name (such as acme.settings)"
+    if len(target) > _MAX_REDIRECT_LENGTH or any(unicodedata.category(ch) in _UNSAFE_CATEGORIES for ch in target):
+        raise ConfigError(expected, setting=setting)
+    if target.startswith("/"):
+        if target.startswith("//") or "\\" in target:
+            raise ConfigError(f"{expected}; //host and backslashes lead to another site", setting=setting)
+        return
+    if not _ENDPOINT.fullmatch(target):
+        raise ConfigError(expected, setting=setting)
 
 
 def _allowed_host(entry: str) -> str:

@@ -19,6 +19,7 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.routing import BuildError
 from werkzeug.wrappers import Response
 
 from pdconnect.errors import (
@@ -81,11 +82,25 @@ def _wants_json() -> bool:
     return request.is_json or request.accept_mimetypes.best == "application/json"
 
 
+def _redirect_target() -> str:
+    """Where ``PDCONNECT_REDIRECT_TO`` points: a local path, checked at start-up, or its endpoint's URL.
+
+    An endpoint name that names no route is known only once routes are matched; it falls back
+    to the home page, with an error logged, rather than turning every outcome into a 500.
+    """
+    target = str(current_app.config["PDCONNECT_REDIRECT_TO"])
+    if target.startswith("/"):
+        return target
+    try:
+        return str(url_for(target))
+    except BuildError:
+        logger.error("pdconnect: PDCONNECT_REDIRECT_TO names no route of this app (%r); using /", target[:100])
+        return "/"
+
+
 def _done(message: str, category: str = "success") -> Response:
     flash(message, category)
-    target = current_app.config["PDCONNECT_REDIRECT_TO"]
-    location = target if target.startswith("/") else url_for(target)
-    return redirect(location)
+    return redirect(_redirect_target())
 
 
 def _take_over(signal_results: list[tuple[Any, Any]]) -> Response | None:
@@ -109,6 +124,7 @@ def _render_error(
     can_connect = can_restart and bool(handshake.vendor_key)
     start_again = "pdconnect.install" if can_install else "pdconnect.connect" if can_connect else None
     back = current_app.config["PDCONNECT_REDIRECT_TO"]
+    back_url = _redirect_target()
     page = render_template(
         current_app.config["PDCONNECT_ERROR_TEMPLATE"],
         title=title,
@@ -120,7 +136,7 @@ def _render_error(
         can_install=can_install,
         start_again_url=url_for(start_again) if start_again else None,
         back=back,
-        back_url=back if back.startswith("/") else url_for(back),
+        back_url=back_url,
     )
     return make_response(page, status)
 
