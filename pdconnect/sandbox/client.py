@@ -58,13 +58,21 @@ class SandboxClient:
                 raise SandboxClientError(f"expected a redirect, got {response.status_code}: {_page_message(response)}")
             location = response.headers["Location"]
             absolute = requests.compat.urljoin(response.url, location)
-            if not absolute.startswith(self.url + "/"):
+            if not self._is_sandbox(absolute):
                 return str(absolute)
             response = self.http.get(absolute, allow_redirects=False, timeout=10)
         raise SandboxClientError("too many redirects inside the sandbox")
 
+    def _is_sandbox(self, url: str) -> bool:
+        """True if ``url`` is on this sandbox: the same scheme, host and port, parsed (not a prefix)."""
+        try:
+            here, there = urlsplit(self.url), urlsplit(url)
+            return (here.scheme, here.hostname, here.port) == (there.scheme, there.hostname, there.port)
+        except ValueError:  # a port that is not a number
+            return False
+
     def _on_sandbox(self, url: str) -> str:
-        if not url.startswith(self.url + "/"):
+        if not self._is_sandbox(url):
             raise SandboxClientError(f"{url} is not on this sandbox ({self.url}); point the vendor's base URL here")
         return url
 
