@@ -63,6 +63,8 @@ UNFINISHED = (PENDING, LEASED)
 MAX_LEASE = 24 * 3600.0
 #: The most events one claim, one ``dead`` listing or one ``IN`` list of ids handles at once.
 MAX_BATCH = 10_000
+#: Rows :meth:`Outbox.purge_delivered` deletes per transaction.
+PURGE_BATCH = 5000
 _ID_CHUNK = 500  # ids per IN (...): far below SQLite's limit on bound parameters
 _MAX_ID = 2**63 - 1  # BIGINT
 _TABLE_PREFIX = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,47}", re.ASCII)
@@ -302,9 +304,17 @@ class Outbox:
             present = {index["name"] for index in sa.inspect(conn).get_indexes(self.events.name)}
         missing = sorted((i for i in self.events.indexes if i.name not in present), key=lambda i: str(i.name))
         for index in missing:
-            # IF NOT EXISTS: another process starting now may add it first.
-            with self.engine.begin() as conn:
-                conn.execute(CreateIndex(index, if_not_exists=True))
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(CreateIndex(index, if_not_exists=True))
+            except sa.exc.DBAPIError:
+                # Another process added it meanwhile (workers starting together after an
+                # upgrade): PostgreSQL's IF NOT EXISTS does not see an index not yet committed,
+                # and the second CREATE then fails on the catalog's unique name.
+                with self.engine.connect() as conn:
+                    if index.name not in {i["name"] for i in sa.inspect(conn).get_indexes(self.events.name)}:
+                        raise
+                continue
             logger.info("pdconnect: outbox table %s got its index %s", self.events.name, index.name)
 
     def refresh_statistics(self) -> None:
@@ -648,14 +658,26 @@ class Outbox:
         return released
 
     def purge_delivered(self, older_than: float, *, now: float | None = None) -> int:
-        """Delete delivered events finished more than ``older_than`` (0 or more) seconds ago."""
+        """Delete delivered events finished more than ``older_than`` (0 or more) seconds ago.
+
+        A few thousand rows per transaction: on SQLite a delete holds the only write lock,
+        and a web request enqueueing an alert would wait for the whole backlog.
+        """
         cutoff = _moment(now) - number(older_than, name="older_than", minimum=0.0, maximum=1e10)
         table = self.events
-        with self.engine.begin() as conn:
-            result = conn.execute(
-                sa.delete(table).where(table.c.state.in_((DELIVERED, REQUEUED)), table.c.finished_at < cutoff)
-            )
-        return int(result.rowcount or 0)
+        batch = (
+            sa.select(table.c.id)
+            .where(table.c.finished_at < cutoff, table.c.state.in_((DELIVERED, REQUEUED)))
+            .limit(PURGE_BATCH)
+            .scalar_subquery()
+        )
+        purged = 0
+        while True:
+            with self.engine.begin() as conn:
+                deleted = int(conn.execute(sa.delete(table).where(table.c.id.in_(batch))).rowcount or 0)
+            purged += deleted
+            if deleted < PURGE_BATCH:
+                return purged
 
     # -- looking and mending -----------------------------------------------------------------
 
