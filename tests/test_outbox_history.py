@@ -449,3 +449,31 @@ def test_workers_starting_together_both_add_the_missing_index(tmp_path: Path, re
     thread.join(timeout=30)
     assert not thread.is_alive()
     assert not failures, failures
+
+
+def add_dead(outbox: Outbox, count: int, group: str = "revoked") -> None:
+    """``count`` dead events in one group after a delivered one: a key PagerDuty stopped knowing."""
+    add_history(outbox, 1, groups=(group,))
+    with outbox.engine.begin() as conn:
+        rows = [dict(row._mapping) for row in conn.execute(sa.select(outbox.events))]
+        template = {k: v for k, v in rows[0].items() if k != "id"}
+        conn.execute(sa.insert(outbox.events), [{**template, "state": "dead", "last_error": "HTTP 400"}] * count)
+
+
+def dead_listing_steps(tmp_path: Path, request: pytest.FixtureRequest, count: int) -> int:
+    outbox = make_outbox("sqlite", tmp_path, request, name=f"dead{count}")
+    add_dead(outbox, count)
+    steps = work(outbox, lambda: outbox.superseded_dead()) + work(outbox, lambda: outbox.requeue())
+    assert outbox.superseded_dead() == [] and outbox.stats().pending == count, "none superseded: all requeued"
+    outbox.close()
+    return steps
+
+
+def test_the_superseded_check_is_linear_in_the_dead_events_of_a_group(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A walk of the later events per dead event cost their number squared: 10 times the dead
+    events must cost about 10 times the work, not 100 times."""
+    few = dead_listing_steps(tmp_path, request, 100)
+    many = dead_listing_steps(tmp_path, request, 1000)
+    assert many <= 15 * few, f"{few} steps for 100 dead events, {many} for 1,000"
