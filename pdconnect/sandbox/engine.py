@@ -117,6 +117,15 @@ class SandboxSettings:
     max_received: int = 200_000
     seed: bool = True
 
+    def __post_init__(self) -> None:
+        limit = self.rate_limit
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise ValueError(f"rate_limit must be a whole number of at least 1, or None; got {limit!r:.40}")
+        if isinstance(self.max_received, bool) or not isinstance(self.max_received, int) or self.max_received < 1:
+            raise ValueError(f"max_received must be a whole number of at least 1; got {self.max_received!r:.40}")
+        if self.account_name_field not in ("name", "Name", "both"):
+            raise ValueError("account_name_field must be name, Name or both")
+
 
 class Sandbox:
     """A local PagerDuty: state, events semantics, responder actions, handshakes, webhooks."""

@@ -80,6 +80,18 @@ class RetrySchedule:
     disable_after_drops: int = 3
     disabled_for: float = 30.0
 
+    def __post_init__(self) -> None:
+        # A NaN or negative wait would make the dispatcher spin or never wake; refuse it here.
+        for name, value in [*(("delays", d) for d in self.delays), ("timeout", self.timeout),
+                            ("disabled_for", self.disabled_for)]:  # fmt: skip
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 86_400:
+                raise ValueError(f"{name} must be seconds from 0 to 86400, got {value!r}")
+        if self.timeout <= 0:
+            raise ValueError("timeout must be more than 0 seconds")
+        drops = self.disable_after_drops
+        if isinstance(drops, bool) or not isinstance(drops, int) or drops < 1:
+            raise ValueError(f"disable_after_drops must be a whole number of at least 1, got {drops!r}")
+
     @property
     def max_attempts(self) -> int:
         return len(self.delays) + 1

@@ -22,6 +22,7 @@ from pdconnect.sandbox.app import SandboxApp
 from pdconnect.sandbox.faults import FaultPlan, Faults, FaultSpecError
 from pdconnect.sandbox.pytest_plugin import PagerDutySandbox
 from pdconnect.sandbox.validation import JsonBodyError, parse_json
+from pdconnect.sandbox.webhooks import RetrySchedule
 
 EVENTS = ["/v2/enqueue", "/v2/change/enqueue", "/generic/2010-04-15/create_event.json"]
 CONTROL = [
@@ -291,3 +292,63 @@ def test_spec_errors_use_the_specs_words(spec: str, message: str) -> None:
     with pytest.raises(FaultSpecError) as info:
         FaultPlan.parse(spec)
     assert str(info.value) == message
+
+
+# -- the Python-side settings check their numbers too -------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"delays": (math.nan,)},
+        {"delays": (0.1, math.inf)},
+        {"delays": (-1.0,)},
+        {"delays": (True,)},
+        {"delays": ("1",)},
+        {"timeout": 0},
+        {"timeout": math.nan},
+        {"timeout": -1},
+        {"disabled_for": math.inf},
+        {"disable_after_drops": 0},
+        {"disable_after_drops": 1.5},
+        {"disable_after_drops": True},
+    ],
+    ids=repr,
+)
+def test_retry_schedule_refuses(fields: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="must be"):
+        RetrySchedule(**fields)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"rate_limit": 0},
+        {"rate_limit": -5},
+        {"rate_limit": True},
+        {"rate_limit": 1.5},
+        {"rate_limit": math.nan},
+        {"max_received": 0},
+        {"max_received": math.inf},
+        {"account_name_field": "NAME"},
+    ],
+    ids=repr,
+)
+def test_sandbox_settings_refuse(fields: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="must be"):
+        SandboxSettings(**fields)
+
+
+@given(
+    delays=st.lists(st.floats() | st.integers(), max_size=4),
+    timeout=st.floats() | st.integers(),
+    disabled_for=st.floats(),
+)
+def test_retry_schedule_holds_only_sane_numbers(delays: list[float], timeout: float, disabled_for: float) -> None:
+    try:
+        schedule = RetrySchedule(delays=tuple(delays), timeout=timeout, disabled_for=disabled_for)
+    except ValueError:
+        return
+    for value in (*schedule.delays, schedule.timeout, schedule.disabled_for):
+        assert math.isfinite(value) and 0 <= value <= 86_400
+    assert schedule.timeout > 0
