@@ -8,14 +8,16 @@ Whatever is altered, one signed event is handled at most once.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pdconnect.errors import ReceiveError
+from pdconnect.errors import ReceiveError, WebhookError
 from pdconnect.webhooks import (
     DeliveryLog,
     MemoryDeliveryLog,
@@ -25,6 +27,7 @@ from pdconnect.webhooks import (
     WebhookReceiver,
     sign,
 )
+from pdconnect.webhooks.deliveries import KEEP_FOR
 from tests.conftest import unique_table
 from tests.webhooks import samples
 from tests.webhooks.samples import encode
@@ -218,3 +221,103 @@ def test_matching_secrets_names_every_secret_that_signed(
     from pdconnect.webhooks.signatures import matching_secrets
 
     assert matching_secrets(BODY, signature(*header_secrets), configured) == expected
+
+
+# -- a replay after the delivery log forgot the event ------------------------------------------
+
+HOUR = 3600.0
+
+
+def at(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def test_a_replay_after_the_log_forgot_the_event_is_refused(log: DeliveryLog) -> None:
+    """The delivery log keeps events 72 hours; a body replayed later must not be handled again."""
+    start = time.time()
+    body = encode(samples.v3(occurred_at=at(start - 60)))
+    receiver = WebhookReceiver(secrets=[OLD], deliveries=log)
+    seen = recording(receiver)
+    headers = {"X-PagerDuty-Signature": sign(OLD, body), "X-Webhook-Subscription": "PSUB1"}
+    assert receiver.receive(body, headers, now=start).status == 202
+    later = start + KEEP_FOR + HOUR
+    assert log.purge(now=later) == 1  # what the receiver does every hour
+    with pytest.raises(WebhookError) as refused:
+        receiver.receive(body, {**headers, "X-Webhook-Id": "fresh"}, now=later)
+    assert refused.value.status == 400 and "72 hours" in str(refused.value)
+    assert OLD not in str(refused.value) and sign(OLD, body)[3:] not in str(refused.value)
+    assert len(seen) == 1
+
+
+@pytest.mark.parametrize(
+    ("age", "accepted"),
+    [
+        (0.0, True),
+        (-HOUR, True),  # a clock a little behind PagerDuty's
+        (48 * HOUR, True),  # PagerDuty's last retry
+        (KEEP_FOR - 1, True),
+        (KEEP_FOR + 1, False),
+        (365 * 24 * HOUR, False),
+        (60 * 365 * 24 * HOUR, False),
+    ],
+)
+def test_only_events_the_log_still_remembers_are_handled(age: float, accepted: bool) -> None:
+    now = time.time()
+    body = encode(samples.v3(occurred_at=at(now - age)))
+    receiver = WebhookReceiver(secrets=[OLD])
+    seen = recording(receiver)
+    headers = {"X-PagerDuty-Signature": sign(OLD, body)}
+    if accepted:
+        assert receiver.receive(body, headers, now=now).status == 202
+    else:
+        with pytest.raises(WebhookError):
+            receiver.receive(body, headers, now=now)
+    assert len(seen) == int(accepted)
+
+
+@pytest.mark.parametrize("occurred_at", [None, "", "yesterday", 5, "0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z"])
+def test_an_event_without_a_readable_time_is_judged_by_its_id_alone(occurred_at: object) -> None:
+    """PagerDuty always sends occurred_at; what has none cannot be dated, so only its id counts."""
+    event = samples.v3()
+    event["event"]["occurred_at"] = occurred_at
+    body = encode(event)
+    receiver = WebhookReceiver(secrets=[OLD])
+    seen = recording(receiver)
+    status = status_of_body(receiver, body)
+    if occurred_at == "0001-01-01T00:00:00Z":
+        assert status == 400
+    else:
+        assert status == 202 and status_of_body(receiver, body) == 200
+    assert len(seen) == int(status == 202)
+
+
+def status_of_body(receiver: WebhookReceiver, body: bytes) -> int:
+    try:
+        return receiver.receive(body, {"X-PagerDuty-Signature": sign(OLD, body)}).status
+    except ReceiveError as exc:
+        return exc.status
+
+
+@pytest.mark.parametrize("max_event_age", [float("nan"), float("inf"), -1.0, 0.0, KEEP_FOR + 1, "72h", True])
+def test_the_event_age_limit_is_checked_where_it_is_read(max_event_age: object) -> None:
+    with pytest.raises((TypeError, ValueError)):
+        WebhookReceiver(secrets=[OLD], max_event_age=max_event_age)  # type: ignore[arg-type]
+
+
+@settings(max_examples=60, deadline=None)
+@given(age=st.floats(min_value=-10 * HOUR, max_value=10 * KEEP_FOR), replay_after=st.floats(0, 10 * KEEP_FOR))
+def test_whenever_a_body_is_replayed_it_is_handled_at_most_once(age: float, replay_after: float) -> None:
+    start = 1_900_000_000.0
+    body = encode(samples.v3(occurred_at=at(start - age)))
+    log = MemoryDeliveryLog()
+    receiver = WebhookReceiver(secrets=[OLD], deliveries=log)
+    seen = recording(receiver)
+    headers = {"X-PagerDuty-Signature": sign(OLD, body)}
+    for moment in (start, start + replay_after):
+        log.purge(now=moment)
+        try:
+            status = receiver.receive(body, headers, now=moment).status
+        except WebhookError as exc:
+            status = exc.status
+        assert status in (200, 202, 400)
+    assert len(seen) <= 1

@@ -23,6 +23,8 @@ What :meth:`WebhookReceiver.receive` answers, and why:
   5xx, and by then the outcome is known.
 - :class:`~pdconnect.errors.ReceiveError` subclasses (always 4xx, which PagerDuty does not
   retry): 400 for a missing or malformed signature or subscription header or a bad body,
+  400 too for a signed event that occurred longer ago than the delivery log remembers
+  (``max_event_age``, 72 hours: PagerDuty retries for 48, so it can only be a replay),
   403 for a signature that matches no secret, 401 for a legacy webhook with the wrong
   token, 413 for a body over the limit.
 - If a handler raises, the webhook is forgotten and the exception propagates: answer 500,
@@ -45,7 +47,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol, overload
 
 from pdconnect.errors import PayloadTooLarge, SignatureMissing, Unauthorized, WebhookError
-from pdconnect.webhooks.deliveries import Claim, DeliveryLog, MemoryDeliveryLog, delivery_key
+from pdconnect.webhooks.deliveries import KEEP_FOR, Claim, DeliveryLog, MemoryDeliveryLog, delivery_key
 from pdconnect.webhooks.incidents import IncidentStateStore
 from pdconnect.webhooks.model import WebhookEvent
 from pdconnect.webhooks.parsing import parse_legacy, parse_v3
@@ -127,9 +129,19 @@ class WebhookReceiver:
         incidents: IncidentStateStore | None = None,
         legacy_token: str | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
+        max_event_age: float | None = KEEP_FOR,
     ) -> None:
         if isinstance(secrets, str):
             raise TypeError("secrets must be a list of strings, not one string")
+        if max_event_age is not None:
+            if isinstance(max_event_age, bool) or not isinstance(max_event_age, int | float):
+                raise TypeError("max_event_age must be a number of seconds, or None")
+            if not 0 < max_event_age <= KEEP_FOR:  # NaN fails this too
+                raise ValueError(
+                    f"max_event_age must be more than 0 and at most {KEEP_FOR:.0f} seconds, how long the "
+                    "delivery log remembers an event (older replays would be handled again)"
+                )
+        self.max_event_age = max_event_age
         self._secrets = tuple(s for s in secrets if s)
         self.secret_store = secret_store
         self.deliveries: DeliveryLog = deliveries if deliveries is not None else MemoryDeliveryLog()
@@ -168,12 +180,19 @@ class WebhookReceiver:
         if content_length is not None and content_length > self.max_body_bytes:
             raise PayloadTooLarge(f"the body is over {self.max_body_bytes} bytes")
 
-    def receive(self, body: bytes, headers: HeaderSource, *, legacy_token: str | None = None) -> Receipt:
-        """Handle one webhook request; see the module's documentation for what is answered."""
+    def receive(
+        self, body: bytes, headers: HeaderSource, *, legacy_token: str | None = None, now: float | None = None
+    ) -> Receipt:
+        """Handle one webhook request; see the module's documentation for what is answered.
+
+        ``now`` (seconds since the epoch) is for tests; by default, the current time.
+        """
+        now = time.time() if now is None else now
         self.check_length(len(body))
         signature = header(headers, SIGNATURE_HEADER)
         if signature is not None:
             events = [self._verified_v3(body, signature, headers)]
+            self._check_age(events[0][0], now)
         else:
             events = self._legacy(body, legacy_token)
         self._maybe_purge()
@@ -181,7 +200,7 @@ class WebhookReceiver:
         duplicates = in_progress = 0
         for event, namespaces in events:
             keys = list(dict.fromkeys(delivery_key(event.format.value, n, event.id) for n in namespaces))
-            claim, claimed = self._claim(keys)
+            claim, claimed = self._claim(keys, now)
             if claim is Claim.DUPLICATE:
                 duplicates += 1
                 continue
@@ -195,7 +214,7 @@ class WebhookReceiver:
                     self.deliveries.abandon(key)
                 raise
             for key in claimed:
-                self.deliveries.finish(key)
+                self.deliveries.finish(key, now=now)
             handled.append(event)
         if in_progress:
             return Receipt(503, tuple(handled), in_progress=True)
@@ -205,7 +224,7 @@ class WebhookReceiver:
 
     # -- steps -------------------------------------------------------------------------------
 
-    def _claim(self, keys: list[str]) -> tuple[Claim, list[str]]:
+    def _claim(self, keys: list[str], now: float) -> tuple[Claim, list[str]]:
         """Claim an event under every key it is known by; ``NEW`` only if none was taken.
 
         An event verified by two secrets (PagerDuty signs with both while it rotates one) is
@@ -215,13 +234,13 @@ class WebhookReceiver:
         """
         claimed: list[str] = []
         for key in keys:
-            claim = self.deliveries.begin(key)
+            claim = self.deliveries.begin(key, now=now)
             if claim is Claim.NEW:
                 claimed.append(key)
                 continue
             for taken in claimed:
                 if claim is Claim.DUPLICATE:
-                    self.deliveries.finish(taken)
+                    self.deliveries.finish(taken, now=now)
                 else:
                     self.deliveries.abandon(taken)
             return claim, []
@@ -258,6 +277,24 @@ class WebhookReceiver:
         # A vendor-wide secret: PagerDuty gives every subscription its own secret, so the secret
         # stands for the subscription. The header's subscription id is not signed and is not used.
         return replace(event, webhook_id=webhook_id, subscription_id=subscription), namespaces
+
+    def _check_age(self, event: WebhookEvent, now: float) -> None:
+        """Refuse a signed event older than the delivery log remembers: it can only be a replay.
+
+        PagerDuty retries for 48 hours and the log keeps events for 72: an event that occurred
+        earlier was handled and forgotten, and handling it again is what de-duplication is
+        for. ``occurred_at`` is signed. An event without one (PagerDuty always sends it) is
+        judged by its id alone.
+        """
+        if self.max_event_age is None or event.occurred_at is None:
+            return
+        age = now - event.occurred_at.timestamp()
+        if age > self.max_event_age:
+            hours = self.max_event_age / 3600
+            raise WebhookError(
+                f"the event occurred more than {hours:g} hours ago, longer than PagerDuty retries: "
+                "not handled (a replay?)"
+            )
 
     def _legacy(self, body: bytes, token: str | None) -> list[tuple[WebhookEvent, list[Namespace]]]:
         if self._legacy_token is None:

@@ -7,7 +7,13 @@ returns a fresh dict so a test can change it.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+#: When the sample events occurred: a few minutes ago, as a delivery PagerDuty makes now (the
+#: receiver refuses signed events older than its delivery log remembers, as replays).
+RECENT = datetime.now(UTC) - timedelta(minutes=5)
+OCCURRED_AT = RECENT.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 SECRET = "whsec-the-subscriptions-secret-0001"
 OTHER_SECRET = "whsec-another-subscription-secret-2"
@@ -60,7 +66,7 @@ def v3(
     *,
     data: dict[str, Any] | None = None,
     agent: dict[str, Any] | None = None,
-    occurred_at: str = "2026-11-22T10:05:00.123Z",
+    occurred_at: str = OCCURRED_AT,
     event_id: str = "01DEN4HPBQAPCFDGPPQGPNMAUC",
 ) -> dict[str, Any]:
     status = {
@@ -107,7 +113,7 @@ def ping() -> dict[str, Any]:
             "id": "01PING000000000000000000",
             "event_type": "pagey.ping",
             "resource_type": "pagey",
-            "occurred_at": "2026-11-22T09:00:00Z",
+            "occurred_at": OCCURRED_AT,
             "agent": None,
             "client": None,
             "data": {"message": "Hello from your friend Pagey!", "type": "ping"},

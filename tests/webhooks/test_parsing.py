@@ -29,7 +29,7 @@ def test_a_v3_incident_event() -> None:
     assert event.format is WebhookFormat.V3
     assert event.event_type == "incident.acknowledged" and event.known
     assert event.resource_type == "incident"
-    assert event.occurred_at == datetime(2026, 11, 22, 10, 5, 0, 123000, tzinfo=UTC)
+    assert event.occurred_at == samples.RECENT.replace(microsecond=samples.RECENT.microsecond // 1000 * 1000)
     assert event.agent is not None and event.agent.name == "Alice Responder"
     assert event.client == "PagerDuty"
     assert event.status_after is IncidentStatus.ACKNOWLEDGED
