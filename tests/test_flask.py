@@ -308,7 +308,7 @@ def test_paste_a_key_as_json(client: FlaskClient) -> None:
     ("data", "expected"),
     [
         ({"integration_key": "too-short"}, "That is not an integration key"),
-        ({"integration_key": SERVICE_KEY, "region": "mars"}, "That is not an integration key"),
+        ({"integration_key": SERVICE_KEY, "region": "mars"}, "region must be us or eu"),
         ({"integration_key": SERVICE_KEY, "pdconnect_csrf": "forged"}, "This link is not valid"),
         ({"integration_key": SERVICE_KEY, "pdconnect_csrf": None}, "This link is not valid"),
     ],

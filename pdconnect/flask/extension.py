@@ -65,6 +65,7 @@ CSRF_FIELD = "pdconnect_csrf"
 CSRF_HEADER = "X-PDConnect-CSRF"
 _CSRF_SALT = "pdconnect.form-token.v1"
 _CSRF_MAX_AGE = 4 * 3600
+_MAX_CSRF_LENGTH = 512
 #: The loopback names, allowed by default so a development server works unconfigured.
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 #: A state older than a day is not a person clicking through PagerDuty.
@@ -194,9 +195,11 @@ def check_form_token() -> None:
     pdconnect's own routes call it; a vendor can call it for its own forms too. Raises
     :class:`~pdconnect.errors.StateInvalid` or :class:`~pdconnect.errors.StateSessionMismatch`.
     """
-    token = request.form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER)
+    token = request.form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER) or ""
+    if len(token) > _MAX_CSRF_LENGTH or not token.isascii():  # none of ours; itsdangerous would raise
+        raise StateInvalid("the form's security token is missing or expired")
     try:
-        digest = current_pagerduty().csrf.loads(token or "", max_age=_CSRF_MAX_AGE)
+        digest = current_pagerduty().csrf.loads(token, max_age=_CSRF_MAX_AGE)
     except BadData as exc:
         raise StateInvalid("the form's security token is missing or expired") from exc
     if not isinstance(digest, str) or not hmac.compare_digest(digest, binding_digest(session_binding())):

@@ -27,6 +27,7 @@ from pdconnect.errors import (
     DeliveryError,
     EventRejected,
     HandshakeFailed,
+    InvalidData,
     InvalidIntegrationKey,
     PdConnectError,
     StateExpired,
@@ -47,8 +48,12 @@ from pdconnect.install import check_subdomain
 from pdconnect.integration import Integration, Region, integration_from_key
 from pdconnect.outcomes import Cancelled, RejectedEntry
 from pdconnect.storage import StoredIntegration
+from pdconnect.text import text_problem
 
 logger = logging.getLogger("pdconnect")
+
+#: The longest service name kept, as for a name PagerDuty sends on a callback.
+_MAX_NAME = 255
 
 _EXPLANATIONS: list[tuple[type[PdConnectError], str, str]] = [
     (StateExpired, "The link expired", "Connecting took longer than allowed. Please start again."),
@@ -68,6 +73,7 @@ _EXPLANATIONS: list[tuple[type[PdConnectError], str, str]] = [
         "Use the subdomain of your account, e.g. acme for acme.pagerduty.com.",
     ),
     (InvalidIntegrationKey, "That is not an integration key", "Copy the 32-character Integration Key again."),
+    (InvalidData, "That could not be used", "Check what you entered and try again."),
 ]
 
 
@@ -330,16 +336,13 @@ def paste_key() -> ResponseReturnValue:
     data: Mapping[str, Any] = body if isinstance(body, dict) else request.form
     try:
         check_form_token()
-        raw_name = data.get("service_name")
-        name = (raw_name.strip()[:255] or None) if isinstance(raw_name, str) else None
-        region = Region(data.get("region") or current_pagerduty().region.value)
+        name = _pasted_name(data.get("service_name"))
+        region = _pasted_region(data.get("region"))
         integration = integration_from_key(
             data.get("integration_key") or "", owner_id=owner, service_name=name, region=region
         )
     except PdConnectError as exc:
         return _failed(exc)
-    except ValueError:
-        return _failed(InvalidIntegrationKey("region must be us or eu"))
     try:
         stored = current_pagerduty().store.save(integration)
     except SQLAlchemyError:
@@ -352,6 +355,31 @@ def paste_key() -> ResponseReturnValue:
     if _wants_json():
         return {"integration": {"id": stored.id, "service_name": stored.service_name, "key_type": stored.key_type}}, 201
     return _done(f"Connected {stored.service_name or 'the integration key'} ending in {stored.integration_key[-4:]}.")
+
+
+def _pasted_name(value: object) -> str | None:
+    """A pasted ``service_name``: absent or blank is ``None``; text a callback would refuse is an error.
+
+    The name is shown on pages, written to logs and stored, so it gets the same check as a
+    name PagerDuty sends: at most 255 characters, no control characters, nothing UTF-8 cannot
+    encode (a lone surrogate was a 500; a NUL, one on PostgreSQL).
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    problem = text_problem(value, max_length=_MAX_NAME)
+    if problem is not None:
+        raise InvalidData(f"service_name {problem}", field="service_name")
+    assert isinstance(value, str)
+    return value.strip()
+
+
+def _pasted_region(value: object) -> Region:
+    """A pasted ``region`` (``us`` or ``eu``, any case); absent or blank is the app's region."""
+    if value is None or value == "":
+        return current_pagerduty().region
+    if isinstance(value, str) and value.strip().lower() in {region.value for region in Region}:
+        return Region(value.strip().lower())
+    raise InvalidData("region must be us or eu", field="region")
 
 
 def _owned(integration_id: str) -> tuple[str, StoredIntegration]:
