@@ -5,6 +5,10 @@ proxies, adapters and ``responses`` in their tests all apply), keep-alive, expli
 and read timeouts, redirects never followed. :class:`HttpClientTransport` is a leaner path
 over ``http.client`` for high-volume workers. Any object with the same ``post`` method can
 take its place.
+
+Both read at most :data:`MAX_RESPONSE_BYTES` of an answer: PagerDuty's are a few hundred
+bytes, and a proxy or a hostile server that streams gigabytes (or a compression bomb) must
+not fill the worker's memory. What is cut is dropped, with the connection.
 """
 
 from __future__ import annotations
@@ -21,6 +25,9 @@ from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+
+#: The most of an answer's body either transport reads (1 MiB; the sender reads 64 KiB of it).
+MAX_RESPONSE_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -80,7 +87,10 @@ class RequestsTransport:
                 allow_redirects=False,
                 # requests lets REQUESTS_CA_BUNDLE override the session's own setting unless it is passed.
                 verify=self.session.verify,
+                stream=True,
             )
+            with response:  # a body read to its end gives the connection back; a cut one closes it
+                data = _read_capped(response)
         except requests.Timeout as exc:
             raise TransportError(f"timed out ({type(exc).__name__})") from exc
         except requests.ConnectionError as exc:
@@ -95,13 +105,24 @@ class RequestsTransport:
             raise TransportError(f"request failed ({type(exc).__name__})") from exc
         return HttpResponse(
             status=response.status_code,
-            body=response.content,
+            body=data,
             headers={k.lower(): v for k, v in response.headers.items()},
         )
 
     def close(self) -> None:
         if self._owns_session:
             self.session.close()
+
+
+def _read_capped(response: requests.Response) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(chunk_size=64 * 1024):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_RESPONSE_BYTES:
+            break
+    return b"".join(chunks)[:MAX_RESPONSE_BYTES]
 
 
 def default_worker_transport() -> Transport:
@@ -165,7 +186,7 @@ class HttpClientTransport:
             try:
                 connection.request("POST", path, body=body, headers=dict(headers))
                 response = connection.getresponse()
-                data = response.read()
+                data = response.read(MAX_RESPONSE_BYTES)
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
                 connection.close()
                 connections.pop(key, None)
@@ -183,7 +204,7 @@ class HttpClientTransport:
                 connection.close()
                 connections.pop(key, None)
                 raise TransportError(f"connection failed ({type(exc).__name__})") from exc
-            if response.will_close:
+            if response.will_close or not response.isclosed():  # not isclosed: the rest of an over-long body
                 connection.close()
                 connections.pop(key, None)
             return HttpResponse(
