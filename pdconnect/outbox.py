@@ -603,7 +603,7 @@ class Outbox:
                         "b_finished": None if o.state == PENDING else now,
                         "b_tried": 1 if o.attempted else 0,
                         "b_status": o.status,
-                        "b_error": o.error[:500] if o.error else None,
+                        "b_error": _storable(o.error),
                     }
                     for o in valid
                 ],
@@ -844,12 +844,31 @@ class Outbox:
 _OUTCOME_STATES = (PENDING, DELIVERED, DEAD)
 
 
+_UNSTORABLE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+
+
+def _storable(text: str | None) -> str | None:
+    """An error text as the column takes it: one line, no lone surrogates, 500 characters.
+
+    PagerDuty's message arrives as JSON, where ``"\\ud800"`` is valid; SQLite's driver cannot
+    encode it, and the worker, failing to record, would die on every such answer.
+    """
+    return _UNSTORABLE.sub("\ufffd", text)[:500] if text else None
+
+
 def _check_outcome(outcome: Outcome) -> None:
     """Refuse an outcome :meth:`Outbox.record` could not store as meant (before writing any)."""
     if not isinstance(outcome, Outcome):
         raise ConfigError(f"outcomes must be Outcome objects, not a {type(outcome).__name__}", setting="outcomes")
+    whole(outcome.event_id, name="event_id", minimum=1, maximum=_MAX_ID)
+    if not isinstance(outcome.lease_token, str):
+        raise ConfigError("an outcome's lease_token must be text", setting="lease_token")
     if outcome.state not in _OUTCOME_STATES:
         raise ConfigError("an outcome's state must be pending, delivered or dead", setting="state")
+    if outcome.status is not None:
+        whole(outcome.status, name="status", minimum=100, maximum=999)  # what HTTP clients pass on
+    if outcome.error is not None and not isinstance(outcome.error, str):
+        raise ConfigError("an outcome's error must be text", setting="error")
     for name in ("next_attempt_at", "pause_key_until"):
         value = getattr(outcome, name)
         if value is not None:

@@ -7,6 +7,7 @@ parameter, before anything is written.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import time
@@ -21,7 +22,8 @@ from hypothesis import strategies as st
 
 from pdconnect import AlertEvent, RetryPolicy, Sender
 from pdconnect.errors import ConfigError
-from pdconnect.outbox import DELIVERED, LEASED, MAX_LEASE, PENDING, Outbox, outcome_for
+from pdconnect.outbox import DEAD, DELIVERED, LEASED, MAX_LEASE, PENDING, Outbox, outcome_for
+from pdconnect.transport import HttpResponse
 from pdconnect.worker import KeyRateLimiter, Worker
 from tests.conftest import SERVICE_KEY
 
@@ -317,3 +319,79 @@ def test_any_worker_settings_are_taken_whole_or_refused_with_a_config_error(sett
     for name in ("lease", "poll_interval", "database_retry_max"):
         assert math.isfinite(getattr(made, name)) and getattr(made, name) > 0
     assert 1 <= made.concurrency <= 1024 and 0 <= made.prefetch <= 10_000
+
+
+# -- hostile outcomes and answers -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("event_id", "1"),
+        ("event_id", 1.0),
+        ("event_id", True),
+        ("event_id", 0),
+        ("event_id", 2**64),
+        ("lease_token", None),
+        ("lease_token", b"token"),
+        ("status", "202"),
+        ("status", True),
+        ("status", 99),
+        ("status", 1000),
+        ("status", math.nan),
+        ("error", 7),
+        ("error", b"HTTP 400"),
+    ],
+)
+def test_an_outcome_of_the_wrong_shape_is_refused(outbox: Outbox, field: str, value: Any) -> None:
+    """On PostgreSQL a str id fails in the database, and the worker would take that for an outage."""
+    outbox.enqueue(SERVICE_KEY, trigger())
+    (claimed,) = outbox.claim("w", 10, lease=60)
+    outcome = dataclasses.replace(outcome_for(claimed, DELIVERED, status=202), **{field: value})
+    with pytest.raises(ConfigError, match=field):
+        outbox.record([outcome])
+    assert [row["state"] for row in rows(outbox)] == [LEASED]
+
+
+def test_replayed_forged_and_crossed_outcomes_count_for_nothing(outbox: Outbox) -> None:
+    mine, theirs = outbox.enqueue_many([(SERVICE_KEY, trigger("a")), (SERVICE_KEY, trigger("b"))])
+    (a,) = outbox.claim("w", 1, lease=60)
+    (b,) = outbox.claim("other-worker", 1, lease=60)  # another lease token
+    assert (a.id, b.id) == (mine.id, theirs.id)
+    assert outbox.record([outcome_for(a, DEAD, status=400)]) == 1
+    assert outbox.record([outcome_for(a, DELIVERED, status=202)]) == 0, "a replay changes nothing"
+    forged = dataclasses.replace(outcome_for(b, DELIVERED, status=202), lease_token="0" * 32)
+    crossed = dataclasses.replace(outcome_for(b, DELIVERED, status=202), lease_token=a.lease_token, event_id=b.id)
+    unknown = dataclasses.replace(outcome_for(b, DELIVERED, status=202), event_id=2**62)
+    assert outbox.record([forged, crossed, unknown]) == 0
+    states = {row["id"]: row["state"] for row in rows(outbox)}
+    assert states == {mine.id: DEAD, theirs.id: LEASED}
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        b'{"message": "\\ud800 broken", "errors": ["\\udfff"]}',
+        b'{"message": "line one\\nline two\\u0000\\u001b[2J", "errors": []}',
+        b'{"message": "' + b"x" * 100_000 + b'"}',
+        b"\xff\xfe not json \x00",
+        b'{"message": ["not", "text"], "errors": {"a": 1}}',
+    ],
+)
+def test_a_hostile_answer_is_recorded_not_fatal_to_the_worker(outbox: Outbox, said: bytes) -> None:
+    """A 400 whose message SQLite's driver cannot encode (a lone surrogate, valid in JSON) made
+    ``record`` raise UnicodeEncodeError, which killed the worker, and the next one, for ever."""
+    outbox.enqueue(SERVICE_KEY, trigger())
+
+    class Hostile:
+        def post(self, *args: Any) -> HttpResponse:
+            return HttpResponse(400, said, {"content-type": "application/json"})
+
+        def close(self) -> None:
+            pass
+
+    made = Worker(outbox, sender=Sender(transport=Hostile(), retry=RetryPolicy.no_retries()), rate_limit_per_key=None)
+    assert made.run_once() == 1
+    (event,) = outbox.dead()
+    assert event.reason is not None and len(event.reason) <= 500
+    assert event.reason.isprintable()
