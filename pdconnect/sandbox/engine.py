@@ -20,6 +20,7 @@ import re
 import secrets
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -107,7 +108,8 @@ class SandboxSettings:
     key of the account name in the install flow's ``config``: PagerDuty's docs show ``Name``,
     the public implementations read ``name`` (UNCONFIRMED which PagerDuty sends); ``both``
     sends both. ``allow_remote_webhooks`` lets subscriptions point off this machine.
-    ``max_received`` bounds the log of received requests.
+    ``max_received`` and ``max_received_bytes`` bound the log of received requests (by count
+    and by the bodies' total size; the oldest go first), so a flood cannot fill the memory.
     """
 
     rate_limit: int | None = 120
@@ -115,14 +117,17 @@ class SandboxSettings:
     allow_remote_webhooks: bool = False
     webhook_schedule: RetrySchedule = field(default_factory=RetrySchedule)
     max_received: int = 200_000
+    max_received_bytes: int = 256 * 1024 * 1024
     seed: bool = True
 
     def __post_init__(self) -> None:
         limit = self.rate_limit
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
             raise ValueError(f"rate_limit must be a whole number of at least 1, or None; got {limit!r:.40}")
-        if isinstance(self.max_received, bool) or not isinstance(self.max_received, int) or self.max_received < 1:
-            raise ValueError(f"max_received must be a whole number of at least 1; got {self.max_received!r:.40}")
+        for name in ("max_received", "max_received_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a whole number of at least 1; got {value!r:.40}")
         if self.account_name_field not in ("name", "Name", "both"):
             raise ValueError("account_name_field must be name, Name or both")
 
@@ -149,6 +154,8 @@ class Sandbox:
         self._open_alerts: dict[tuple[str, str], str] = {}
         self._numbers: dict[str, int] = {}
         self._received_seq = 0
+        self._received_sizes: deque[tuple[str, int]] = deque()  # (record id, body bytes), oldest first
+        self._received_bytes = 0
         self._rebuild_indexes()
         if self.settings.seed and not self.store.count(Account):
             with self.store.transaction():
@@ -174,6 +181,10 @@ class Sandbox:
                 self._numbers[incident.account] = max(self._numbers.get(incident.account, 0), incident.number)
             received = self.store.all(Received)
             self._received_seq = max((r.seq for r in received), default=0)
+            self._received_sizes = deque(
+                (r.id, len(json.dumps(r.request, default=str))) for r in sorted(received, key=lambda r: r.seq)
+            )
+            self._received_bytes = sum(size for _, size in self._received_sizes)
 
     def reset(self, *, seed: bool = True) -> None:
         """Forget everything (faults, rate limits and changed settings too); with ``seed``, start over."""
@@ -498,9 +509,16 @@ class Sandbox:
             response=response,
         )
         self.store.put(record)
-        oldest = seq - self.settings.max_received
-        if oldest > 0:
-            self.store.delete(Received, f"{oldest:012d}")
+        size = len(raw) if doc is not None else min(len(raw), 2048)  # what the record holds
+        self._received_sizes.append((record.id, size))
+        self._received_bytes += size
+        while len(self._received_sizes) > 1 and (
+            len(self._received_sizes) > self.settings.max_received
+            or self._received_bytes > self.settings.max_received_bytes
+        ):
+            oldest, size = self._received_sizes.popleft()
+            self._received_bytes -= size
+            self.store.delete(Received, oldest)
 
     def _target_service(self, key: IntegrationKey) -> Service:
         service_id = key.service

@@ -352,3 +352,46 @@ def test_retry_schedule_holds_only_sane_numbers(delays: list[float], timeout: fl
     for value in (*schedule.delays, schedule.timeout, schedule.disabled_for):
         assert math.isfinite(value) and 0 <= value <= 86_400
     assert schedule.timeout > 0
+
+
+# -- a flood of big bodies cannot fill the memory --------------------------------------------
+
+
+def _flood(sandbox: Sandbox, sizes: list[int]) -> None:
+    key = sandbox.keys_of(sandbox.services()[0].id)[0].id
+    sandbox.handle_alert(b"x" * 600_000)  # too large: refused, and kept only as its first 2 KB
+    for n, size in enumerate(sizes):
+        event = {"routing_key": key, "event_action": "trigger", "dedup_key": f"d{n}",
+                 "payload": {"summary": "s", "source": "h", "severity": "info", "custom_details": {"x": "y" * size}}}  # fmt: skip
+        sandbox.handle_alert(json.dumps(event).encode())
+
+
+@pytest.mark.parametrize(("count", "size"), [(40, 10_000), (5, 300_000), (200, 100)])
+def test_the_received_log_is_bounded_by_bytes(count: int, size: int) -> None:
+    sandbox = Sandbox(SandboxSettings(rate_limit=None, max_received_bytes=100_000))
+    _flood(sandbox, [size] * count)
+    kept = sandbox.received()
+    assert kept[-1].seq == count + 1, "the newest is always kept"
+    assert len(kept) > 1 or size > 100_000
+    assert sum(len(json.dumps(r.request)) for r in kept) <= max(100_000, len(json.dumps(kept[-1].request)))
+    assert [r.seq for r in kept] == list(range(kept[0].seq, count + 2)), "the oldest went first"
+    assert len(kept) < count + 1 or count * size < 100_000
+    sandbox.close()
+
+
+@settings(max_examples=40)
+@given(
+    sizes=st.lists(st.integers(min_value=0, max_value=30_000), max_size=25),
+    limit=st.integers(min_value=1, max_value=60_000),
+    count=st.integers(min_value=1, max_value=10),
+)
+def test_the_received_log_never_holds_more_than_its_bounds(sizes: list[int], limit: int, count: int) -> None:
+    sandbox = Sandbox(SandboxSettings(rate_limit=None, max_received_bytes=limit, max_received=count))
+    _flood(sandbox, sizes)
+    kept = sandbox.received()
+    assert 1 <= len(kept) <= count
+    if len(kept) > 1:
+        assert sandbox._received_bytes <= limit
+    assert sandbox._received_bytes == sum(size for _, size in sandbox._received_sizes)
+    assert {r.id for r in kept} == {record_id for record_id, _ in sandbox._received_sizes}
+    sandbox.close()
