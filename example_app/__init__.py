@@ -95,6 +95,15 @@ def create_app(
     def not_found(error: Exception) -> ResponseReturnValue:
         return render_template("error.html", title="Not found", message="There is nothing here."), 404
 
+    @app.errorhandler(400)
+    def bad_request(error: Exception) -> ResponseReturnValue:
+        return render_template("error.html", title="Bad request", message="The request was not valid."), 400
+
+    @app.errorhandler(405)
+    def wrong_method(error: Exception) -> ResponseReturnValue:
+        message = "This address does not take that kind of request."
+        return render_template("error.html", title="Not allowed", message=message), 405
+
     monitoring = Monitoring(app, engine)
     app.extensions["acme_monitoring"] = monitoring
     if app.config["ACME_SCHEDULER"]:

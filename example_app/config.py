@@ -21,9 +21,11 @@ from typing import Any
 from example_app.http_check import Network, parse_networks
 from pdconnect.config_values import parse_bool, parse_list
 from pdconnect.errors import ConfigError
+from pdconnect.urls import safe_link_href
 
 DEMO_SECRET = "acme-demo-secret-do-not-use-in-production"  # noqa: S105 -- refused in production
 _INSECURE = {DEMO_SECRET, "changeme", "secret", "dev", "development"}
+_MODES = {"development": False, "dev": False, "production": True, "prod": True}
 
 
 class InsecureConfiguration(SystemExit):
@@ -33,7 +35,11 @@ class InsecureConfiguration(SystemExit):
 def load_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Read settings from ``environ`` (the process environment by default)."""
     env = os.environ if environ is None else environ
-    production = env.get("ACME_ENV", "development").lower() in ("production", "prod")
+    mode = env.get("ACME_ENV", "development").strip().lower()
+    if mode not in _MODES:
+        # A typo ("prodution") must not quietly start in development, with the demo secret.
+        raise ConfigError("ACME_ENV must be development or production", setting="ACME_ENV")
+    production = _MODES[mode]
     secret = env.get("ACME_SECRET_KEY") or (None if production else DEMO_SECRET)
     if production and (not secret or secret in _INSECURE or len(secret) < 32):
         raise InsecureConfiguration(
@@ -55,6 +61,9 @@ def load_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         "PDCONNECT_ERROR_TEMPLATE": "pagerduty_error.html",  # pdconnect's error pages, in Acme's layout
     }
     config.update({name: value for name, value in env.items() if name.startswith("PDCONNECT_")})
+    if safe_link_href(config["ACME_BASE_URL"]) is None:
+        # It is the link in every incident Acme opens, and the start of its callback URL.
+        raise ConfigError("ACME_BASE_URL must be an http:// or https:// URL with a host", setting="ACME_BASE_URL")
     config.setdefault("PDCONNECT_CLIENT_URL", config["ACME_BASE_URL"])
     read_settings(config)
     return config

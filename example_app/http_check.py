@@ -12,11 +12,13 @@ Redirects are followed here too, a few at most, each hop checked the same way.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import ipaddress
 import re
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 TIMEOUT_SECONDS = 5.0
+DEADLINE_SECONDS = 10.0
 MAX_REDIRECTS = 3
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
@@ -168,6 +171,8 @@ def checked_addresses(host: str, port: int, networks: Sequence[Network]) -> list
 
 def _split(url: str) -> tuple[str, str, int, str]:
     """Scheme, host, port and request target of an http(s) URL; TargetRefused for anything else."""
+    if not url.isascii():
+        raise TargetRefused("write the URL in ASCII: a host as xn--..., other characters %-escaped")
     if safe_link_href(url) is None:
         raise TargetRefused("not an http:// or https:// URL with a host")
     parts = urlsplit(url)
@@ -175,6 +180,10 @@ def _split(url: str) -> tuple[str, str, int, str]:
     port = parts.port or (443 if parts.scheme == "https" else 80)
     if not host:
         raise TargetRefused("not an http:// or https:// URL with a host")
+    try:  # empty or over-long labels: what no resolver takes
+        host.encode("idna")
+    except UnicodeError:
+        raise TargetRefused("not a valid host name") from None
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return parts.scheme, host, port, target
 
@@ -209,22 +218,54 @@ def _connect(scheme: str, host: str, port: int, addresses: Sequence[IPAddress], 
     raise error
 
 
-def _get_once(url: str, *, timeout: float, networks: Sequence[Network]) -> tuple[int, str, str | None]:
+def _get_once(url: str, *, timeout: float, networks: Sequence[Network], deadline: float) -> tuple[int, str, str | None]:
     scheme, host, port, target = _split(url)
     addresses = checked_addresses(host, port, networks)
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError("the check took too long")
     connection = http.client.HTTPConnection(host, port, timeout=timeout)
-    connection.sock = _connect(scheme, host, port, addresses, timeout)
+    connection.sock = sock = _connect(scheme, host, port, addresses, min(timeout, remaining))
+    # The timeout is per read: a server trickling a byte at a time would hold the schedule (one
+    # thread for every monitor) for as long as it liked. At the deadline the socket is shut.
+    expired = threading.Event()
+
+    def expire() -> None:
+        expired.set()
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+    timer = threading.Timer(remaining, expire)
+    timer.daemon = True
+    timer.start()
     try:
         connection.request("GET", target, headers={"User-Agent": "AcmeMonitoring/1.0", "Accept": "*/*"})
         response = connection.getresponse()
+        if expired.is_set():  # the shutdown can read as the end of the headers: not an answer
+            raise TimeoutError("the check took too long")
         return response.status, response.reason, response.getheader("Location")
+    except (OSError, http.client.HTTPException):
+        if expired.is_set():
+            raise TimeoutError("the check took too long") from None
+        raise
     finally:
+        timer.cancel()
         connection.close()
 
 
-def fetch(url: str, *, networks: Sequence[Network] = (), timeout: float = TIMEOUT_SECONDS) -> HttpOutcome:
-    """GET ``url`` (following up to :data:`MAX_REDIRECTS` redirects, each checked) and report."""
+def fetch(
+    url: str,
+    *,
+    networks: Sequence[Network] = (),
+    timeout: float = TIMEOUT_SECONDS,
+    deadline: float = DEADLINE_SECONDS,
+) -> HttpOutcome:
+    """GET ``url`` (following up to :data:`MAX_REDIRECTS` redirects, each checked) and report.
+
+    ``timeout`` bounds each connect and read; ``deadline`` the whole check, redirects included.
+    """
     started = time.perf_counter()
+    deadline_at = time.monotonic() + deadline
 
     def elapsed() -> float:
         return (time.perf_counter() - started) * 1000
@@ -232,7 +273,7 @@ def fetch(url: str, *, networks: Sequence[Network] = (), timeout: float = TIMEOU
     current = url
     for _hop in range(MAX_REDIRECTS + 1):
         try:
-            status, reason, location = _get_once(current, timeout=timeout, networks=networks)
+            status, reason, location = _get_once(current, timeout=timeout, networks=networks, deadline=deadline_at)
         except TargetRefused as exc:
             return HttpOutcome(None, "refused", elapsed(), error=f"Refused: {exc}", refused=True)
         except (OSError, http.client.HTTPException, ValueError) as exc:

@@ -62,3 +62,25 @@ def test_the_app_refuses_to_start_with_one_line(tmp_path: Path, name: str, value
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("acme: ") and name in lines[0], result.stderr
     assert "Traceback" not in result.stderr and value not in lines[0].removeprefix(f"acme: {name}")
+
+
+@pytest.mark.parametrize("value", ["prodution", "staging", "", "production\x00", "PRODUCTION!"])
+def test_an_unknown_mode_is_refused_rather_than_run_as_development(value: str) -> None:
+    with pytest.raises(ConfigError, match="ACME_ENV must be development or production"):
+        load_config({"ACME_ENV": value, "ACME_SECRET_KEY": "k" * 40})
+
+
+@pytest.mark.parametrize("value", [" Production ", "PROD", "dev"])
+def test_modes_are_read_in_any_case(value: str) -> None:
+    assert load_config({"ACME_ENV": value, "ACME_SECRET_KEY": "k" * 40})[
+        "ACME_PRODUCTION"
+    ] is value.strip().lower().startswith("prod")
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["javascript:alert(1)", "monitoring.example.com", "https://", "https://user:pw@acme.example", "http://a b/", "//x"],
+)
+def test_a_base_url_that_is_no_link_is_refused(value: str) -> None:
+    with pytest.raises(ConfigError, match="ACME_BASE_URL"):
+        load_config({"ACME_BASE_URL": value})

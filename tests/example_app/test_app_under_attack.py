@@ -326,3 +326,14 @@ def test_a_failed_handshake_is_a_page_of_acme(acme: RunningDemo, path: str) -> N
     assert 400 <= response.status_code < 500, response.status_code
     assert 'class="brand"' in page and "data-pdconnect-error" in page, "Acme's header, Acme's page"
     assert "Back to your PagerDuty settings" in page and 'href="/settings/pagerduty"' in page
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("GET", "/signout", 405), ("GET", "/monitors/1/simulate", 405), ("POST", "/monitors/1/simulate", 400)],
+)
+def test_wrong_methods_and_bad_requests_are_acme_pages(acme: RunningDemo, method: str, path: str, status: int) -> None:
+    client = signed_in(acme, "alice")
+    response = client.open(path, method=method, data={"pdconnect_csrf": token(client, "/"), "mode": "sideways"})
+    assert response.status_code == status
+    assert 'class="brand"' in response.get_data(as_text=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -326,3 +327,42 @@ def test_a_bad_allowed_network_is_a_config_error_naming_the_setting(value: str) 
     with pytest.raises(ConfigError, match="ACME_MONITOR_ALLOWED_NETWORKS") as raised:
         load_config({"ACME_MONITOR_ALLOWED_NETWORKS": value})
     assert raised.value.setting == "ACME_MONITOR_ALLOWED_NETWORKS"
+
+
+def test_a_unicode_host_is_refused_with_its_ascii_spelling_as_advice(net: Network) -> None:
+    outcome = http_check.fetch("http://bücher.example/")
+    assert outcome.refused and "xn--" in (outcome.error or "")
+    net.names["xn--bcher-kva.example"] = ["127.0.0.1"]
+    with server(lambda _: (200, {})) as url:
+        port = url.rsplit(":", 1)[1]
+        assert http_check.fetch(f"http://xn--bcher-kva.example:{port}/", networks=LOOPBACK).status == 200
+
+
+@pytest.mark.parametrize("url", ["http://a..b.example/", "http://" + "a" * 64 + ".example/", "http://\u200b.example/"])
+def test_a_host_no_resolver_could_take_is_refused(net: Network, url: str) -> None:
+    assert http_check.fetch(url).refused
+    assert net.lookups == [] and net.connections == []
+
+
+def test_a_server_that_never_finishes_answering_is_cut_off_at_the_deadline(net: Network) -> None:
+    """Per-read timeouts do not bound a trickle; the deadline does (here short, reads long)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    release = threading.Event()
+
+    def hold() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            release.wait()
+
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
+    try:
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/"
+        outcome = http_check.fetch(url, networks=LOOPBACK, timeout=120, deadline=0.2)
+    finally:
+        release.set()
+        holder.join(10)
+        listener.close()
+    assert outcome.status is None and outcome.error == "TimeoutError"
