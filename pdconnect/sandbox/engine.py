@@ -68,6 +68,9 @@ THROTTLED = {
 #: What an injected server error answers.
 SERVER_ERROR = {"status": "error", "message": "Internal server error (injected by the sandbox)", "errors": []}
 PRIORITIES = ("P1", "P2", "P3", "P4", "P5")
+#: How many of an incident's latest timeline entries keep the event body they came with.
+MAX_TIMELINE_BODIES = 100
+TIMELINE_BODY_DROPPED = "(body dropped: only the latest 100 entries keep theirs)"
 #: ASCII letters, digits and hyphens (``str.isalnum`` would let any script's letters in).
 _SUBDOMAIN = re.compile(r"[a-z0-9-]{1,63}")
 RESPONDER_ACTIONS = (
@@ -708,6 +711,12 @@ class Sandbox:
         incident.timeline.append(
             {"at": now_iso(), "type": kind, "summary": summary, "agent": agent, "channel": channel}
         )
+        # Each deduplicated trigger adds an entry with its body (up to 512 KB): only the latest
+        # keep theirs, or one noisy alert would grow its incident without bound.
+        if len(incident.timeline) > MAX_TIMELINE_BODIES:
+            older = incident.timeline[-MAX_TIMELINE_BODIES - 1].get("channel")
+            if isinstance(older, dict) and "raw" in older:
+                older["raw"] = TIMELINE_BODY_DROPPED
         incident.updated_at = now_iso()
         self.store.put(incident)
 

@@ -19,6 +19,7 @@ from werkzeug.test import Client, TestResponse
 
 from pdconnect.sandbox import Sandbox, SandboxSettings
 from pdconnect.sandbox.app import SandboxApp
+from pdconnect.sandbox.engine import MAX_TIMELINE_BODIES, TIMELINE_BODY_DROPPED
 from pdconnect.sandbox.faults import FaultPlan, Faults, FaultSpecError
 from pdconnect.sandbox.pytest_plugin import PagerDutySandbox
 from pdconnect.sandbox.validation import JsonBodyError, parse_json
@@ -394,4 +395,24 @@ def test_the_received_log_never_holds_more_than_its_bounds(sizes: list[int], lim
         assert sandbox._received_bytes <= limit
     assert sandbox._received_bytes == sum(size for _, size in sandbox._received_sizes)
     assert {r.id for r in kept} == {record_id for record_id, _ in sandbox._received_sizes}
+    sandbox.close()
+
+
+@pytest.mark.parametrize("triggers", [1, 100, 101, 250])
+def test_a_noisy_alert_keeps_only_the_latest_bodies(triggers: int) -> None:
+    sandbox = Sandbox(SandboxSettings(rate_limit=None))
+    key = sandbox.keys_of(sandbox.services()[0].id)[0].id
+    for n in range(triggers):
+        event = {"routing_key": key, "event_action": "trigger", "dedup_key": "noisy",
+                 "payload": {"summary": f"s{n}", "source": "h", "severity": "info"}}  # fmt: skip
+        assert sandbox.handle_alert(json.dumps(event).encode()).status == 202
+    (incident,) = sandbox.incidents()
+    raws = [entry["channel"]["raw"] for entry in incident.timeline]
+    assert len(raws) == triggers
+    kept = [raw for raw in raws if isinstance(raw, dict)]
+    assert len(kept) == min(triggers, MAX_TIMELINE_BODIES)
+    assert raws[-1]["payload"]["summary"] == f"s{triggers - 1}"
+    assert all(raw == TIMELINE_BODY_DROPPED for raw in raws[: triggers - len(kept)])
+    assert len(sandbox.received()) == triggers, "the received log still has every body"
+    assert Client(SandboxApp(sandbox)).get(f"/incidents/{incident.id}").status_code == 200
     sandbox.close()
