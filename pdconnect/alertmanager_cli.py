@@ -21,6 +21,7 @@ import sys
 import threading
 from typing import Any
 
+from pdconnect.cli import CommandFailed, add_database
 from pdconnect.urls import is_loopback_host
 
 KEYS_VARIABLE = "PDCONNECT_ROUTING_KEYS"
@@ -37,8 +38,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
             f"(or --routing-key); the bearer token Alertmanager must send from ${TOKEN_VARIABLE}."
         ),
     )
-    parser.add_argument("--listen", default="127.0.0.1:9095", help="HOST:PORT to listen on (default: %(default)s)")
-    parser.add_argument("--database", required=True, help="SQLAlchemy URL of the outbox's database")
+    parser.add_argument(
+        "--listen",
+        type=listen_address,
+        default=("127.0.0.1", 9095),
+        metavar="HOST:PORT",
+        help="where to listen, port 0 for any free one (default: 127.0.0.1:9095)",
+    )
+    add_database(parser)
     parser.add_argument("--table-prefix", default="pdconnect_outbox", help="outbox table name (default: %(default)s)")
     parser.add_argument(
         "--routing-key",
@@ -67,11 +74,15 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.set_defaults(handler=_run)
 
 
-def _listen_address(value: str) -> tuple[str, int]:
+def listen_address(value: str) -> tuple[str, int]:
+    """An argparse ``type=`` for ``HOST:PORT`` (``[::1]:9095`` for IPv6); the port from 0 to 65535."""
     host, _, port = value.rpartition(":")
-    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError("--listen must be HOST:PORT")
-    return host.strip("[]"), int(port)
+    host = host.removeprefix("[").removesuffix("]") if host.startswith("[") else host
+    valid_host = bool(host) and host.isascii() and host.isprintable() and " " not in host and len(host) <= 253
+    if not valid_host or not (port.isascii() and port.isdigit()) or len(port) > 5 or int(port) > 65535:
+        shown = repr(value[:60])
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT with a port from 0 to 65535, got {shown}")
+    return host, int(port)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -84,8 +95,8 @@ def _run(args: argparse.Namespace) -> int:
     from pdconnect.worker import Worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    host, port = args.listen
     try:
-        host, port = _listen_address(args.listen)
         raw_keys = [*args.routing_key, *os.environ.get(KEYS_VARIABLE, "").split(",")]
         keys = [normalize_key(k, name="routing key") for k in raw_keys if k.strip()]
     except (ValueError, PdConnectError) as exc:
@@ -109,7 +120,11 @@ def _run(args: argparse.Namespace) -> int:
     bridge = AlertmanagerBridge(
         outbox, keys, token=token, default_severity=Severity(args.default_severity), client=args.client
     )
-    server = serve(bridge, host, port)
+    try:
+        server = serve(bridge, host, port)
+    except OSError as exc:  # a busy port, an address this machine does not have, a name that does not resolve
+        outbox.close()
+        raise CommandFailed(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     threading.Thread(target=server.serve_forever, name="alertmanager-http", daemon=True).start()
     print(
         f"pdconnect alertmanager listening on http://{host}:{server.server_address[1]} "

@@ -4,18 +4,125 @@
 integration key; ``pdconnect sandbox`` runs a local PagerDuty; ``pdconnect worker`` delivers the
 outbox and ``pdconnect outbox`` looks after it; ``pdconnect alertmanager`` receives Prometheus
 Alertmanager's webhooks; ``pdconnect db init`` creates the tables.
+
+No command prints a traceback: a bad option is one line and exit status 2 (argparse's own
+convention), a failure while working (a database that does not answer, a busy port) one line
+and status 1. Numeric options are read by :func:`number`, which refuses NaN, infinity and
+values out of range where they are read.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
 
 from pdconnect.button import DEFAULT_LABEL, ButtonSize, ButtonTheme, embed_snippet
 from pdconnect.errors import PdConnectError
 from pdconnect.keys import classify_key, normalize_key
 from pdconnect.version import __version__
+
+
+class CommandFailed(PdConnectError):
+    """A command could not do its work (exit status 1); the message is the one line shown."""
+
+
+class UsageError(PdConnectError):
+    """A command's options cannot be used as given (exit status 2), found after parsing."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (``prog: message``) instead of the usage text."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _figure(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def _shown(text: str) -> str:
+    """An argument as an error message quotes it: escaped, and short."""
+    return repr(text[:40] + ("..." if len(text) > 40 else ""))
+
+
+def number(
+    kind: type[int] | type[float],
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    above: float | None = None,
+    words: Sequence[str] = (),
+) -> Callable[[str], Any]:
+    """An argparse ``type=`` for a finite number in range; ``words`` (such as ``off``) pass as they are.
+
+    ``minimum`` and ``maximum`` are inclusive, ``above`` exclusive. NaN, infinity, a value
+    out of range or one that is not a number raise :class:`argparse.ArgumentTypeError`,
+    which argparse turns into one line and exit status 2.
+    """
+    what = "a whole number" if kind is int else "a number"
+    if minimum is not None and maximum is not None:
+        limits = f" from {_figure(minimum)} to {_figure(maximum)}"
+    else:
+        parts = [f"above {_figure(above)}"] if above is not None else []
+        parts += [f"at least {_figure(minimum)}"] if minimum is not None else []
+        parts += [f"at most {_figure(maximum)}"] if maximum is not None else []
+        limits = (" " + " and ".join(parts)) if parts else ""
+    expected = what + limits + "".join(f", or {w!r}" for w in words)
+
+    def parse(text: str) -> Any:
+        if text in words:
+            return text
+        try:
+            value = kind(text.strip()) if text.strip().isascii() else None
+        except (ValueError, OverflowError):
+            value = None
+        if value is None or not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {_shown(text)}")
+        too_low = (minimum is not None and value < minimum) or (above is not None and value <= above)
+        if too_low or (maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {_shown(text)}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in some messages
+    return parse
+
+
+def numbers(item: Callable[[str], Any], *, least: int = 1, most: int = 50) -> Callable[[str], tuple[Any, ...]]:
+    """An argparse ``type=`` for a comma-separated list of ``least`` to ``most`` :func:`number` values."""
+
+    def parse(text: str) -> tuple[Any, ...]:
+        parts = [part for part in text.split(",") if part.strip()]
+        if not least <= len(parts) <= most:
+            raise argparse.ArgumentTypeError(f"expected {least} to {most} values separated by commas, got {len(parts)}")
+        try:
+            return tuple(item(part) for part in parts)
+        except argparse.ArgumentTypeError as exc:
+            raise argparse.ArgumentTypeError(f"each value: {exc}") from None
+
+    parse.__name__ = "list of numbers"
+    return parse
+
+
+def database_url(text: str) -> str:
+    """An argparse ``type=`` for ``--database``: a SQLAlchemy URL, checked but kept as text.
+
+    The refusal never quotes the URL, which may carry a password.
+    """
+    from pdconnect.database import DatabaseURLError, parse_url
+
+    try:
+        parse_url(text)
+    except DatabaseURLError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def add_database(parser: argparse.ArgumentParser, *, help: str = "SQLAlchemy URL of the outbox's database") -> None:
+    parser.add_argument("--database", required=True, type=database_url, help=help)
 
 
 def _snippet(args: argparse.Namespace) -> int:
@@ -50,7 +157,7 @@ def _db_init(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pdconnect", description="Vendor-side PagerDuty tools.")
+    parser = ArgumentParser(prog="pdconnect", description="Vendor-side PagerDuty tools.")
     parser.add_argument("--version", action="version", version=f"pdconnect {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -80,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="create pdconnect's tables (integrations, nonces, webhooks, outbox) if missing",
         description="Create pdconnect's tables if they do not exist; safe to run again.",
     )
-    init.add_argument("--database", required=True, help="a SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db")
+    add_database(init, help="a SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db")
     init.add_argument(
         "--outbox-table-prefix", default="pdconnect_outbox", help="the outbox's table name (default: %(default)s)"
     )
@@ -97,14 +204,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (2 for bad input, 1 for a database failure)."""
+    """Run the command line; returns the exit status: 2 for bad input, 1 for a failure while working."""
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
-    args = build_parser().parse_args(argv)
+    from pdconnect.database import DatabaseDriverMissing, DatabaseURLError
+
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error argparse already printed
+        return exc.code if isinstance(exc.code, int) else 2
+    words = [getattr(args, name, None) for name in ("command", "outbox_command", "db_command")]
+    prog = " ".join(["pdconnect", *(w for w in words if w)])
     try:
         status: int = args.handler(args)
+    except (CommandFailed, DatabaseDriverMissing) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
+    except DatabaseURLError as exc:
+        print(f"{prog}: --database: {exc}", file=sys.stderr)
+        return 2
     except PdConnectError as exc:
-        print(f"pdconnect: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     except (ArgumentError, NoSuchModuleError) as exc:
         print(f"pdconnect: --database is not a SQLAlchemy URL this installation can use ({exc})", file=sys.stderr)
@@ -114,20 +234,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(f"pdconnect: the database {_database_shown(args)} cannot be used: {driver_message(exc)}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the last net: one line, never a traceback
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        print(f"{prog}: failed: {type(exc).__name__}: {first}", file=sys.stderr)
+        return 1
     return status
 
 
 def _database_shown(args: argparse.Namespace) -> str:
     """The command's ``--database`` URL with its password hidden, or the sandbox's ``--db`` file."""
-    from sqlalchemy.engine import make_url
+    from pdconnect.database import shown_url
 
     url = getattr(args, "database", None)
     if not url:
         return str(getattr(args, "db", None) or "(none given)")
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # only for a message: an unreadable URL was refused before this
-        return "(unreadable URL)"
+    return shown_url(url)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -40,6 +40,10 @@ class DatabaseURLError(PdConnectError, ValueError):
     """
 
 
+class DatabaseDriverMissing(DatabaseURLError):
+    """The URL names a database whose driver is not installed; the message says what to install."""
+
+
 def parse_url(url: str | URL) -> URL:
     """``url`` as a SQLAlchemy :class:`~sqlalchemy.engine.URL`; raises :class:`DatabaseURLError`."""
     if isinstance(url, URL):
@@ -73,11 +77,13 @@ def create_engine(url: str | URL) -> sa.Engine:
         else:
             engine = sa.create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT}, hide_parameters=True)
     except ImportError as exc:
-        backend = parsed.get_backend_name()
+        backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
         extra = DRIVER_EXTRAS.get(backend)
         hint = f": pip install 'pdconnect[{extra}]'" if extra else ""
-        raise DatabaseURLError(
-            f"the {parsed.get_driver_name()} driver for {backend} is not installed ({exc.name or exc}){hint}"
+        if backend == "postgresql" and driver != "psycopg":
+            hint += " and write the URL as postgresql+psycopg://..."
+        raise DatabaseDriverMissing(
+            f"the {driver} driver for {backend} is not installed (no module {exc.name or '?'}){hint}"
         ) from None
     except sa.exc.NoSuchModuleError:
         raise DatabaseURLError(f"no SQLAlchemy dialect {parsed.drivername!r} is installed") from None

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pdconnect.cli import add_database, number
 from pdconnect.errors import PdConnectError
 
 if TYPE_CHECKING:
@@ -17,8 +18,13 @@ if TYPE_CHECKING:
     from pdconnect.worker import Worker
 
 
+#: The largest id a PostgreSQL BIGSERIAL can hold.
+MAX_EVENT_ID = 2**63 - 1
+DAY = 86400.0
+
+
 def _add_database(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--database", required=True, help="SQLAlchemy URL of the outbox's database")
+    add_database(parser)
     parser.add_argument("--table-prefix", default="pdconnect_outbox", help="outbox table name (default: %(default)s)")
 
 
@@ -29,16 +35,42 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
         description="Run a worker with a live progress line. Stops cleanly on SIGTERM or Ctrl-C.",
     )
     _add_database(worker)
-    worker.add_argument("--concurrency", type=int, default=8, help="requests in flight at once (default: %(default)s)")
     worker.add_argument(
-        "--lease", type=float, default=60.0, help="seconds an event stays claimed (default: %(default)s)"
+        "--concurrency",
+        type=number(int, minimum=1, maximum=1024),
+        default=8,
+        help="requests in flight at once (default: %(default)s)",
     )
     worker.add_argument(
-        "--rate-limit", default="120", help="events a minute per routing key for this worker, or 'off' (default: 120)"
+        "--lease",
+        type=number(float, minimum=1, maximum=DAY),
+        default=60.0,
+        help="seconds an event stays claimed; a dead worker's events are claimable after it (default: %(default)s)",
     )
-    worker.add_argument("--max-age", type=float, default=86400.0, help="dead-letter events older than this (seconds)")
-    worker.add_argument("--timeout", type=float, default=10.0, help="read timeout of a request, seconds (default: 10)")
-    worker.add_argument("--max-backoff", type=float, default=300.0, help="longest wait between retries (default: 300)")
+    worker.add_argument(
+        "--rate-limit",
+        type=number(float, above=0, maximum=1_000_000, words=("off",)),
+        default=120.0,
+        help="events a minute per routing key for this worker, or 'off' (default: 120)",
+    )
+    worker.add_argument(
+        "--max-age",
+        type=number(float, above=0, maximum=365 * DAY),
+        default=DAY,
+        help="dead-letter events older than this, seconds (default: 86400)",
+    )
+    worker.add_argument(
+        "--timeout",
+        type=number(float, above=0, maximum=600),
+        default=10.0,
+        help="read timeout of a request, seconds (default: 10)",
+    )
+    worker.add_argument(
+        "--max-backoff",
+        type=number(float, above=0, maximum=DAY),
+        default=300.0,
+        help="longest wait between retries, seconds (default: 300)",
+    )
     worker.add_argument("--until-empty", action="store_true", help="stop when nothing is left to deliver")
     worker.add_argument(
         "--transport",
@@ -57,13 +89,22 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
     status.set_defaults(handler=_status)
     dead = actions.add_parser("dead", help="list dead-lettered events with their reasons")
     _add_database(dead)
-    dead.add_argument("--limit", type=int, default=50)
+    dead.add_argument(
+        "--limit", type=number(int, minimum=1, maximum=10_000), default=50, help="at most this many (default: 50)"
+    )
     dead.set_defaults(handler=_dead)
     requeue = actions.add_parser("requeue", help="put dead-lettered events back in the queue")
     _add_database(requeue)
     chosen = requeue.add_mutually_exclusive_group(required=True)
     chosen.add_argument("--all", action="store_true", help="every dead event")
-    chosen.add_argument("ids", nargs="*", type=int, default=[], metavar="ID", help="these event ids")
+    chosen.add_argument(
+        "ids",
+        nargs="*",
+        type=number(int, minimum=1, maximum=MAX_EVENT_ID),
+        default=[],
+        metavar="ID",
+        help="these event ids",
+    )
     requeue.add_argument(
         "--superseded",
         action="store_true",
@@ -72,16 +113,11 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
     requeue.set_defaults(handler=_requeue)
 
 
-def _outbox(args: argparse.Namespace) -> Outbox:
-    from pdconnect.outbox import Outbox
-
-    return Outbox(args.database, table_prefix=args.table_prefix)
-
-
 def _existing_outbox(args: argparse.Namespace) -> Outbox:
-    """The outbox for ``outbox status|dead|requeue``, which look and never create.
+    """The outbox for ``worker`` and ``outbox status|dead|requeue``, which never create one.
 
-    A mistyped SQLite path or table prefix would otherwise show an empty, healthy outbox.
+    A mistyped SQLite path or table prefix would otherwise show an empty, healthy outbox, or
+    run a worker that delivers nothing forever (``pdconnect db init`` creates the tables).
     """
     import sqlalchemy as sa
 
@@ -90,7 +126,7 @@ def _existing_outbox(args: argparse.Namespace) -> Outbox:
     url = sa.engine.make_url(args.database)
     sqlite_file = url.database if url.get_backend_name() == "sqlite" and url.database not in ("", ":memory:") else None
     if sqlite_file and not Path(sqlite_file).is_file():
-        raise NoOutbox(f"no such SQLite file: {sqlite_file}")
+        raise NoOutbox(f"no such SQLite file: {sqlite_file} (create the tables with 'pdconnect db init')")
     outbox = Outbox(args.database, table_prefix=args.table_prefix, create_tables=False)
     if not sa.inspect(outbox.engine).has_table(args.table_prefix):
         outbox.close()
@@ -123,15 +159,8 @@ def _run_worker(args: argparse.Namespace) -> int:
     from pdconnect.worker import Worker
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
-    if args.rate_limit == "off":
-        limit = None
-    else:
-        try:
-            limit = float(args.rate_limit)
-        except ValueError:
-            print("pdconnect worker: --rate-limit must be a number or 'off'", file=sys.stderr)
-            return 2
-    outbox = _outbox(args)
+    limit = None if args.rate_limit == "off" else float(args.rate_limit)
+    outbox = _existing_outbox(args)
     try:
         worker = Worker(
             outbox,
@@ -147,21 +176,24 @@ def _run_worker(args: argparse.Namespace) -> int:
             retry=RetryPolicy(base_delay=min(1.0, args.max_backoff), max_delay=args.max_backoff),
         )
     except ValueError as exc:
+        outbox.close()
         print(f"pdconnect worker: {exc}", file=sys.stderr)
         return 2
     print(f"pdconnect worker {worker.name} on {outbox!r}", flush=True)
     started = time.monotonic()
-    worker.run(until_empty=args.until_empty, handle_signals=True, on_tick=None if args.quiet else _progress)
-    if not args.quiet:
-        _progress(worker)
-        sys.stderr.write("\n")
+    try:
+        worker.run(until_empty=args.until_empty, handle_signals=True, on_tick=None if args.quiet else _progress)
+        if not args.quiet:
+            _progress(worker)
+            sys.stderr.write("\n")
+    finally:
+        outbox.close()
     counters = worker.counters
     print(
         f"stopped: delivered {counters.delivered}, retried {counters.retried}, dead {counters.dead} "
         f"in {time.monotonic() - started:.1f} s",
         flush=True,
     )
-    outbox.close()
     return 0
 
 

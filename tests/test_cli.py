@@ -25,7 +25,7 @@ def test_snippet(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_snippet_refuses_a_javascript_link(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["snippet", "--href", "javascript:alert(1)"]) == 2
-    assert "pdconnect:" in capsys.readouterr().err
+    assert capsys.readouterr().err.startswith("pdconnect snippet: ")
 
 
 def test_check_key(capsys: pytest.CaptureFixture[str]) -> None:

@@ -67,9 +67,9 @@ def test_status_dead_and_requeue(url: str, capsys: pytest.CaptureFixture[str]) -
     assert outbox.stats().pending == 3
 
 
-def test_requeue_needs_ids_or_all(url: str) -> None:
-    with pytest.raises(SystemExit):
-        main(["outbox", "requeue", "--database", url])
+def test_requeue_needs_ids_or_all(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["outbox", "requeue", "--database", url]) == 2
+    assert "one of the arguments --all ID is required" in capsys.readouterr().err
 
 
 def test_prometheus_text(url: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -119,9 +119,11 @@ def test_worker_stops_cleanly_on_sigterm(url: str, pagerduty_sandbox: PagerDutyS
     [
         ("worker", "postgresql://acme:hunter2-secret@127.0.0.1:1/outbox", 1, "cannot be used: connection failed"),
         ("outbox status", "postgresql://acme:hunter2-secret@127.0.0.1:1/outbox", 1, "cannot be used"),
-        ("outbox dead", "nonsense://x", 2, "is not a SQLAlchemy URL"),
-        ("db init", "not a url at all", 2, "is not a SQLAlchemy URL"),
-        ("worker", "sqlite:////no-such-directory/outbox.db", 1, "unable to open database file"),
+        ("outbox dead", "nonsense://x", 2, "--database: no SQLAlchemy dialect 'nonsense' is installed"),
+        ("db init", "not a url at all", 2, "argument --database: not a database URL"),
+        ("db init", "postgresql+psycopg://acme:hunter2-secret@127.0.0.1:port/db", 2, "not a database URL"),
+        ("db init", "sqlite:////no-such-directory/outbox.db", 1, "unable to open database file"),
+        ("worker", "sqlite:////no-such-directory/outbox.db", 2, "no such SQLite file"),
     ],
 )
 def test_a_database_that_cannot_be_used_is_one_line_not_a_traceback(

@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from pdconnect import AlertEvent, SqlIntegrationStore, SqlNonceStore, integration_from_key
@@ -282,6 +282,7 @@ def test_a_url_is_shown_without_its_password_or_refused_without_quoting_it(passw
     else:
         refused = None
     if refused is not None:
+        assume(password not in "not a database URL (expected e.g. postgresql+psycopg://user@host/db)")
         assert password not in str(refused) and url not in str(refused)
         assert refused.__suppress_context__, "the parser's own message (which may quote the URL) is dropped"
         return
