@@ -15,15 +15,12 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import re
-import signal
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-from benchmarks.common import machine
+from benchmarks.common import machine, start_server, stop_server
 
 BARE_SERVER = r"""
 import sys
@@ -49,17 +46,6 @@ try:
 except KeyboardInterrupt:
     pass
 """
-
-
-def start(command: list[str], pattern: str) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    found = re.search(pattern, line)
-    if not found:
-        process.kill()
-        raise SystemExit(f"could not start {command[0]}: {line!r}")
-    return process, found.group(1)
 
 
 def routing_key(url: str) -> str:
@@ -109,10 +95,14 @@ def hammer(url: str, key: str, connections: int, seconds: float) -> float:
 def run(seconds: float = 3.0, levels: tuple[int, ...] = (1, 4, 16)) -> str:
     pdconnect = str(Path(sys.executable).parent / "pdconnect")
     lines = [f"The sandbox against a bare http.server endpoint, {seconds:g} s per cell; {machine()}", ""]
-    sandbox, sandbox_url = start(
+    sandbox, sandbox_url = start_server(
         [pdconnect, "sandbox", "--port", "0", "--rate-limit", "off"], r"PagerDuty sandbox on (http://\S+)"
     )
-    bare, bare_url = start([sys.executable, "-c", BARE_SERVER], r"bare endpoint on (http://\S+)")
+    try:
+        bare, bare_url = start_server([sys.executable, "-c", BARE_SERVER], r"bare endpoint on (http://\S+)")
+    except BaseException:
+        stop_server(sandbox)
+        raise
     try:
         key = routing_key(sandbox_url)
         lines.append("| connections | bare endpoint (events/s) | sandbox (events/s) | sandbox / bare |")
@@ -122,11 +112,8 @@ def run(seconds: float = 3.0, levels: tuple[int, ...] = (1, 4, 16)) -> str:
             sandbox_rate = hammer(sandbox_url, key, connections, seconds)
             lines.append(f"| {connections} | {bare_rate:,.0f} | {sandbox_rate:,.0f} | {sandbox_rate / bare_rate:.2f} |")
     finally:
-        for process in (sandbox, bare):
-            process.send_signal(signal.SIGINT)
-            process.wait(timeout=10)
-            if process.stdout:
-                process.stdout.close()
+        stop_server(sandbox)
+        stop_server(bare)
     return "\n".join(lines)
 
 
