@@ -130,7 +130,9 @@ def _existing_outbox(args: argparse.Namespace) -> Outbox:
     outbox = Outbox(args.database, table_prefix=args.table_prefix, create_tables=False)
     if not sa.inspect(outbox.engine).has_table(args.table_prefix):
         outbox.close()
-        raise NoOutbox(f"no outbox table {args.table_prefix!r} there (start a worker, or run 'pdconnect db init')")
+        raise NoOutbox(
+            f"no outbox table {args.table_prefix!r} there (check --table-prefix, or run 'pdconnect db init')"
+        )
     return outbox
 
 
