@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -321,3 +322,105 @@ def test_whenever_a_body_is_replayed_it_is_handled_at_most_once(age: float, repl
             status = exc.status
         assert status in (200, 202, 400)
     assert len(seen) <= 1
+
+
+# -- wrong types at the framework-free boundary -------------------------------------------------
+
+SIGNED = sign(OLD, BODY)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-PagerDuty-Signature": SIGNED.encode()},  # raw ASGI headers are bytes
+        {"X-PagerDuty-Signature": 5},
+        {"X-PagerDuty-Signature": [SIGNED]},
+        {"X-PagerDuty-Signature": SIGNED, "X-Webhook-Subscription": b"PSUB1"},
+        {"X-PagerDuty-Signature": SIGNED, "X-Webhook-Subscription": ["PSUB1"]},
+        {"X-PagerDuty-Signature": SIGNED, "X-Webhook-Id": b"wh-1"},
+        {1: "x", None: "y", b"X-PagerDuty-Signature": SIGNED},
+        {"x-pagerduty-signature": SIGNED.encode()},
+    ],
+    ids=repr,
+)
+def test_header_values_of_the_wrong_type_are_a_typed_4xx(headers: dict[Any, Any]) -> None:
+    store = MemoryWebhookSecretStore()
+    store.register("PSUB1", NEW, owner_id="alice")
+    receiver = WebhookReceiver(secrets=[OLD], secret_store=store, legacy_token="legacy-token-123")
+    message = ""
+    try:
+        status = receiver.receive(BODY, headers).status
+    except ReceiveError as exc:
+        status, message = exc.status, str(exc)
+    assert status in (202, 400, 401, 403)
+    assert OLD not in message and SIGNED not in message
+
+
+@pytest.mark.parametrize("token", [b"legacy-token-123", 5, ["legacy-token-123"], "legacy-token-123\ud800", ""])
+def test_a_legacy_token_of_the_wrong_type_is_a_401(token: object) -> None:
+    receiver = WebhookReceiver(legacy_token="legacy-token-123")
+    body = encode({"messages": [samples.v2_message()]})
+    with pytest.raises(ReceiveError) as refused:
+        receiver.receive(body, {}, legacy_token=token)  # type: ignore[arg-type]
+    assert refused.value.status == 401 and "legacy-token-123" not in str(refused.value)
+
+
+@pytest.mark.parametrize("body", [BODY.decode(), None, 5, [BODY]])
+def test_a_body_that_is_not_bytes_is_a_type_error_that_says_so(body: object) -> None:
+    with pytest.raises(TypeError, match="raw bytes"):
+        WebhookReceiver(secrets=[OLD]).receive(body, {"X-PagerDuty-Signature": SIGNED})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("body", [bytearray(BODY), memoryview(BODY)])
+def test_bytes_like_bodies_are_read(body: bytes) -> None:
+    assert WebhookReceiver(secrets=[OLD]).receive(body, {"X-PagerDuty-Signature": SIGNED}).status == 202
+
+
+@pytest.mark.parametrize(
+    "settings_",
+    [
+        {"secrets": [5]},
+        {"secrets": [b"whsec"]},
+        {"secrets": ["whsec\ud800"]},
+        {"secrets": ["x" * 100_000]},
+        {"secrets": "whsec"},
+        {"legacy_token": 5},
+        {"legacy_token": b"token"},
+        {"legacy_token": "token\ud800"},
+        {"max_body_bytes": float("nan")},
+        {"max_body_bytes": -1},
+        {"max_body_bytes": 0},
+        {"max_body_bytes": "512"},
+        {"max_body_bytes": None},
+        {"max_body_bytes": True},
+    ],
+    ids=repr,
+)
+def test_bad_settings_are_refused_when_the_receiver_is_made(settings_: dict[str, Any]) -> None:
+    with pytest.raises((TypeError, ValueError)) as refused:
+        WebhookReceiver(**settings_)
+    assert "whsec" not in str(refused.value) and "token" not in str(refused.value).replace("legacy_token", "")
+
+
+header_values = st.one_of(
+    st.text(max_size=80), st.binary(max_size=80), st.integers(), st.none(), st.lists(st.text(max_size=5), max_size=2)
+)
+header_names = st.sampled_from(
+    ["X-PagerDuty-Signature", "x-pagerduty-signature", "X-Webhook-Subscription", "X-Webhook-Id", "Other"]
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    headers=st.dictionaries(header_names | st.integers() | st.binary(max_size=5), header_values, max_size=5),
+    signed=st.booleans(),
+)
+def test_any_headers_give_a_receipt_or_a_typed_4xx(headers: dict[Any, Any], signed: bool) -> None:
+    if signed:
+        headers["X-PagerDuty-Signature"] = SIGNED
+    receiver = WebhookReceiver(secrets=[OLD], legacy_token="legacy-token-123")
+    try:
+        status = receiver.receive(BODY, headers).status
+    except ReceiveError as exc:
+        status = exc.status
+    assert status in (200, 202, 400, 401, 403)

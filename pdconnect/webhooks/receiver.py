@@ -51,7 +51,7 @@ from pdconnect.webhooks.deliveries import KEEP_FOR, Claim, DeliveryLog, MemoryDe
 from pdconnect.webhooks.incidents import IncidentStateStore
 from pdconnect.webhooks.model import WebhookEvent
 from pdconnect.webhooks.parsing import parse_legacy, parse_v3
-from pdconnect.webhooks.secrets import WebhookSecretStore
+from pdconnect.webhooks.secrets import MAX_SECRET_LENGTH, WebhookSecretStore
 from pdconnect.webhooks.signatures import SIGNATURE_HEADER, matching_secrets
 
 logger = logging.getLogger("pdconnect")
@@ -101,13 +101,12 @@ class HeaderSource(Protocol):
 def header(headers: HeaderSource, name: str) -> str | None:
     """``headers[name]``, ignoring case (werkzeug's headers do; a plain dict does not)."""
     value = headers.get(name)
-    if value is not None:
-        return value
-    lowered = name.lower()
-    for key, candidate in headers.items():
-        if key.lower() == lowered:
-            return candidate
-    return None
+    if value is None:
+        lowered = name.lower()
+        value = next((v for k, v in headers.items() if isinstance(k, str) and k.lower() == lowered), None)
+    if value is not None and not isinstance(value, str):
+        raise WebhookError(f"the {name} header is not text")
+    return value
 
 
 class WebhookReceiver:
@@ -142,7 +141,11 @@ class WebhookReceiver:
                     "delivery log remembers an event (older replays would be handled again)"
                 )
         self.max_event_age = max_event_age
-        self._secrets = tuple(s for s in secrets if s)
+        self._secrets = tuple(_setting(s, "each secret") for s in secrets if s)
+        if legacy_token:
+            _setting(legacy_token, "legacy_token")
+        if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int) or max_body_bytes <= 0:
+            raise ValueError("max_body_bytes must be a whole number of bytes, more than 0")
         self.secret_store = secret_store
         self.deliveries: DeliveryLog = deliveries if deliveries is not None else MemoryDeliveryLog()
         self.incidents = incidents
@@ -188,6 +191,9 @@ class WebhookReceiver:
         ``now`` (seconds since the epoch) is for tests; by default, the current time.
         """
         now = time.time() if now is None else now
+        if not isinstance(body, bytes | bytearray | memoryview):
+            raise TypeError("body must be the raw bytes of the request, as received")
+        body = bytes(body)
         self.check_length(len(body))
         signature = header(headers, SIGNATURE_HEADER)
         if signature is not None:
@@ -303,6 +309,8 @@ class WebhookReceiver:
             raise SignatureMissing(
                 f"the {SIGNATURE_HEADER} header is missing (a legacy webhook needs ?token=... in its URL)"
             )
+        if not isinstance(token, str):
+            raise Unauthorized("the legacy webhook's token is wrong")
         expected = self._legacy_token.encode("utf-8", "surrogatepass")
         if not hmac.compare_digest(token.encode("utf-8", "surrogatepass"), expected):
             raise Unauthorized("the legacy webhook's token is wrong")
@@ -343,6 +351,19 @@ class WebhookReceiver:
             self.deliveries.purge()
         finally:
             self._purge_lock.release()
+
+
+def _setting(value: object, name: str) -> str:
+    """A secret or token from the settings: text PagerDuty could send, checked without showing it."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string")
+    if len(value) > MAX_SECRET_LENGTH:
+        raise ValueError(f"{name} is over {MAX_SECRET_LENGTH} characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{name} holds a lone surrogate, which no request can carry") from None
+    return value
 
 
 def _printable(value: str | None) -> str | None:
