@@ -82,13 +82,13 @@ PAGES = [*sorted(ROOT.joinpath("docs").glob("*.md")), ROOT / "README.md"]
 MAX_SKIPS = 6
 
 #: Pages whose snippets do not run yet, with why: expected to fail (issue 9). Fixing a page
-#: shows as XPASS (``-rX``); then delete its line here (a one-line change anyone may make).
+#: fails as XPASS(strict); then delete its line here (a one-line change anyone may make).
 KNOWN_BROKEN: dict[str, str] = {
     "README.md": "SECRET_KEY, org_id, session_binding, request_query_string are undefined",
     "docs/outbox.md": "DATABASE_URL, engine, monitors, integration are undefined",
 }
-#: Until 11:15 on 2026-12-02 the pages' owners are fixing them, so a fixed page may pass.
-KNOWN_BROKEN_STRICT = False
+#: Strict: a listed page that starts to pass fails its test until its line is removed.
+KNOWN_BROKEN_STRICT = True
 
 #: What ``$NAME`` in a page's ``pdconnect`` command lines stands for when they are parsed.
 SHELL_VARIABLES = {"DATABASE_URL": "postgresql+psycopg://acme@db.internal/acme"}
