@@ -296,3 +296,48 @@ def test_a_url_is_shown_without_its_password_or_refused_without_quoting_it(passw
 def test_parse_url_refuses_what_is_not_a_url(value: Any) -> None:
     with pytest.raises(DatabaseURLError, match="not a database URL"):
         parse_url(value)
+
+
+# -- the error paths that log, end to end ------------------------------------------------------
+
+
+def test_a_pasted_key_the_database_refuses_is_a_503_and_never_logged(
+    tmp_path: Path, capture_all: pytest.LogCaptureFixture
+) -> None:
+    """Flask logs the failure with its traceback (logger.exception): the key must not be in it."""
+    import re
+
+    from flask import Flask, render_template_string, session
+
+    from pdconnect.flask import PagerDutyConnect, current_pagerduty
+
+    app = Flask("hygiene", instance_path=str(tmp_path / "instance"))
+    app.config.update(
+        SECRET_KEY="flask-hygiene-secret-0123456789",
+        PDCONNECT_APP_ID="PHYG001",
+        PDCONNECT_STORAGE_URL=f"sqlite:///{tmp_path / 'flask.db'}",
+    )
+    PagerDutyConnect(app, owner_loader=lambda: session.get("user"))
+
+    @app.route("/login")
+    def login() -> str:
+        session["user"] = "org-1"
+        return render_template_string(
+            '<input name="{{ pdconnect_csrf_field() }}" value="{{ pdconnect_csrf_token() }}">'
+        )
+
+    client = app.test_client()
+    page = client.get("/login").get_data(as_text=True)
+    token = re.search(r'value="([^"]+)"', page)
+    assert token
+    with app.app_context():
+        store = current_pagerduty().store
+        with store.engine.begin() as conn:  # type: ignore[attr-defined]
+            conn.exec_driver_sql(f'DROP TABLE "{store.table.name}"')  # type: ignore[attr-defined]
+    capture_all.clear()
+    response = client.post(
+        "/pagerduty/integrations", json={"integration_key": KEY}, headers={"X-PDConnect-CSRF": token.group(1)}
+    )
+    assert response.status_code == 503
+    assert any(r.levelname == "ERROR" and r.exc_info for r in capture_all.records), "the failure was logged"
+    _assert_hidden(KEY, capture_all.text + response.get_data(as_text=True))
