@@ -12,7 +12,7 @@ import dataclasses
 import json
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
@@ -158,6 +158,31 @@ def _absolute_url(value: str | None) -> bool:
     return safe_link_href(value) is not None
 
 
+def _refuse_cross_site(request: Request) -> None:
+    """Refuse (403) a state-changing request a browser says came from another origin.
+
+    The sandbox's pages need no login, so without this any web page the developer visits
+    could post a form (or a ``no-cors`` fetch with a ``text/plain`` JSON body) that deletes
+    subscriptions, registers an app with its own redirect URL or resets the sandbox.
+    Browsers send ``Origin`` and ``Sec-Fetch-Site`` on such posts; scripts and test clients
+    send neither and are let through. The Events API stays open to every origin, as PagerDuty's.
+    """
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
+        raise SandboxError("Refused: this request came from another site.", status=403)
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return
+    try:
+        parts = urlsplit(origin)
+        own = urlsplit(request.host_url)
+        same = (parts.scheme, parts.netloc.lower()) == (own.scheme, own.netloc.lower()) and not parts.path.strip("/")
+    except ValueError:
+        same = False
+    if not same:
+        raise SandboxError("Refused: this request came from another site.", status=403)
+
+
 def _is_api(path: str) -> bool:
     """True for the paths that answer JSON (the control API and PagerDuty's REST shape)."""
     return path.startswith(("/_sandbox/api/", "/webhook_subscriptions")) or path == "/_sandbox/api"
@@ -175,6 +200,8 @@ class SandboxApp:
         adapter = URLS.bind_to_environ(environ)
         try:
             endpoint, args = adapter.match()
+            if request.method not in ("GET", "HEAD", "OPTIONS") and request.path not in EVENT_PATHS:
+                _refuse_cross_site(request)
             handler: Handler = getattr(self, f"on_{endpoint}")
             response = handler(request, **args)
         except SandboxError as exc:
