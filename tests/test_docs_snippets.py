@@ -84,7 +84,6 @@ MAX_SKIPS = 6
 #: Pages whose snippets do not run yet, with why: expected to fail (issue 9). Fixing a page
 #: fails as XPASS(strict); then delete its line here (a one-line change anyone may make).
 KNOWN_BROKEN: dict[str, str] = {
-    "README.md": "SECRET_KEY, org_id, session_binding, request_query_string are undefined",
     "docs/outbox.md": "DATABASE_URL, engine, monitors, integration are undefined",
 }
 #: Strict: a listed page that starts to pass fails its test until its line is removed.
