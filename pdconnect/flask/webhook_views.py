@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import logging
 
-from flask import current_app, request, url_for
+from flask import current_app, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import BadRequest
 
 from pdconnect.errors import PayloadInvalid, PdConnectError, ReceiveError
 from pdconnect.flask.blueprint import blueprint
-from pdconnect.flask.extension import current_pagerduty
+from pdconnect.flask.extension import current_pagerduty, external_url
 from pdconnect.storage import StoredIntegration
 from pdconnect.webhooks import subscribe_integration, unsubscribe_integration
 
@@ -35,9 +35,14 @@ def webhook() -> ResponseReturnValue:
     """Receive one PagerDuty webhook."""
     receiver = current_pagerduty().webhooks
     try:
+        legacy_token = request.args.get("token")
+    except (UnicodeDecodeError, ValueError):
+        message = "the query string is not valid UTF-8"
+        return {"error": {"type": "PayloadInvalid", "message": message}}, 400
+    try:
         receiver.check_length(request.content_length)
         body = read_body(receiver.max_body_bytes + 1)
-        receipt = receiver.receive(body, request.headers, legacy_token=request.args.get("token"))
+        receipt = receiver.receive(body, request.headers, legacy_token=legacy_token)
     except ReceiveError as exc:
         logger.info("pdconnect: webhook refused (%s): %s", exc.status, exc)
         return {"error": {"type": type(exc).__name__, "message": str(exc)}}, exc.status
@@ -65,9 +70,13 @@ def read_body(limit: int) -> bytes:
 
 
 def webhook_url() -> str:
-    """The URL PagerDuty should deliver webhooks to (``PDCONNECT_WEBHOOK_URL``, else this route's)."""
+    """The URL PagerDuty should deliver webhooks to (``PDCONNECT_WEBHOOK_URL``, else this route's).
+
+    This route's URL is built by :func:`~pdconnect.flask.extension.external_url`, so its host
+    comes from configuration or the allow-list, never from a request's ``Host`` header.
+    """
     configured = current_app.config["PDCONNECT_WEBHOOK_URL"]
-    return str(configured or url_for("pdconnect.webhook", _external=True))
+    return str(configured) if configured else external_url("pdconnect.webhook")
 
 
 def subscribe(integrations: list[StoredIntegration]) -> list[str]:
