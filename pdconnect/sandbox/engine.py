@@ -152,7 +152,12 @@ class Sandbox:
         self.faults = Faults(faults if faults is not None else FaultPlan(), clock=clock)
         self.limiter = RateLimiter(self.settings.rate_limit, clock=clock)
         self.base_url = "http://127.0.0.1"
-        self.webhooks = WebhookDispatcher(self.store, schedule=self.settings.webhook_schedule, clock=clock)
+        self.webhooks = WebhookDispatcher(
+            self.store,
+            schedule=self.settings.webhook_schedule,
+            clock=clock,
+            allow_remote=lambda: self.settings.allow_remote_webhooks,
+        )
         self.builder = WebhookBuilder(self.store, lambda: self.base_url)
         self._open_alerts: dict[tuple[str, str], str] = {}
         self._numbers: dict[str, int] = {}

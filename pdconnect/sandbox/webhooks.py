@@ -23,11 +23,13 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
 from pdconnect.sandbox.model import Delivery, EscalationPolicy, Incident, Service, Subscription, User, now_iso
 from pdconnect.sandbox.store import SandboxStore
+from pdconnect.urls import is_loopback_host
 from pdconnect.webhooks.model import INCIDENT_EVENT_TYPES
 from pdconnect.webhooks.signatures import sign
 
@@ -251,8 +253,10 @@ class WebhookDispatcher:
         schedule: RetrySchedule | None = None,
         clock: Callable[[], float] = time.monotonic,
         workers: int = 4,
+        allow_remote: Callable[[], bool] = lambda: False,
     ) -> None:
         self.store = store
+        self.allow_remote = allow_remote
         self.schedule = schedule if schedule is not None else RetrySchedule()
         self.clock = clock
         self.session = requests.Session()
@@ -365,6 +369,10 @@ class WebhookDispatcher:
         error: str | None = None
         if subscription is None or not self._enabled(subscription):
             error = "subscription disabled"
+        elif not self.allow_remote() and not is_loopback_host(urlsplit(subscription.url).hostname):
+            # Checked again here: a database file may hold subscriptions made while remote
+            # webhooks were allowed, and the sandbox must not go on sending off this machine.
+            error = "remote delivery refused"
         else:
             try:
                 response = self.session.post(
@@ -404,7 +412,8 @@ class WebhookDispatcher:
         else:
             temporary = status is None or status == 429 or status >= 500
             attempts = len(delivery.attempts)
-            if temporary and attempts < self.schedule.max_attempts and error != "subscription disabled":
+            final = error in ("subscription disabled", "remote delivery refused")
+            if temporary and attempts < self.schedule.max_attempts and not final:
                 delivery.next_attempt_at = self.clock() + self.schedule.delays[attempts - 1]
             else:
                 self._drop(delivery, subscription)
