@@ -27,6 +27,11 @@ MAX_DEPTH = 64
 ACTIONS = ("trigger", "acknowledge", "resolve")
 SEVERITIES = ("critical", "error", "warning", "info")
 _ALNUM = re.compile(r"[A-Za-z0-9]*")
+#: RFC 3339's date-time (a space for the ``T`` too, and ``+0000`` as in the schema's example).
+_DATE_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?"
+    r"(Z|[+-][0-9]{2}:?[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?)"
+)
 
 INVALID_EVENT = {"status": "invalid event", "message": "Event object is invalid"}
 
@@ -256,13 +261,19 @@ def _check_context(doc: dict[str, Any]) -> list[str]:
 
 
 def _timestamp_ok(value: object) -> bool:
-    if not isinstance(value, str):
+    """A date, a time and a zone: the schema's ``format: date-time``.
+
+    Python's ``fromisoformat`` alone would take a bare date, an ISO week or a time without a
+    zone. UNCONFIRMED: whether PagerDuty refuses those or reads them some way is not
+    documented; the sandbox refuses them, as pdconnect's own payload builder does.
+    """
+    if not isinstance(value, str) or not _DATE_TIME.fullmatch(value):
         return False
     try:
-        datetime.fromisoformat(value)
+        parsed = datetime.fromisoformat(value)
     except ValueError:
         return False
-    return True
+    return parsed.utcoffset() is not None
 
 
 def urgency(severity: str) -> str:
