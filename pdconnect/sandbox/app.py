@@ -317,7 +317,7 @@ class SandboxApp:
         account = self._logged_in(request)
         if account is None:
             return self._login_form("install", {"app_id": app.id, "redirect_url": redirect_url, "version": "2"})
-        rulesets = [r for r in self.sandbox.store.all(Ruleset) if r.account == account.id]
+        rulesets = self.sandbox.rulesets(account.id)
         return _html(
             pages.install_page(
                 app=app,

@@ -321,6 +321,15 @@ class Sandbox:
             )
             return ruleset
 
+    def ruleset_usable(self, ruleset: Ruleset) -> bool:
+        """True while the ruleset's routing key exists and is enabled (events sent with it arrive)."""
+        key = self.store.get(IntegrationKey, ruleset.key)
+        return key is not None and not key.disabled
+
+    def rulesets(self, account: str) -> list[Ruleset]:
+        """The account's rulesets whose routing key still takes events."""
+        return [r for r in self.store.all(Ruleset) if r.account == account and self.ruleset_usable(r)]
+
     def services(self, account: str | None = None) -> list[Service]:
         return [s for s in self.store.all(Service) if account is None or s.account == account]
 
@@ -898,6 +907,8 @@ class Sandbox:
                 ruleset = self.store.get(Ruleset, ruleset_id)
                 if ruleset is None or ruleset.account != account:
                     raise SandboxError("Unknown ruleset.")
+                if not self.ruleset_usable(ruleset):
+                    raise SandboxError("That ruleset's routing key was deleted or disabled.")
                 entries.append(
                     {"integration_key": ruleset.key, "name": ruleset.name, "id": ruleset.id, "type": ruleset.type}
                 )
