@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -30,7 +32,14 @@ from typing import Any
 
 import requests
 
-from pdconnect.errors import DeliveryFailed, EventRejected, EventValidationError, InvalidRoutingKey, RateLimited
+from pdconnect.errors import (
+    ConfigError,
+    DeliveryFailed,
+    EventRejected,
+    EventValidationError,
+    InvalidRoutingKey,
+    RateLimited,
+)
 from pdconnect.events import (
     AlertEvent,
     ChangeEvent,
@@ -192,8 +201,13 @@ class Sender:
         # Fail at construction, not on the first trigger, if the vendor fields are bad.
         check_vendor_fields(client=client, client_url=client_url)
         self.transport: Transport = transport if transport is not None else RequestsTransport(session)
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise ConfigError(f"retry must be a RetryPolicy, not a {type(retry).__name__}", setting="retry")
         self.retry = retry if retry is not None else RetryPolicy()
-        self.timeout = timeout
+        self.timeout = _check_timeout(timeout)
+        # A CR or LF would be refused by the HTTP library on every send, as a retryable failure.
+        if not isinstance(user_agent, str) or not user_agent or not _HEADER_VALUE.fullmatch(user_agent):
+            raise ConfigError("user_agent must be printable ASCII on one line", setting="user_agent")
         self._headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": user_agent}
         self._sleep = sleep
         self._clock = clock
@@ -413,6 +427,25 @@ class Sender:
             images=coerce_images(images),
         )
         return self.send(target, event)
+
+
+_HEADER_VALUE = re.compile(r"[\x20-\x7e]{1,512}")
+#: The longest connect or read timeout a sender takes, in seconds.
+_MAX_TIMEOUT = 600.0
+
+
+def _check_timeout(timeout: object) -> tuple[float, float]:
+    """``(connect, read)`` seconds, each finite and in (0, 600]: NaN or inf would wait forever."""
+    if isinstance(timeout, tuple) and len(timeout) == 2:
+        connect, read = timeout
+        if all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and 0 < v <= _MAX_TIMEOUT
+            for v in (connect, read)
+        ):
+            return float(connect), float(read)
+    raise ConfigError(
+        f"timeout must be (connect, read) seconds, each above 0 and at most {_MAX_TIMEOUT:g}", setting="timeout"
+    )
 
 
 def _bare_key(target: object) -> str:

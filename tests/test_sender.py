@@ -24,7 +24,14 @@ from pdconnect import (
     Sender,
     integration_from_key,
 )
-from pdconnect.errors import DeliveryFailed, EventRejected, EventValidationError, InvalidRoutingKey, RateLimited
+from pdconnect.errors import (
+    ConfigError,
+    DeliveryFailed,
+    EventRejected,
+    EventValidationError,
+    InvalidRoutingKey,
+    RateLimited,
+)
 from pdconnect.sender import ALERT_PATH, CHANGE_PATH, LEGACY_PATH
 from pdconnect.transport import HttpResponse, TransportError
 from tests.conftest import RULESET_KEY, SERVICE_KEY, VENDOR_KEY, FakeClock
@@ -628,6 +635,28 @@ def test_a_passed_in_session_is_used(mocked: responses.RequestsMock) -> None:
         ({"events_base_url": "events.pagerduty.com"}, ValueError),
         ({"events_base_url": "http://a", "events_base_urls": {}}, ValueError),
         ({"session": requests.Session(), "transport": object()}, ValueError),
+        ({"retry": {"max_attempts": 3}}, ConfigError),
+        *(
+            ({"timeout": bad}, ConfigError)
+            for bad in [
+                (float("nan"), 10.0),
+                (3.0, float("inf")),
+                (0, 10),
+                (-1.0, 10.0),
+                (3.0, 601.0),
+                (True, 10.0),
+                ("3", "10"),
+                (3.0,),
+                (3.0, 10.0, 1.0),
+                [3.0, 10.0],
+                None,
+                5,
+            ]
+        ),
+        *(
+            ({"user_agent": bad}, ConfigError)
+            for bad in ["", "acme\r\nX-Injected: 1", "acme\n", "acme\x00", "acmé", "\ud800", "a" * 513, None, 7]
+        ),
     ],
 )
 def test_bad_sender_configuration_fails_at_construction(kwargs: dict[str, Any], error: type[Exception]) -> None:
