@@ -19,7 +19,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from pdconnect.sandbox import pages, validation
-from pdconnect.sandbox.engine import Answer, Sandbox, SandboxError
+from pdconnect.sandbox.engine import RESPONDER_ACTIONS, Answer, Sandbox, SandboxError
 from pdconnect.sandbox.faults import Decision, FaultPlan, FaultSpecError
 from pdconnect.sandbox.model import (
     Account,
@@ -181,6 +181,15 @@ def _refuse_cross_site(request: Request) -> None:
         same = False
     if not same:
         raise SandboxError("Refused: this request came from another site.", status=403)
+
+
+def _own_notice(done: str | None) -> str | None:
+    """``done`` if it is one of the sandbox's own "Done: <action>." notices, else nothing.
+
+    The notice comes back in the query string after a responder action; any other text
+    would let a link make the sandbox's page say whatever its author likes.
+    """
+    return done if done in {f"Done: {action}." for action in RESPONDER_ACTIONS} else None
 
 
 def _is_api(path: str) -> bool:
@@ -440,7 +449,7 @@ class SandboxApp:
                 self.sandbox.users(incident.account),
                 self.sandbox.policies(incident.account),
                 [store.get(Alert, a) for a in incident.alerts],
-                notice=request.args.get("done"),
+                notice=_own_notice(request.args.get("done")),
             )
         return _html(text)
 
