@@ -374,6 +374,9 @@ class Sandbox:
             raise SandboxError("filter type must be account_reference or service_reference")
         if filter_type == "service_reference" and self.store.get(Service, filter_id) is None:
             raise SandboxError("A service_reference filter needs the id of a service.")
+        if filter_type == "account_reference" and filter_id is not None and self.store.get(Account, filter_id) is None:
+            # UNCONFIRMED: PagerDuty's answer to an unknown account id; it would match nothing.
+            raise SandboxError("An account_reference filter names no account (leave its id out for this one).")
         if version not in ("v3", "v2"):
             raise SandboxError("version must be v3 or v2")
         with self.store.transaction():
