@@ -83,9 +83,7 @@ MAX_SKIPS = 6
 
 #: Pages whose snippets do not run yet, with why: expected to fail (issue 9). Fixing a page
 #: fails as XPASS(strict); then delete its line here (a one-line change anyone may make).
-KNOWN_BROKEN: dict[str, str] = {
-    "docs/outbox.md": "DATABASE_URL, engine, monitors, integration are undefined",
-}
+KNOWN_BROKEN: dict[str, str] = {}
 #: Strict: a listed page that starts to pass fails its test until its line is removed.
 KNOWN_BROKEN_STRICT = True
 
