@@ -160,8 +160,7 @@ def check_alert(doc: dict[str, Any]) -> list[str]:
                 errors.append("'payload.severity' is missing or blank")
             elif severity not in SEVERITIES:
                 errors.append("'payload.severity' is invalid (must be one of: critical error warning info)")
-            if "custom_details" in payload and not isinstance(payload["custom_details"], dict | str | None):
-                errors.append("'payload.custom_details' must be an object")
+            errors += _details(payload, "custom_details", "payload.")
             if "timestamp" in payload and not _timestamp_ok(payload["timestamp"]):
                 errors.append("'payload.timestamp' is not a valid ISO 8601 timestamp")
             errors += _strings(payload, ("component", "group", "class"), "payload.")
@@ -183,6 +182,18 @@ def _strings(doc: dict[str, Any], names: tuple[str, ...], prefix: str = "") -> l
     ]
 
 
+def _details(doc: dict[str, Any], name: str, prefix: str = "") -> list[str]:
+    """``custom_details`` (v2) or ``details`` (v1): a JSON object, or absent / null.
+
+    Both schemas type the field ``"type": "object"`` (events-v2.json, ``AlertEventPayload``
+    and ``ChangeEventPayload``; events-v1.json, the trigger's ``details``), so a string, a
+    number or an array is refused. UNCONFIRMED: whether the live API refuses a string there, or
+    keeps it as text, is not documented; the sandbox follows the schema, the stricter side.
+    """
+    value = doc.get(name)
+    return [] if value is None or isinstance(value, dict) else [f"'{prefix}{name}' must be an object"]
+
+
 def check_change(doc: dict[str, Any]) -> list[str]:
     """Problems with a change event (``/v2/change/enqueue``)."""
     errors = check_key(doc.get("routing_key"), "routing_key")
@@ -195,8 +206,7 @@ def check_change(doc: dict[str, Any]) -> list[str]:
         errors.append("'payload.timestamp' is not a valid ISO 8601 timestamp")
     if isinstance(payload, dict):
         errors += _strings(payload, ("source",), "payload.")
-        if "custom_details" in payload and not isinstance(payload["custom_details"], dict | str | None):
-            errors.append("'payload.custom_details' must be an object")
+        errors += _details(payload, "custom_details", "payload.")
     errors += _check_context(doc)
     return errors
 
@@ -212,8 +222,7 @@ def check_legacy(doc: dict[str, Any]) -> list[str]:
     )
     if event_type == "trigger" and _no_text(doc.get("description")):
         errors.append("'description' is missing or blank")
-    if "details" in doc and not isinstance(doc["details"], dict | str | None):
-        errors.append("'details' must be an object")
+    errors += _details(doc, "details")
     errors += _strings(doc, ("description", "client", "client_url"))
     contexts = doc.get("contexts")
     if contexts is not None:
