@@ -21,6 +21,7 @@ from werkzeug.wrappers import Request, Response
 from pdconnect.sandbox import pages, validation
 from pdconnect.sandbox.engine import RESPONDER_ACTIONS, Answer, Sandbox, SandboxError
 from pdconnect.sandbox.faults import Decision, FaultPlan, FaultSpecError
+from pdconnect.sandbox.hosts import HostCheck
 from pdconnect.sandbox.model import (
     Account,
     Alert,
@@ -198,14 +199,24 @@ def _is_api(path: str) -> bool:
 
 
 class SandboxApp:
-    """WSGI application serving one :class:`Sandbox`."""
+    """WSGI application serving one :class:`Sandbox`.
 
-    def __init__(self, sandbox: Sandbox) -> None:
+    ``allowed_hosts`` are the host names it answers besides loopback ones, and ``port`` the
+    port the ``Host`` header must name (see :class:`~pdconnect.sandbox.hosts.HostCheck`; the
+    server sets it once it listens). Any other ``Host`` is a 421, so a DNS-rebinding page
+    cannot drive the sandbox from a browser.
+    """
+
+    def __init__(self, sandbox: Sandbox, *, allowed_hosts: Iterable[str] = (), port: int | None = None) -> None:
         self.sandbox = sandbox
+        self.host_check = HostCheck(allowed_hosts, port=port)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         request = Request(environ)
         request.max_content_length = _MAX_READ
+        refusal = self.host_check.refusal(environ.get("HTTP_HOST"), scheme=environ.get("wsgi.url_scheme", "http"))
+        if refusal is not None:
+            return self._error(request, refusal, 421)(environ, start_response)
         adapter = URLS.bind_to_environ(environ)
         try:
             endpoint, args = adapter.match()

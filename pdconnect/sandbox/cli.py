@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from pdconnect.sandbox.server import SandboxServer
 
 DEFAULT_PORT = 8787
+#: Mirrors :data:`pdconnect.sandbox.server.READ_TIMEOUT` (not imported: that loads Werkzeug).
+READ_TIMEOUT = 30.0
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -73,6 +75,21 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
         metavar="SECONDS,...",
         help="waits between webhook attempts; PagerDuty's hours scaled down (default: %(default)s)",
     )
+    parser.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        type=allowed_host,
+        metavar="NAME",
+        help="also answer requests whose Host is NAME (repeatable); loopback names always work, others get a 421",
+    )
+    parser.add_argument(
+        "--read-timeout",
+        type=number(float, above=0, maximum=3600),
+        default=READ_TIMEOUT,
+        metavar="SECONDS",
+        help="close a connection that takes longer to send its request (default: %(default)s)",
+    )
     parser.add_argument("--no-seed", action="store_true", help="start empty instead of with the demo account")
     parser.set_defaults(handler=run)
 
@@ -84,6 +101,16 @@ def fault_plan(spec: str) -> Any:
     try:
         return FaultPlan.parse(spec)
     except ValueError as exc:  # FaultSpecError is one
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def allowed_host(text: str) -> str:
+    """An argparse ``type=`` for ``--allowed-host``: a host name or address, without a port."""
+    from pdconnect.sandbox.hosts import HostError, normalise_host
+
+    try:
+        return normalise_host(text)
+    except HostError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
@@ -138,7 +165,14 @@ def _serve(sandbox: Sandbox, args: argparse.Namespace) -> SandboxServer:
     said = io.StringIO()
     try:
         with contextlib.redirect_stderr(said):
-            return SandboxServer(sandbox, host=args.host, port=args.port, tls=tls)
+            return SandboxServer(
+                sandbox,
+                host=args.host,
+                port=args.port,
+                tls=tls,
+                allowed_hosts=args.allowed_host,
+                read_timeout=args.read_timeout,
+            )
     except (OSError, SystemExit) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else (said.getvalue().strip().splitlines() or ["?"])[0]
         raise CommandFailed(f"cannot listen on {args.host}:{args.port}: {reason}") from None

@@ -9,11 +9,15 @@ without an answer, as a crashed or unreachable server looks to a client).
 from __future__ import annotations
 
 import contextlib
+import io
+import ipaddress
 import json
+import math
 import socket
 import struct
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,20 +28,46 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from pdconnect.sandbox.app import EVENT_PATHS, FAULT_ENVIRON_KEY, SandboxApp
 from pdconnect.sandbox.engine import Sandbox
 from pdconnect.sandbox.faults import Decision
+from pdconnect.sandbox.hosts import HostError, normalise_host
 from pdconnect.sandbox.tls import TlsFiles, server_context
 
-#: How much of an events body is kept; anything over 512 KB is refused by the engine anyway.
-MAX_EVENT_READ = 1024 * 1024
+#: The largest request body read; a longer ``Content-Length`` is answered 413 unread. Above
+#: PagerDuty's 512 KB, so a slightly oversized event still gets PagerDuty's own 400.
+#: UNCONFIRMED: what PagerDuty answers to a body of megabytes is not documented.
+MAX_BODY = 2 * 1024 * 1024
+#: Seconds a connection may take to send what it announced (a request, or the rest of a
+#: body) before it is answered 408 and closed; also how long an idle keep-alive lasts.
+READ_TIMEOUT = 30.0
 
 
 class _Handler(WSGIRequestHandler):
-    """Applies connection-level faults to the events endpoints; keeps the console quiet."""
+    """Reads each body in full first (bounded in size and time), applies connection-level
+    faults to the events endpoints, and keeps the console quiet.
+
+    Without the bounds a client announcing a ``Content-Length`` it never sends would hold a
+    server thread forever, and one announcing gigabytes would be read to the end.
+    """
 
     _decision: Decision | None = None
+    #: Set per server by :class:`SandboxServer`.
+    timeout: float | None = READ_TIMEOUT
+    max_body: int = MAX_BODY
 
     def run_wsgi(self) -> None:
         self._decision = None
-        path = urlsplit(self.path).path
+        # http.server has answered "Expect: 100-continue" already; Werkzeug would answer it again.
+        del self.headers["Expect"]
+        stream = self.rfile
+        body = self._read_body()
+        if body is None:
+            return
+        self.rfile = io.BytesIO(body) if not self.headers.get("Transfer-Encoding") else stream
+        try:
+            self._run(urlsplit(self.path).path)
+        finally:
+            self.rfile = stream
+
+    def _run(self, path: str) -> None:
         if self.command == "POST" and path in EVENT_PATHS:
             app: SandboxApp = self.server.app  # type: ignore[assignment]
             decision = app.sandbox.fault()
@@ -51,31 +81,75 @@ class _Handler(WSGIRequestHandler):
             self._decision = decision
         super().run_wsgi()
 
-    def _events_fast_path(self, app: SandboxApp, path: str, decision: Decision) -> bool:
-        """Answer an events request without the WSGI layer: it is the only hot path.
+    def _read_body(self) -> bytes | None:
+        """The whole body its ``Content-Length`` announces, or ``None`` when it was answered here.
 
-        Falls back to WSGI (returns False) for anything unusual, such as a chunked body.
+        A chunked body is left to Werkzeug (the application bounds its size; the socket's
+        timeout its pace). Answers 400 to a malformed length, 413 to one over
+        :attr:`max_body` before reading a byte, and 408 to a body that does not arrive in time.
         """
-        length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit() or self.headers.get("Transfer-Encoding"):
-            return False
-        size = int(length)
-        raw = self.rfile.read(min(size, MAX_EVENT_READ))
-        remaining = size - len(raw)
-        while remaining > 0:  # an oversized body is read and dropped; the engine refuses it
-            chunk = self.rfile.read(min(remaining, 65536))
-            if not chunk:
-                break
-            remaining -= len(chunk)
-        answer = app.events_answer(path, raw, decision)
-        body = json.dumps(answer.body).encode()
-        head = [f"HTTP/1.1 {answer.status} {HTTP_STATUS_CODES.get(answer.status, '')}"]
+        if self.headers.get("Transfer-Encoding"):
+            return b""
+        lengths = self.headers.get_all("Content-Length") or []
+        if not lengths:
+            return b""
+        if len(set(lengths)) != 1 or not lengths[0].strip().isdigit() or not lengths[0].strip().isascii():
+            self._refuse(400, "The Content-Length header is not a number.")
+            return None
+        size = int(lengths[0].strip())
+        if size > self.max_body:
+            self._refuse(413, f"The body is larger than {self.max_body} bytes.")
+            return None
+        chunks: list[bytes] = []
+        remaining = size
+        try:
+            while remaining > 0:
+                chunk = self.rfile.read(min(remaining, 65536))
+                if not chunk:  # the client closed its side: nobody to answer
+                    self.close_connection = True
+                    return None
+                chunks.append(chunk)
+                remaining -= len(chunk)
+        except TimeoutError:
+            self._refuse(408, f"The body did not arrive within {self.timeout} seconds.")
+            return None
+        except OSError:
+            self.close_connection = True
+            return None
+        return b"".join(chunks)
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer ``status`` with a JSON error and close the connection (its input is not trusted)."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self._write_json(status, {"error": {"message": message}}, {})
+
+    def _write_json(self, status: int, data: Any, headers: dict[str, str]) -> None:
+        body = json.dumps(data).encode()
+        head = [f"HTTP/1.1 {status} {HTTP_STATUS_CODES.get(status, '')}"]
         head += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
-        head += [f"{name}: {value}" for name, value in answer.headers.items()]
+        head += [f"{name}: {value}" for name, value in headers.items()]
         if self.close_connection:
             head.append("Connection: close")
         self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+
+    def _events_fast_path(self, app: SandboxApp, path: str, decision: Decision) -> bool:
+        """Answer an events request without the WSGI layer: it is the only hot path.
+
+        Falls back to WSGI (returns False) for anything unusual: a chunked body, or a ``Host``
+        the application refuses (it answers that).
+        """
+        if self.headers.get("Transfer-Encoding") or app.host_check.refusal(
+            self.headers.get("Host"), scheme=self._scheme
+        ):
+            return False
+        answer = app.events_answer(path, self.rfile.read(), decision)
+        self._write_json(answer.status, answer.body, answer.headers)
         return True
+
+    @property
+    def _scheme(self) -> str:
+        return "https" if self.server.ssl_context is not None else "http"  # type: ignore[attr-defined]
 
     def make_environ(self) -> Any:
         environ = super().make_environ()
@@ -101,6 +175,11 @@ class SandboxServer:
 
     ``port=0`` picks a free port. Use as a context manager, or call :meth:`start` and
     :meth:`stop`; :meth:`serve_forever` blocks (the command line uses it).
+
+    It answers only requests whose ``Host`` names loopback, ``host`` itself or one of
+    ``allowed_hosts``, on its own port (421 otherwise: DNS rebinding). ``read_timeout`` is
+    how many seconds a client may take to send a request or its body (408 and closed after
+    that); a body over ``max_body`` bytes is answered 413 without being read.
     """
 
     def __init__(
@@ -110,16 +189,32 @@ class SandboxServer:
         host: str = "127.0.0.1",
         port: int = 0,
         tls: TlsFiles | None = None,
+        allowed_hosts: Iterable[str] = (),
+        read_timeout: float = READ_TIMEOUT,
+        max_body: int = MAX_BODY,
     ) -> None:
+        if isinstance(read_timeout, bool) or not isinstance(read_timeout, int | float):
+            raise TypeError("read_timeout must be a number of seconds")
+        if not math.isfinite(read_timeout) or not 0 < read_timeout <= 3600:
+            raise ValueError("read_timeout must be more than 0 and at most 3600 seconds")
+        if isinstance(max_body, bool) or not isinstance(max_body, int) or not 1 <= max_body <= 1024**3:
+            raise ValueError("max_body must be a whole number of bytes from 1 to 1 GiB")
+        names = list(allowed_hosts)
+        with contextlib.suppress(HostError):
+            if not _is_wildcard(host):
+                names.append(normalise_host(host))
         self.sandbox = sandbox if sandbox is not None else Sandbox()
         self.tls = tls
+        self.app = SandboxApp(self.sandbox, allowed_hosts=names)
+        handler = type("_Handler", (_Handler,), {"timeout": float(read_timeout), "max_body": max_body})
         context = server_context(tls) if tls is not None else None
         self._server: BaseWSGIServer = make_server(
-            host, port, SandboxApp(self.sandbox), threaded=True, request_handler=_Handler, ssl_context=context
+            host, port, self.app, threaded=True, request_handler=handler, ssl_context=context
         )
         self._server.daemon_threads = True  # type: ignore[attr-defined]
         scheme = "https" if tls is not None else "http"
         bound_port = self._server.socket.getsockname()[1]
+        self.app.host_check.port = bound_port
         shown_host = f"[{host}]" if ":" in host else host
         self.url = f"{scheme}://{shown_host}:{bound_port}"
         self.sandbox.base_url = self.url
@@ -167,3 +262,11 @@ class SandboxServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def _is_wildcard(host: str) -> bool:
+    """True for an address that means "every interface" (not a name a client would use)."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_unspecified
+    except ValueError:
+        return False
