@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import secrets
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
@@ -40,7 +42,12 @@ from pdconnect.urls import add_query_params, safe_link_href, safe_local_redirect
 #: The environ key where the HTTP layer leaves its fault decision for an events request.
 FAULT_ENVIRON_KEY = "pdconnect.sandbox.fault"
 EVENT_PATHS = frozenset({"/v2/enqueue", "/v2/change/enqueue", "/generic/2010-04-15/create_event.json"})
+#: The pretend PagerDuty sign-in: the account id, signed and timestamped with a key each
+#: application draws at start (so a restart signs everyone out).
 LOGIN_COOKIE = "pdsandbox_account"
+LOGIN_SALT = "pdconnect.sandbox.login"
+#: How long a sign-in lasts, in seconds.
+LOGIN_MAX_AGE = 12 * 3600
 _MAX_READ = 1024 * 1024
 #: The highest per-key rate limit the control API accepts (PagerDuty grants AIOps accounts 10,000 a minute).
 MAX_RATE_LIMIT = 1_000_000
@@ -207,9 +214,26 @@ class SandboxApp:
     cannot drive the sandbox from a browser.
     """
 
-    def __init__(self, sandbox: Sandbox, *, allowed_hosts: Iterable[str] = (), port: int | None = None) -> None:
+    def __init__(
+        self,
+        sandbox: Sandbox,
+        *,
+        allowed_hosts: Iterable[str] = (),
+        port: int | None = None,
+        login_secret: bytes | None = None,
+        login_max_age: int = LOGIN_MAX_AGE,
+    ) -> None:
         self.sandbox = sandbox
         self.host_check = HostCheck(allowed_hosts, port=port)
+        if isinstance(login_max_age, bool) or not isinstance(login_max_age, int) or login_max_age < 1:
+            raise ValueError("login_max_age must be a whole number of seconds, at least 1")
+        self.login_max_age = login_max_age
+        secret = login_secret if login_secret is not None else secrets.token_bytes(32)
+        self._login = URLSafeTimedSerializer(secret, salt=LOGIN_SALT)
+
+    def login_cookie(self, account_id: str) -> str:
+        """A signed sign-in cookie value for ``account_id``, as ``/login`` sets it (for tests)."""
+        return self._login.dumps(account_id)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         request = Request(environ)
@@ -249,7 +273,15 @@ class SandboxApp:
         return data
 
     def _logged_in(self, request: Request) -> Account | None:
-        return self.sandbox.store.get(Account, request.cookies.get(LOGIN_COOKIE))
+        """The account the sign-in cookie names; signed out if it is missing, forged or expired."""
+        value = request.cookies.get(LOGIN_COOKIE)
+        if not value:
+            return None
+        try:
+            account_id = self._login.loads(value, max_age=self.login_max_age)
+        except BadSignature:  # SignatureExpired is one
+            return None
+        return self.sandbox.store.get(Account, account_id) if isinstance(account_id, str) else None
 
     # -- the events endpoints ----------------------------------------------------------------
 
@@ -384,7 +416,9 @@ class SandboxApp:
             return _redirect(add_query_params(back, {"error": "cancelled"}))
         account = self.sandbox.login(form.get("subdomain", ""))
         response = _redirect(target, 303)
-        response.set_cookie(LOGIN_COOKIE, account.id, httponly=True, samesite="Lax")
+        response.set_cookie(
+            LOGIN_COOKIE, self.login_cookie(account.id), max_age=self.login_max_age, httponly=True, samesite="Lax"
+        )
         return response
 
     def on_logout(self, request: Request) -> Response:

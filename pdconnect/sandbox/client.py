@@ -37,6 +37,8 @@ class SandboxClient:
         self.http.headers["Authorization"] = "Token token=sandbox-client"
         # Passed on every request: requests lets REQUESTS_CA_BUNDLE override a session's own ``verify``.
         self.http.request = functools.partial(self.http.request, verify=verify)  # type: ignore[method-assign]
+        #: The account the session's (signed, opaque) sign-in cookie is for, if any.
+        self._signed_in_as: str | None = None
 
     def close(self) -> None:
         self.http.close()
@@ -157,8 +159,9 @@ class SandboxClient:
         page = self.http.get(url, timeout=10)
         if page.status_code != 200:
             raise SandboxClientError(f"the {flow} page answered {page.status_code}: {_page_message(page)}")
-        if self.http.cookies.get("pdsandbox_account") != account:
+        if self._signed_in_as != account:
             self.http.cookies.clear()
+            self._signed_in_as = None
         if cancel:
             return False
         response = self.http.post(
@@ -168,6 +171,7 @@ class SandboxClient:
         )
         if response.status_code != 303:
             raise SandboxClientError(f"logging in answered {response.status_code}: {_page_message(response)}")
+        self._signed_in_as = account
         return True
 
     def _submit(self, path: str, form: dict[str, str] | list[tuple[str, str]]) -> str:

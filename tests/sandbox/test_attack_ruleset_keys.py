@@ -54,8 +54,9 @@ def test_a_dead_ruleset_key_is_not_handed_out(sandbox: Sandbox, how: str) -> Non
 @pytest.mark.parametrize("how", ["delete", "disable"])
 def test_the_install_page_leaves_a_dead_ruleset_out(sandbox: Sandbox, how: str) -> None:
     ruleset = _kill(sandbox, how)
-    client = Client(SandboxApp(sandbox))
-    client.set_cookie(LOGIN_COOKIE, "acme")
+    app = SandboxApp(sandbox)
+    client = Client(app)
+    client.set_cookie(LOGIN_COOKIE, app.login_cookie("acme"))
     page = client.get("/install/integration", query_string={"app_id": "PAPP001", "redirect_url": REDIRECT})
     assert page.status_code == 200
     assert ruleset.id not in page.get_data(as_text=True)

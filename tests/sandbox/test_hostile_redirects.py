@@ -67,9 +67,10 @@ def sandbox() -> Iterator[Sandbox]:
 
 
 def _client(sandbox: Sandbox, *, logged_in: bool = True) -> Client:
-    client = Client(SandboxApp(sandbox))
+    app = SandboxApp(sandbox)
+    client = Client(app)
     if logged_in:
-        client.set_cookie(LOGIN_COOKIE, "acme")
+        client.set_cookie(LOGIN_COOKIE, app.login_cookie("acme"))
     return client
 
 

@@ -73,7 +73,7 @@ def test_the_incident_list_names_each_incidents_service(pagerduty_sandbox: Pager
 @pytest.mark.parametrize("logged_in", [False, True])
 def test_the_connect_page_says_connect_is_retired(pagerduty_sandbox: PagerDutySandbox, logged_in: bool) -> None:
     if logged_in:
-        pagerduty_sandbox.http.cookies.set("pdsandbox_account", "acme")
+        pagerduty_sandbox.http.cookies.set("pdsandbox_account", pagerduty_sandbox.server.app.login_cookie("acme"))
     page = pagerduty_sandbox.http.get(
         pagerduty_sandbox.url + "/connect", params={"vendor": "Acme", "callback": CALLBACK}, timeout=10
     ).text
