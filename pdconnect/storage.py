@@ -20,6 +20,7 @@ again (the owner reconnects or pastes the key again) clears the mark.
 from __future__ import annotations
 
 import builtins
+import hashlib
 import re
 import threading
 import unicodedata
@@ -30,7 +31,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
 import sqlalchemy as sa
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from pdconnect.database import engine_for
 from pdconnect.errors import InvalidData
@@ -78,14 +79,46 @@ class StoredIntegration(Integration):
         return self.broken_since is not None
 
 
+#: What a pasted key's natural key starts with: a SHA-256 of the key follows, never the key.
+KEY_DIGEST_PREFIX = "key-sha256:"
+# What pdconnect before issue 9 stored for a pasted key: the key itself, in plain text.
+_LEGACY_KEY_PREFIX = "key:"
+
+
+def key_digest(integration_key: str) -> str:
+    """The natural key of a pasted key: ``key-sha256:`` and the SHA-256 of the key, in hex.
+
+    The natural key column is compared and indexed, so it cannot be encrypted like the
+    ``integration_key`` column (a cipher such as Fernet gives a new ciphertext every time).
+    A digest is unkeyed on purpose: an integration key carries 128 random bits, so nobody
+    can find it from its digest by guessing, and a keyed digest would tie every record to a
+    secret whose rotation would make reconnecting add a second record instead of updating.
+    Lone surrogates are digested as UTF-8 would escape them, so no string makes this raise.
+    """
+    encoded = integration_key.encode("utf-8", "surrogatepass")
+    return KEY_DIGEST_PREFIX + hashlib.sha256(encoded).hexdigest()
+
+
 def natural_key(integration: Integration) -> str:
-    """What makes two integrations of one owner "the same PagerDuty target"."""
+    """What makes two integrations of one owner "the same PagerDuty target".
+
+    For a pasted key it is :func:`key_digest` of the key: the key itself never lands in this
+    plain-text, indexed column, even when a :class:`KeyCipher` encrypts the key's own column.
+    """
     account = integration.account or ""
     if integration.service_id:
         return f"id:{account}:{integration.service_id}"
     if integration.service_name and integration.origin is not Origin.PASTED:
         return f"name:{integration.origin.value}:{account}:{integration.service_name}"
-    return f"key:{integration.integration_key}"
+    return key_digest(integration.integration_key)
+
+
+def _legacy_natural_key(integration: Integration) -> str | None:
+    """The natural key an older pdconnect stored for this integration, when it differs from today's."""
+    current = natural_key(integration)
+    if not current.startswith(KEY_DIGEST_PREFIX):
+        return None
+    return _LEGACY_KEY_PREFIX + integration.integration_key
 
 
 @runtime_checkable
@@ -325,6 +358,37 @@ class SqlIntegrationStore:
         """
         self.metadata.create_all(self.engine, checkfirst=True)
         self._add_missing_columns()
+        self.upgrade_natural_keys()
+
+    def upgrade_natural_keys(self) -> int:
+        """Rewrite natural keys an older pdconnect stored as ``key:<the key>`` as the key's digest.
+
+        Run by :meth:`create_tables` (so on start-up, and by ``pdconnect db init``); safe to
+        run again and from several processes at once. A legacy row whose digest another row
+        already holds (an older and a newer process both saved the key) keeps its record
+        under ``legacy-duplicate:<id>``, so no record is lost and the key is gone either way.
+        Returns how many rows were rewritten.
+        """
+        table = self.table
+        legacy = table.c.natural_key.startswith(_LEGACY_KEY_PREFIX, autoescape=True)
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(table.c.id, table.c.natural_key).where(legacy)).all()
+        rewritten = 0
+        for record_id, old in rows:
+            digest = key_digest(old[len(_LEGACY_KEY_PREFIX) :])
+            for replacement in (digest, f"legacy-duplicate:{record_id}"):
+                try:
+                    with self.engine.begin() as conn:
+                        result = conn.execute(
+                            sa.update(table)
+                            .where(table.c.id == record_id, table.c.natural_key == old)
+                            .values(natural_key=replacement)
+                        )
+                except IntegrityError:
+                    continue  # that digest is taken by the same owner's newer record
+                rewritten += result.rowcount
+                break
+        return rewritten
 
     #: Columns added after the table's first release, in order; each nullable, so adding is safe.
     _ADDED_COLUMNS = ("broken_since", "broken_reason")
@@ -410,15 +474,30 @@ class SqlIntegrationStore:
     # -- the interface -----------------------------------------------------------------------
 
     def save(self, integration: Integration) -> StoredIntegration:
+        """Insert or update the owner's record for this target (see the module's docstring).
+
+        A record an older pdconnect stored under the plain key is found too, and rewritten
+        under the key's digest. Raises :class:`~pdconnect.errors.InvalidData` for a value
+        the table cannot hold (too long for its column, or refused by a constraint other
+        than the one-record-per-target rule), without quoting any value: that is bad input,
+        not an outage. Other database errors (an unreachable server) propagate.
+        """
         row = self._row(integration)
+        self._check_widths(row)
         table = self.table
+        wanted = [row["natural_key"]]
+        legacy = _legacy_natural_key(integration)
+        if legacy is not None:
+            wanted.append(legacy)
         for _ in range(2):
             try:
                 with self.engine.begin() as conn:
                     existing = conn.execute(
-                        sa.select(table.c.id).where(
-                            table.c.owner_id == row["owner_id"], table.c.natural_key == row["natural_key"]
-                        )
+                        sa.select(table.c.id)
+                        .where(table.c.owner_id == row["owner_id"], table.c.natural_key.in_(wanted))
+                        # the current form first: a legacy twin left beside it is never picked
+                        .order_by(sa.case((table.c.natural_key == row["natural_key"], 0), else_=1))
+                        .limit(1)
                     ).scalar_one_or_none()
                     if existing is None:
                         record_id = _new_id()
@@ -428,11 +507,30 @@ class SqlIntegrationStore:
                         conn.execute(sa.update(table).where(table.c.id == record_id).values(**row))
                     stored = conn.execute(sa.select(table).where(table.c.id == record_id)).one()
                     return self._record(stored)
-            except IntegrityError:
-                # Another process saved the same target between our select and insert:
-                # the second pass finds its row and updates it.
+            except IntegrityError as exc:
+                # Another process saved the same target between our select and insert: the
+                # second pass finds its row and updates it. Any other refusal is the data's.
+                if not self._target_exists(row["owner_id"], row["natural_key"]):
+                    raise InvalidData("the database refused this integration's values") from exc
                 continue
-        raise RuntimeError("could not save the integration after a concurrent insert")
+            except DataError as exc:  # PostgreSQL: a value too long, or text it cannot store
+                raise InvalidData("the database refused this integration's values") from exc
+        raise InvalidData("the database refused this integration's values (saving it conflicted twice)")
+
+    def _target_exists(self, owner_id: str, key: str) -> bool:
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                sa.select(self.table.c.id).where(self.table.c.owner_id == owner_id, self.table.c.natural_key == key)
+            ).first()
+        return found is not None
+
+    def _check_widths(self, row: dict[str, Any]) -> None:
+        """Refuse a value longer than its column, on every database alike (SQLite never checks)."""
+        for name, value in row.items():
+            column_type = self.table.c[name].type
+            width = getattr(column_type, "length", None)
+            if isinstance(value, str) and isinstance(width, int) and len(value) > width:
+                raise InvalidData(f"{name} must be at most {width} characters", field=name)
 
     def get(self, owner_id: str, integration_id: str) -> StoredIntegration | None:
         if not _findable(owner_id, integration_id):
