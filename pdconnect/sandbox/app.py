@@ -21,7 +21,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from pdconnect.sandbox import pages, validation
-from pdconnect.sandbox.engine import RESPONDER_ACTIONS, Answer, Sandbox, SandboxError
+from pdconnect.sandbox.engine import RESPONDER_ACTIONS, Answer, Sandbox, SandboxError, check_name
 from pdconnect.sandbox.faults import Decision, FaultPlan, FaultSpecError
 from pdconnect.sandbox.hosts import HostCheck
 from pdconnect.sandbox.model import (
@@ -317,6 +317,7 @@ class SandboxApp:
         vendor, callback = source.get("vendor"), source.get("callback")
         if not vendor or not vendor.strip():
             raise SandboxError("The vendor parameter is missing.")
+        check_name(vendor, "The vendor parameter")
         if not _absolute_url(callback):
             raise SandboxError("The callback parameter must be an absolute URL.")
         assert callback is not None

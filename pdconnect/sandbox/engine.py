@@ -73,6 +73,35 @@ MAX_TIMELINE_BODIES = 100
 TIMELINE_BODY_DROPPED = "(body dropped: only the latest 100 entries keep theirs)"
 #: ASCII letters, digits and hyphens (``str.isalnum`` would let any script's letters in).
 _SUBDOMAIN = re.compile(r"[a-z0-9-]{1,63}")
+#: An app id: PagerDuty's look like ``P6LEX1U``. UNCONFIRMED: their exact alphabet and length
+#: are not documented; the sandbox takes letters, digits, ``_`` and ``-``, at most 64.
+_APP_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+#: The longest display name (account, service, app, vendor) the sandbox keeps.
+#: UNCONFIRMED: PagerDuty documents 255 for service names only; the same bound serves all.
+MAX_NAME = 255
+
+
+def check_name(value: object, what: str, *, maximum: int = MAX_NAME) -> str:
+    """``value`` stripped, if it is a usable display name; else :class:`SandboxError` (a 400).
+
+    A name is shown on the sandbox's pages and sent back in handshakes: it must be a string
+    of 1 to ``maximum`` characters after stripping, with no control characters, lone
+    surrogates, line separators or bidirectional overrides.
+    """
+    if not isinstance(value, str):
+        raise SandboxError(f"{what} must be a string.")
+    name = value.strip()
+    if not name:
+        raise SandboxError(f"{what} cannot be empty.")
+    if len(name) > maximum:
+        raise SandboxError(f"{what} is longer than {maximum} characters.")
+    # Not printable: control and format characters (bidirectional overrides, zero-width
+    # spaces), lone surrogates, line separators and unassigned code points.
+    if any(not ch.isprintable() and ch != " " for ch in name):
+        raise SandboxError(f"{what} cannot contain control or invisible characters.")
+    return name
+
+
 RESPONDER_ACTIONS = (
     "acknowledge",
     "unacknowledge",
@@ -220,9 +249,11 @@ class Sandbox:
 
     def create_account(self, subdomain: str, name: str | None = None) -> Account:
         """Make an account with three responders and a two-level escalation policy."""
-        subdomain = subdomain.strip().lower()
+        subdomain = subdomain.strip().lower() if isinstance(subdomain, str) and subdomain.isascii() else ""
         if not _SUBDOMAIN.fullmatch(subdomain):
             raise SandboxError("A subdomain is letters, digits and hyphens, at most 63 characters.")
+        if name is not None:
+            name = check_name(name, "An account name")
         with self.store.transaction():
             existing = self.store.get(Account, subdomain)
             if existing is not None:
@@ -257,9 +288,7 @@ class Sandbox:
         self, account: str, name: str, *, with_key: bool = True
     ) -> tuple[Service, IntegrationKey | None]:
         """Make a service (with an Events API v2 integration key unless told not to)."""
-        name = name.strip()
-        if not name or len(name) > 255:
-            raise SandboxError("A service needs a name of at most 255 characters.")
+        name = check_name(name, "A service name")
         with self.store.transaction():
             if self.store.get(Account, account) is None:
                 raise SandboxError(f"No account {account!r}.", status=404)
@@ -338,8 +367,10 @@ class Sandbox:
 
     def register_app(self, app_id: str, redirect_urls: list[str], name: str | None = None) -> App:
         """Register (or replace) an app that may use the install flow with these redirect URLs."""
-        if not app_id.strip():
-            raise SandboxError("An app needs an id.")
+        if not isinstance(app_id, str) or not _APP_ID.fullmatch(app_id):
+            raise SandboxError("An app id is 1 to 64 letters, digits, '_' or '-'.")
+        if name is not None:
+            name = check_name(name, "An app name")
         for url in redirect_urls:
             if not _is_absolute_http_url(url):
                 raise SandboxError(f"Redirect URL {url!r} is not an absolute URL.")
@@ -867,6 +898,7 @@ class Sandbox:
         self, *, vendor: str, callback: str, account: str, service_id: str | None, new_service: str | None
     ) -> str:
         """Make a Connect integration and return the callback URL to redirect the browser to."""
+        vendor = check_name(vendor, "The vendor name")
         with self.store.transaction():
             service = self._chosen_service(account, service_id, new_service)
             key = self.add_integration(service.id, "connect", f"Connect ({vendor})", vendor=vendor)

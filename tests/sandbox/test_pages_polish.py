@@ -101,7 +101,11 @@ def local() -> Iterator[tuple[Sandbox, Client]]:
 
 
 @settings(max_examples=60)
-@given(name=st.text(min_size=1, max_size=60).filter(lambda n: n.strip() == n and n.strip()))
+@given(
+    name=st.text(min_size=1, max_size=60).filter(
+        lambda n: n.strip() == n and n.strip() and all(c.isprintable() or c == " " for c in n)
+    )
+)
 def test_any_service_name_shows_in_the_list_as_it_is(local: tuple[Sandbox, Client], name: str) -> None:
     sandbox, http = local
     sandbox.reset()
