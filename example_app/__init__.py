@@ -8,6 +8,7 @@ resolves it. ``python3 dev.py demo`` runs it beside the PagerDuty sandbox.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -26,9 +27,12 @@ from example_app.monitoring import Monitoring
 from example_app.views import RowIdConverter, bp, current_owner
 from pdconnect import SqlNonceStore
 from pdconnect.errors import PdConnectError
-from pdconnect.flask import CSRF_FIELD, PagerDutyConnect, check_form_token, csrf_token
-from pdconnect.storage import SqlIntegrationStore
+from pdconnect.flask import CSRF_FIELD, PagerDutyConnect, check_form_token, csrf_token, external_url
+from pdconnect.flask.signals import broken_announcer, integration_broken
+from pdconnect.storage import SqlIntegrationStore, StoredIntegration
 from pdconnect.worker import Worker
+
+logger = logging.getLogger("example_app")
 
 
 def create_app(
@@ -66,6 +70,10 @@ def create_app(
     @app.template_global()
     def csrf() -> Markup:
         return Markup('<input type="hidden" name="{}" value="{}">').format(CSRF_FIELD, csrf_token())
+
+    # Absolute URLs on pages (the Alertmanager receiver's) come from PDCONNECT_CALLBACK_URL or an
+    # allowed host, never from the Host header: a forged one would put its URL in a config.
+    app.add_template_global(external_url, "external_url")
 
     @app.template_filter("timestamp")
     def timestamp(value: float) -> str:
@@ -109,7 +117,24 @@ def create_app(
     if app.config["ACME_SCHEDULER"]:
         monitoring.start()
     pagerduty = app.extensions["pdconnect"]
-    worker = Worker(pagerduty.outbox, integrations=pagerduty.store, poll_interval=1.0)
+    # The store marks an integration broken when PagerDuty forgets its key; the announcer sends
+    # pdconnect's integration_broken signal, and the pages ask its owner to reconnect.
+    worker = Worker(
+        pagerduty.outbox,
+        integrations=pagerduty.store,
+        on_integration_broken=broken_announcer(app),
+        poll_interval=1.0,
+    )
+
+    @integration_broken.connect_via(app)
+    def tell_the_owner(sender: Flask, *, integration: StoredIntegration, owner_id: str) -> None:
+        # A real product would email the owner here; the settings page and dashboard say it too.
+        logger.warning(
+            "PagerDuty no longer knows the key of %r (owner %s): they are asked to reconnect",
+            integration.service_name,
+            owner_id,
+        )
+
     app.extensions["acme_worker"] = worker
     if app.config["ACME_WORKER"]:
         # In the demo the worker runs beside the app; in production run `pdconnect worker` instead.

@@ -7,9 +7,9 @@ the secret, for every user at once. Acme issues its own instead: ``<owner>.<32 r
 shown once when made, kept as its SHA-256 (a random 32-byte secret needs no slow hash), and
 replaced (the old one refused at once) when its owner rotates it.
 
-Acme's token is checked in front of pdconnect's route (:func:`install`): a request without a
-valid Acme token is refused there, so pdconnect's stateless token is never accepted from
-outside; a valid one is handed on to pdconnect's route as that owner.
+pdconnect's route asks Acme who sent a request through ``PDCONNECT_ALERTMANAGER_AUTHENTICATE``
+(:func:`install`): only a valid Acme token names an owner, so pdconnect's stateless token is
+never accepted from outside.
 """
 
 from __future__ import annotations
@@ -19,20 +19,15 @@ import hmac
 import re
 import secrets
 import time
-from collections.abc import Callable
-from typing import Any, cast
 
 import sqlalchemy as sa
-from flask import Flask, request
-from flask.typing import ResponseReturnValue
+from flask import Flask, Request
 
 from example_app import db
-from pdconnect.flask import alertmanager_token
 
 TOKEN_BYTES = 32
 _OWNER = re.compile(r"[0-9]{1,20}", re.ASCII)
 _SECRET = re.compile(r"[A-Za-z0-9_-]{43}", re.ASCII)  # token_urlsafe(32)
-PDCONNECT_ENDPOINT = "pdconnect.alertmanager"
 
 
 def _digest(token: str) -> str:
@@ -82,16 +77,9 @@ def owner_of(engine: sa.Engine, authorization: str | None) -> str | None:
 
 
 def install(app: Flask, engine: sa.Engine) -> None:
-    """Put Acme's token check in front of pdconnect's Alertmanager route."""
-    pdconnect_view = cast(Callable[..., ResponseReturnValue], app.view_functions[PDCONNECT_ENDPOINT])
+    """Have pdconnect's Alertmanager route know its senders by their Acme tokens."""
 
-    def alertmanager(**kwargs: Any) -> ResponseReturnValue:
-        owner = owner_of(engine, request.headers.get("Authorization"))
-        if owner is None:
-            error = {"type": "Unauthorized", "message": "an 'Authorization: Bearer <token>' with your Acme token"}
-            return {"error": error}, 401, {"WWW-Authenticate": 'Bearer realm="acme-alertmanager"'}
-        # pdconnect's route knows its owner by its own signed token: hand it that, for this request.
-        request.environ["HTTP_AUTHORIZATION"] = f"Bearer {alertmanager_token(owner)}"
-        return pdconnect_view(**kwargs)
+    def authenticate(sent: Request) -> str | None:
+        return owner_of(engine, sent.headers.get("Authorization"))
 
-    app.view_functions[PDCONNECT_ENDPOINT] = alertmanager
+    app.config["PDCONNECT_ALERTMANAGER_AUTHENTICATE"] = authenticate
