@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 
 from pdconnect.sandbox import Sandbox, SandboxServer, SandboxSettings
 from pdconnect.sandbox.hosts import HostCheck, HostError, normalise_host
+from tests.sandbox.test_cli import PDCONNECT, sandbox_process
 
 
 @pytest.fixture(scope="module")
@@ -170,3 +172,34 @@ def test_property_no_name_under_another_domain_passes(prefix: str) -> None:
     check = HostCheck(["sandbox.test"], port=8787)
     for suffix in (".evil.example", "evil.example", ".localhost.evil"):
         assert check.refusal(f"{prefix}{suffix}:8787") is not None
+
+
+@pytest.mark.parametrize("value", ["evil.example:80", "127.1", "a b", "", "user@host", "ex\u0430mple.test", "-x.test"])
+def test_the_allowed_host_flag_is_checked(value: str) -> None:
+    result = subprocess.run(
+        [PDCONNECT, "sandbox", "--port", "0", "--allowed-host", value], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 2
+    assert "--allowed-host" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) <= 2  # argparse's usage line, then one line
+
+
+def test_the_allowed_host_flag_lets_that_name_in() -> None:
+    with sandbox_process("--allowed-host", "Sandbox.Test") as (url, _):
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            conn.sendall(
+                f"GET /_sandbox/api/state HTTP/1.1\r\nHost: sandbox.test:{port}\r\nConnection: close\r\n\r\n".encode()
+            )
+            data = b""
+            while chunk := conn.recv(65536):
+                data += chunk
+        assert data.startswith(b"HTTP/1.1 200")
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            conn.sendall(
+                f"GET /_sandbox/api/state HTTP/1.1\r\nHost: other.test:{port}\r\nConnection: close\r\n\r\n".encode()
+            )
+            data = b""
+            while chunk := conn.recv(65536):
+                data += chunk
+        assert data.startswith(b"HTTP/1.1 421")
