@@ -9,6 +9,10 @@
 Keys and the token come from the environment so they stay out of the process list.
 ``--worker`` also delivers the outbox in the same process; without it, run ``pdconnect
 worker`` on the same database. SIGTERM or Ctrl-C stops both cleanly.
+
+The bridge creates its outbox table when it is missing (it is the producer), but it refuses a
+SQLite file that does not exist unless ``--create`` is given: a mistyped path would otherwise
+queue every alert in a new database no worker reads.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import sys
 import threading
 from typing import Any
 
-from pdconnect.cli import CommandFailed, add_database
+from pdconnect.cli import CommandFailed, UsageError, add_database, missing_sqlite_file
 from pdconnect.urls import is_loopback_host
 
 KEYS_VARIABLE = "PDCONNECT_ROUTING_KEYS"
@@ -66,6 +70,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="where events go, e.g. a local sandbox (default: PagerDuty's Events API for the key's region)",
     )
     parser.add_argument("--worker", action="store_true", help="also deliver the outbox in this process")
+    parser.add_argument(
+        "--create",
+        action="store_true",
+        help="create the SQLite file if it does not exist (without it, a missing file is refused as a likely typo)",
+    )
     parser.add_argument(
         "--no-token",
         action="store_true",
@@ -116,6 +125,10 @@ def _run(args: argparse.Namespace) -> int:
     except (ValueError, PdConnectError) as exc:
         print(f"pdconnect alertmanager: {exc}", file=sys.stderr)
         return 2
+    sqlite_file = missing_sqlite_file(args.database)
+    if sqlite_file is not None and not args.create:
+        sender.close()
+        raise UsageError(f"no such SQLite file: {sqlite_file} (check --database, or pass --create to make it)")
     outbox = Outbox(args.database, sender=sender, table_prefix=args.table_prefix)
     bridge = AlertmanagerBridge(
         outbox, keys, token=token, default_severity=Severity(args.default_severity), client=args.client

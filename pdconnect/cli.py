@@ -17,6 +17,7 @@ import argparse
 import math
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from pdconnect.button import DEFAULT_LABEL, ButtonSize, ButtonTheme, embed_snippet
@@ -123,6 +124,20 @@ def database_url(text: str) -> str:
 
 def add_database(parser: argparse.ArgumentParser, *, help: str = "SQLAlchemy URL of the outbox's database") -> None:
     parser.add_argument("--database", required=True, type=database_url, help=help)
+
+
+def missing_sqlite_file(url: str) -> str | None:
+    """The file a SQLite ``url`` names when no such file exists, else ``None``.
+
+    SQLite creates a file it is asked to open, so a mistyped path would silently become a
+    new, empty database. ``None`` for other databases and for SQLite in memory.
+    """
+    import sqlalchemy as sa
+
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return None if Path(parsed.database).is_file() else parsed.database
 
 
 def _snippet(args: argparse.Namespace) -> int:

@@ -7,10 +7,9 @@ import logging
 import sys
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pdconnect.cli import add_database, number
+from pdconnect.cli import add_database, missing_sqlite_file, number
 from pdconnect.errors import PdConnectError
 
 if TYPE_CHECKING:
@@ -123,9 +122,8 @@ def _existing_outbox(args: argparse.Namespace) -> Outbox:
 
     from pdconnect.outbox import Outbox
 
-    url = sa.engine.make_url(args.database)
-    sqlite_file = url.database if url.get_backend_name() == "sqlite" and url.database not in ("", ":memory:") else None
-    if sqlite_file and not Path(sqlite_file).is_file():
+    sqlite_file = missing_sqlite_file(args.database)
+    if sqlite_file is not None:
         raise NoOutbox(f"no such SQLite file: {sqlite_file} (create the tables with 'pdconnect db init')")
     outbox = Outbox(args.database, table_prefix=args.table_prefix, create_tables=False)
     if not sa.inspect(outbox.engine).has_table(args.table_prefix):

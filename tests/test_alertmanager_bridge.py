@@ -114,6 +114,7 @@ def cli(pagerduty_sandbox: PagerDutySandbox, tmp_path: Path) -> Iterator[Cli]:
             "127.0.0.1:0",
             "--database",
             f"sqlite:///{tmp_path / 'bridge.db'}",
+            "--create",
             "--events-base-url",
             pagerduty_sandbox.url,
             "--worker",

@@ -316,7 +316,7 @@ def test_the_alertmanager_bridge_on_a_busy_port(
     monkeypatch.setenv("PDCONNECT_ROUTING_KEYS", SERVICE_KEY)
     monkeypatch.setenv("PDCONNECT_ALERTMANAGER_TOKEN", TOKEN)
     url = f"sqlite:///{tmp_path / 'am.db'}"
-    status, _, err = _run(["alertmanager", "--database", url, "--listen", f"127.0.0.1:{busy_port}"])
+    status, _, err = _run(["alertmanager", "--database", url, "--create", "--listen", f"127.0.0.1:{busy_port}"])
     assert status == 1, err
     assert f"cannot listen on 127.0.0.1:{busy_port}" in err and "in use" in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err and TOKEN not in err
@@ -378,3 +378,78 @@ def test_db_init_then_a_worker_runs(tmp_path: Path) -> None:
     status, out, err = _run(["worker", "--database", url, "--until-empty", "--quiet"])
     assert status == 0, err
     assert "stopped: delivered 0" in out
+
+
+# -- the Alertmanager bridge and a SQLite file that does not exist ------------------------------
+
+TYPOS = [
+    "sqlite:///typo.db",
+    "sqlite:///./outbx.db",
+    "sqlite:///no/such/folder/outbox.db",
+    "sqlite:///typo.db?timeout=5",
+    "sqlite+pysqlite:///typo.db",
+    "sqlite:///.",  # a folder, not a database file
+    "sqlite:///outbox.db ",
+    "sqlite:///%E2%80%8Boutbox.db",
+]
+
+
+@pytest.fixture
+def bridge_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PDCONNECT_ROUTING_KEYS", SERVICE_KEY)
+    monkeypatch.setenv("PDCONNECT_ALERTMANAGER_TOKEN", TOKEN)
+
+
+def _listing(folder: Path) -> set[Path]:
+    return set(folder.rglob("*"))
+
+
+@pytest.mark.usefixtures("bridge_env")
+@pytest.mark.parametrize("url", TYPOS)
+def test_the_bridge_refuses_a_sqlite_file_that_does_not_exist(url: str, tmp_path: Path, busy_port: int) -> None:
+    (tmp_path / "outbox.db").touch()  # the file the operator meant; a typo must not reach it either
+    before = _listing(tmp_path)
+    status, out, err = _run(["alertmanager", "--database", url, "--listen", f"127.0.0.1:{busy_port}"])
+    assert status == 2, err
+    assert out == "" and "no such SQLite file" in err and "--create" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err and TOKEN not in err
+    assert _listing(tmp_path) == before, "nothing was created"
+
+
+@given(name=st.text(st.characters(categories=["L", "N"], max_codepoint=0x2FF), min_size=1, max_size=30))
+def test_the_bridge_refuses_any_missing_sqlite_file(name: str) -> None:
+    import tempfile
+
+    # A busy port, so that a command that got past the check fails fast instead of serving.
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        pytest.MonkeyPatch.context() as patch,
+        socket.create_server(("127.0.0.1", 0)) as blocker,
+    ):
+        patch.setenv("PDCONNECT_ROUTING_KEYS", SERVICE_KEY)
+        patch.setenv("PDCONNECT_ALERTMANAGER_TOKEN", TOKEN)
+        path = Path(folder) / f"{name}.db"
+        listen = f"127.0.0.1:{blocker.getsockname()[1]}"
+        status, _, err = _run(["alertmanager", "--database", f"sqlite:///{path}", "--listen", listen])
+        assert status == 2 and "no such SQLite file" in err, err
+        assert not any(Path(folder).iterdir())
+
+
+@pytest.mark.usefixtures("bridge_env")
+def test_the_bridge_creates_a_missing_sqlite_file_with_create(tmp_path: Path, busy_port: int) -> None:
+    path = tmp_path / "new.db"
+    status, _, err = _run(
+        ["alertmanager", "--database", f"sqlite:///{path}", "--create", "--listen", f"127.0.0.1:{busy_port}"]
+    )
+    assert status == 1 and "cannot listen" in err, "it got past the database check, to the busy port"
+    assert path.is_file()
+
+
+@pytest.mark.usefixtures("bridge_env")
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+def test_the_bridge_takes_an_existing_sqlite_file_or_memory(url: str, tmp_path: Path, busy_port: int) -> None:
+    existing = tmp_path / "outbox.db"
+    existing.touch()
+    for each in (url, f"sqlite:///{existing}"):
+        status, _, err = _run(["alertmanager", "--database", each, "--listen", f"127.0.0.1:{busy_port}"])
+        assert status == 1 and "cannot listen" in err, err
