@@ -53,7 +53,7 @@ def post(client: FlaskClient, authorization: str | None) -> Any:
     return client.post("/pagerduty/alertmanager", data=FIRING, headers=headers, content_type="application/json")
 
 
-def queued(app: Flask) -> list[tuple[str, str]]:
+def queued(app: Flask) -> list[tuple[str | None, str]]:
     """What the outbox holds, as (owner, routing key); claimed, so call it once per test."""
     with app.test_request_context("/"):
         return [(e.owner_id, e.routing_key) for e in current_pagerduty().outbox.claim("t", 100, lease=60)]
@@ -169,9 +169,10 @@ def test_a_hook_that_is_not_callable_is_a_500(tmp_path: Path, pagerduty_sandbox:
 def test_only_a_clean_owner_id_is_used(tmp_path: Path, pagerduty_sandbox: PagerDutySandbox, answer: object) -> None:
     app = app_with(tmp_path / str(next(_fresh)), pagerduty_sandbox, lambda request: answer)
     response = post(app.test_client(), f"Bearer {ALICE}")
-    clean = isinstance(answer, str) and answer.strip() and len(answer) <= 255
-    clean = clean and all(ch >= " " and ch != "\x7f" and not 0x80 <= ord(ch) < 0xA0 for ch in answer)  # type: ignore[union-attr]
-    clean = clean and not any(0xD800 <= ord(ch) < 0xE000 for ch in answer)  # type: ignore[union-attr]
+    text = answer if isinstance(answer, str) else ""
+    clean = bool(text.strip()) and len(text) <= 255
+    clean = clean and all(ch >= " " and ch != "\x7f" and not 0x80 <= ord(ch) < 0xA0 for ch in text)
+    clean = clean and not any(0xD800 <= ord(ch) < 0xE000 for ch in text)
     expected = 202 if clean else 401 if answer is None else 500
     assert response.status_code == expected and response.is_json
     assert queued(app) == ([("alice", SERVICE_KEY)] if answer == "alice" else [])

@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from werkzeug.test import TestResponse
 
 from example_app.demo import RunningDemo, start_acme
 from pdconnect.flask import alertmanager_views
@@ -91,7 +92,7 @@ HOSTILE_HOSTS = [
 ]
 
 
-def _settings_page(acme: RunningDemo, host: str, **headers: str) -> flask.Response:
+def _settings_page(acme: RunningDemo, host: str, **headers: str) -> TestResponse:
     client = signed_in(acme, "alice")
     cookie = client.get_cookie("session")
     assert cookie is not None

@@ -21,7 +21,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, ViewportSize, expect, sync_playwright
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[2]))  # the repository: example_app is not installed
@@ -29,7 +29,7 @@ sys.path.insert(0, str(HERE.parents[2]))  # the repository: example_app is not i
 from example_app.demo import RunningDemo, start_acme  # noqa: E402
 from pdconnect.sandbox import Sandbox, SandboxClient, SandboxServer  # noqa: E402
 
-VIEWPORT = {"width": 1100, "height": 760}
+VIEWPORT: ViewportSize = {"width": 1100, "height": 760}
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 
 
@@ -185,4 +185,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
