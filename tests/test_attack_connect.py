@@ -119,7 +119,7 @@ def test_a_local_redirect_target_is_followed(
     )
     assert response.status_code == 302
     assert response.headers["Location"] == location
-    page = client.get("/pagerduty/callback?state=forged").get_data(as_text=True)
+    page = client.get("/pagerduty/callback?state=forged", follow_redirects=True).get_data(as_text=True)
     assert f'href="{location}">Back' in page
 
 
@@ -134,7 +134,7 @@ def test_an_unknown_endpoint_name_falls_back_to_the_home_page(
     )
     assert response.status_code == 302
     assert response.headers["Location"] == "/"
-    assert client.get("/pagerduty/callback?state=forged").status_code == 400
+    assert client.get("/pagerduty/callback?state=forged", follow_redirects=True).status_code == 400
     assert "PDCONNECT_REDIRECT_TO" in caplog.text
 
 

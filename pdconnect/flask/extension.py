@@ -25,7 +25,7 @@ from itsdangerous import BadData, URLSafeTimedSerializer
 from markupsafe import Markup
 
 from pdconnect.button import ButtonSize, ButtonTheme, button_html, embed_snippet
-from pdconnect.config_values import parse_bool, parse_int, parse_list
+from pdconnect.config_values import parse_bool, parse_float, parse_int, parse_list
 from pdconnect.errors import (
     ConfigError,
     StateInvalid,
@@ -56,6 +56,7 @@ from pdconnect.webhooks import (
     WebhookReceiver,
     WebhookSecretStore,
 )
+from pdconnect.webhooks.deliveries import KEEP_FOR
 from pdconnect.webhooks.subscriptions import REST_API_URL
 
 logger = logging.getLogger("pdconnect")
@@ -101,6 +102,7 @@ DEFAULTS: dict[str, Any] = {
     "PDCONNECT_WEBHOOK_SECRETS": (),
     "PDCONNECT_WEBHOOK_LEGACY_TOKEN": None,
     "PDCONNECT_WEBHOOK_MAX_BYTES": MAX_BODY_BYTES,
+    "PDCONNECT_WEBHOOK_MAX_EVENT_AGE": KEEP_FOR,
     "PDCONNECT_WEBHOOK_URL": None,
     "PDCONNECT_WEBHOOK_SUBSCRIBE": True,
     "PDCONNECT_REST_API_TOKEN": None,
@@ -250,9 +252,9 @@ class PagerDutyConnect:
             app.config.setdefault(name, value)
         config = app.config
         _read_settings(config)
-        secret = config["PDCONNECT_SECRET"] or app.secret_key
-        if not secret:
-            raise RuntimeError("pdconnect needs PDCONNECT_SECRET or the app's SECRET_KEY")
+        secrets = _signing_secrets(config)
+        # itsdangerous signs with the last key of a list and verifies with all of them.
+        secret = list(reversed(secrets))
         storage_url = config["PDCONNECT_STORAGE_URL"] or f"sqlite:///{app.instance_path}/pdconnect.db"
         if storage_url.startswith("sqlite:///") and (self._store is None or self._nonce_store is None):
             os.makedirs(app.instance_path, exist_ok=True)
@@ -260,7 +262,10 @@ class PagerDutyConnect:
         nonce_store = (
             self._nonce_store
             if self._nonce_store is not None
-            else SqlNonceStore(store.engine if isinstance(store, SqlIntegrationStore) else storage_url)
+            # The handshake's clock, so a nonce is kept exactly as long as its state could verify.
+            else SqlNonceStore(
+                store.engine if isinstance(store, SqlIntegrationStore) else storage_url, clock=self._clock
+            )
         )
         handshake = Handshake(
             secret=secret,
@@ -299,6 +304,7 @@ class PagerDutyConnect:
             incidents=incidents,
             legacy_token=config["PDCONNECT_WEBHOOK_LEGACY_TOKEN"],
             max_body_bytes=config["PDCONNECT_WEBHOOK_MAX_BYTES"],
+            max_event_age=config["PDCONNECT_WEBHOOK_MAX_EVENT_AGE"],
         )
         receiver.handler(lambda event: _announce(app, event))
         state = PagerDutyState(
@@ -359,11 +365,11 @@ def _read_settings(config: dict[str, Any]) -> None:
     )
     for name in ("PDCONNECT_WEBHOOK_MAX_BYTES", "PDCONNECT_ALERTMANAGER_MAX_BYTES"):
         config[name] = parse_int(config[name], name=name, minimum=1, maximum=_MAX_BODY_LIMIT)
+    config["PDCONNECT_WEBHOOK_MAX_EVENT_AGE"] = _max_event_age(config["PDCONNECT_WEBHOOK_MAX_EVENT_AGE"])
     config["PDCONNECT_WEBHOOK_SECRETS"] = parse_list(
         config["PDCONNECT_WEBHOOK_SECRETS"], name="PDCONNECT_WEBHOOK_SECRETS"
     )
-    hosts = parse_list(config["PDCONNECT_ALLOWED_HOSTS"], name="PDCONNECT_ALLOWED_HOSTS")
-    config["PDCONNECT_ALLOWED_HOSTS"] = tuple(_allowed_host(host) for host in hosts)
+    config["PDCONNECT_ALLOWED_HOSTS"] = _allowed_hosts(config["PDCONNECT_ALLOWED_HOSTS"])
     for name in _OPTIONAL_TEXT:
         value = config[name]
         if value is not None and not isinstance(value, str):
@@ -381,9 +387,12 @@ def _read_settings(config: dict[str, Any]) -> None:
             raise ConfigError(f"{name} must be one of {allowed}", setting=name)
         config[name] = value.strip().lower()
     secret = config["PDCONNECT_SECRET"]
-    if secret is not None and not isinstance(secret, str | bytes):
+    if isinstance(secret, list | tuple):
+        config["PDCONNECT_SECRET"] = _secret_list(secret, name="PDCONNECT_SECRET", allow_empty=False)
+    elif secret is not None and not isinstance(secret, str | bytes):
         raise ConfigError(
-            f"PDCONNECT_SECRET must be a string, not a {type(secret).__name__}", setting="PDCONNECT_SECRET"
+            f"PDCONNECT_SECRET must be a string or a list of strings, not a {type(secret).__name__}",
+            setting="PDCONNECT_SECRET",
         )
     loader = config["PDCONNECT_OWNER_LOADER"]
     if loader is not None and not (isinstance(loader, str) or callable(loader)):
@@ -411,13 +420,112 @@ def _check_redirect_target(target: str) -> None:
         raise ConfigError(expected, setting=setting)
 
 
-def _allowed_host(entry: str) -> str:
-    """One ``PDCONNECT_ALLOWED_HOSTS`` entry (``monitoring.acme.example`` or ``host:8443``), lowercased."""
-    if not _REQUEST_HOST.fullmatch(entry) and not _REQUEST_HOST.fullmatch(f"[{entry}]"):
+_MIN_SECRET_LENGTH = 16
+
+
+def _secret_list(value: list[Any] | tuple[Any, ...], *, name: str, allow_empty: bool) -> tuple[str | bytes, ...]:
+    """A list of signing secrets from ``name``: each a string or bytes of at least 16 characters."""
+    if not value and not allow_empty:
+        raise ConfigError(f"{name} must not be an empty list", setting=name)
+    for position, item in enumerate(value):
+        if not isinstance(item, str | bytes):
+            raise ConfigError(f"{name}[{position}] must be a string, not a {type(item).__name__}", setting=name)
+        if len(item) < _MIN_SECRET_LENGTH:
+            raise ConfigError(f"{name}[{position}] must be at least {_MIN_SECRET_LENGTH} characters", setting=name)
+    return tuple(value)
+
+
+def _signing_secrets(config: dict[str, Any]) -> tuple[str | bytes, ...]:
+    """The secrets that sign (the first) and verify (all) handshake states and form tokens.
+
+    ``PDCONNECT_SECRET`` (one secret, or a list to rotate: the new one first), else the app's
+    ``SECRET_KEY`` followed by its ``SECRET_KEY_FALLBACKS``, as Flask rotates its sessions, so
+    a state signed before a rotation still verifies after it.
+    """
+    configured = config["PDCONNECT_SECRET"]
+    if configured:
+        return tuple(configured) if isinstance(configured, tuple) else (configured,)
+    key = config.get("SECRET_KEY")
+    if not key:
+        raise RuntimeError("pdconnect needs PDCONNECT_SECRET or the app's SECRET_KEY")
+    if not isinstance(key, str | bytes):
+        raise ConfigError(f"SECRET_KEY must be a string, not a {type(key).__name__}", setting="SECRET_KEY")
+    fallbacks = config.get("SECRET_KEY_FALLBACKS") or ()
+    if isinstance(fallbacks, str | bytes):
+        fallbacks = (fallbacks,)
+    if not isinstance(fallbacks, list | tuple):
         raise ConfigError(
-            "PDCONNECT_ALLOWED_HOSTS entries must be host names (optionally with :port), not URLs",
-            setting="PDCONNECT_ALLOWED_HOSTS",
+            f"SECRET_KEY_FALLBACKS must be a list of strings, not a {type(fallbacks).__name__}",
+            setting="SECRET_KEY_FALLBACKS",
         )
+    return (key, *_secret_list(fallbacks, name="SECRET_KEY_FALLBACKS", allow_empty=True))
+
+
+def _max_event_age(value: Any) -> float:
+    """``PDCONNECT_WEBHOOK_MAX_EVENT_AGE``: seconds, more than 0 and at most 72 hours."""
+    name = "PDCONNECT_WEBHOOK_MAX_EVENT_AGE"
+    seconds = parse_float(value, name=name, minimum=0, maximum=KEEP_FOR)
+    if seconds <= 0:
+        raise ConfigError(f"{name} must be a finite number of seconds above 0 and at most {KEEP_FOR:.0f}", setting=name)
+    return seconds
+
+
+def _allowed_hosts(value: Any) -> tuple[str, ...]:
+    """``PDCONNECT_ALLOWED_HOSTS``: a list, or one comma-separated string, of entries a request can match.
+
+    ``None``, ``""`` and an empty list allow no host (set ``PDCONNECT_CALLBACK_URL``). Inside a
+    list, an empty entry (``"a.example,,b.example"``) is refused like any entry that can never
+    match, rather than dropped: it is a typo someone should see.
+    """
+    setting = "PDCONNECT_ALLOWED_HOSTS"
+    if value is None or value == "":
+        return ()
+    if isinstance(value, str):
+        items: list[Any] = value.split(",")
+    elif isinstance(value, list | tuple):
+        items = list(value)
+    else:
+        raise ConfigError(
+            f"{setting} must be a list of host names or one comma-separated string, not a {type(value).__name__}",
+            setting=setting,
+        )
+    hosts = []
+    for position, item in enumerate(items):
+        if not isinstance(item, str):
+            raise ConfigError(f"{setting}[{position}] must be a string, not a {type(item).__name__}", setting=setting)
+        hosts.append(_allowed_host(item.strip() if isinstance(value, str) else item, position))
+    return tuple(hosts)
+
+
+# One label of a host name: letters, digits and inner hyphens. Werkzeug empties a request's
+# host that holds anything else (an underscore, say), so such an entry could never match.
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?", re.ASCII)
+
+
+def _allowed_host(entry: str, position: int = 0) -> str:
+    """One ``PDCONNECT_ALLOWED_HOSTS`` entry (``monitoring.acme.example``, ``host:8443``, ``::1``), lowercased.
+
+    Refused, naming the entry, when no request could ever match it: a URL (``https://x``), a
+    path, a wildcard, whitespace, an empty entry, a port of 0 or over 65535, an empty label.
+    Host names are not secrets, so the message may quote the entry.
+    """
+    shown = repr(entry[:100])
+    expected = (
+        f"PDCONNECT_ALLOWED_HOSTS[{position}] ({shown}) can never match a request: entries are host names "
+        "or IP addresses, optionally with :port (1 to 65535), without a scheme, path, wildcard or spaces"
+    )
+    setting = "PDCONNECT_ALLOWED_HOSTS"
+    if not entry or entry != entry.strip():
+        raise ConfigError(expected, setting=setting)
+    split = _split_host(entry)
+    if split is None:
+        raise ConfigError(expected, setting=setting)
+    name, port = split
+    if port == 0:
+        raise ConfigError(expected, setting=setting)
+    is_address = entry.startswith("[") or ":" in name
+    if not is_address and not all(_LABEL.fullmatch(label) for label in name.split(".")):
+        raise ConfigError(expected, setting=setting)
     return entry.lower().rstrip(".")
 
 

@@ -15,6 +15,7 @@ from flask import (
     redirect,
     render_template,
     request,
+    session,
     url_for,
 )
 from flask.typing import ResponseReturnValue
@@ -29,6 +30,7 @@ from pdconnect.errors import (
     HandshakeFailed,
     InvalidData,
     InvalidIntegrationKey,
+    InvalidRoutingKey,
     PdConnectError,
     StateExpired,
     StateInvalid,
@@ -42,7 +44,7 @@ from pdconnect.events import AlertEvent
 from pdconnect.failures import delivery_error_reason
 from pdconnect.flask.blueprint import blueprint
 from pdconnect.flask.extension import check_form_token, current_pagerduty, external_url, session_binding
-from pdconnect.flask.signals import cancelled, connected, failed
+from pdconnect.flask.signals import cancelled, connected, failed, integration_broken
 from pdconnect.flask.webhook_views import subscribe, unsubscribe
 from pdconnect.install import check_subdomain
 from pdconnect.integration import Integration, Region, integration_from_key
@@ -147,11 +149,43 @@ def _render_error(
     return make_response(page, status)
 
 
+#: Where a failed callback's page waits, one-shot, for the clean URL it is redirected to.
+_PROBLEM_KEY = "pdconnect_problem"
+
+
 def _error_page(error: PdConnectError, status: int = 400) -> ResponseReturnValue:
     title, advice = _explain(error)
     if _wants_json():
         return {"error": {"type": type(error).__name__, "message": str(error)}}, status
+    if request.endpoint == "pdconnect.callback":
+        # The callback's URL carries integration keys: show the page at a clean URL, so
+        # browser history never keeps them. The message names no key (errors.py's rule).
+        session[_PROBLEM_KEY] = {
+            "title": title,
+            "advice": advice,
+            "status": status,
+            "detail": str(error)[:500],
+            "error_type": type(error).__name__,
+        }
+        return redirect(url_for("pdconnect.problem"), 303)
     return _render_error(title, advice, status, detail=str(error), error_type=type(error).__name__, can_restart=True)
+
+
+@blueprint.route("/problem")
+def problem() -> ResponseReturnValue:
+    """The page of a failed callback, once, at a URL without keys; then back to the app."""
+    shown = session.pop(_PROBLEM_KEY, None)
+    if not isinstance(shown, dict):
+        return redirect(_redirect_target())
+    status = shown.get("status")
+    return _render_error(
+        str(shown.get("title", "Something went wrong")),
+        str(shown.get("advice", "Please start again.")),
+        status if isinstance(status, int) and 400 <= status < 600 else 400,
+        detail=str(shown.get("detail", "")),
+        error_type=str(shown.get("error_type") or "") or None,
+        can_restart=True,
+    )
 
 
 def _failed(error: PdConnectError, status: int = 400) -> ResponseReturnValue:
@@ -275,6 +309,8 @@ def callback(state: str | None = None) -> ResponseReturnValue:
         return replacement or _done("PagerDuty setup was cancelled.", "info")
     try:
         stored = [pagerduty.store.save(integration) for integration in outcome.integrations]
+    except InvalidData as exc:  # a value the table cannot hold: the data's fault, not an outage
+        return _failed(exc)
     except SQLAlchemyError:
         logger.exception("pdconnect: could not store the new integrations")
         return _unavailable()
@@ -303,7 +339,7 @@ def _refused_message(rejected: tuple[RejectedEntry, ...]) -> str:
 @blueprint.after_request
 def _no_keys_left_behind(response: Response) -> Response:
     """The callback's URL carries integration keys: keep its page out of caches and Referer headers."""
-    if request.endpoint == "pdconnect.callback":
+    if request.endpoint in ("pdconnect.callback", "pdconnect.problem"):
         response.headers["Cache-Control"] = "no-store"
         response.headers["Referrer-Policy"] = "no-referrer"
     return response
@@ -345,6 +381,8 @@ def paste_key() -> ResponseReturnValue:
         return _failed(exc)
     try:
         stored = current_pagerduty().store.save(integration)
+    except InvalidData as exc:
+        return _failed(exc)
     except SQLAlchemyError:
         logger.exception("pdconnect: could not store a pasted key")
         return _unavailable()
@@ -438,6 +476,8 @@ def test_integration(integration_id: str) -> ResponseReturnValue:
     name = integration.service_name or "the PagerDuty service"
     try:
         dedup_key = send_test_alert(integration)
+    except InvalidRoutingKey as exc:
+        return _broken(owner, integration, exc)
     except EventRejected as exc:
         reason = delivery_error_reason(exc)
         store.mark_failing(owner, integration.id, reason)
@@ -453,3 +493,28 @@ def test_integration(integration_id: str) -> ResponseReturnValue:
     if _wants_json():
         return {"ok": True, "dedup_key": dedup_key}
     return _done(f"Test alert sent to {name} and resolved.")
+
+
+def _broken(owner: str, integration: StoredIntegration, error: InvalidRoutingKey) -> ResponseReturnValue:
+    """PagerDuty no longer knows the key: mark it broken, tell the app once, and say "reconnect".
+
+    The same as a worker does (``broken_announcer``): the store records PagerDuty's reason,
+    and :data:`~pdconnect.flask.signals.integration_broken` is sent only by the call that
+    marked it, so pressing Test again does not announce it twice.
+    """
+    store = current_pagerduty().store
+    reason = delivery_error_reason(error)
+    store.mark_failing(owner, integration.id, reason)
+    if store.mark_broken(owner, integration.id, error.reason, integration_key=integration.integration_key):
+        record = store.get(owner, integration.id)
+        if record is not None:
+            app = current_app._get_current_object()  # type: ignore[attr-defined]
+            integration_broken.send(app, integration=record, owner_id=owner)
+    name = integration.service_name or "the PagerDuty service"
+    if _wants_json():
+        return {"ok": False, "error": reason, "broken": True, "reconnect": True}, 502
+    return _done(
+        f"PagerDuty refused the test alert for {name}: {reason}. "
+        f"The key was deleted or disabled in PagerDuty: reconnect {name}.",
+        "error",
+    )
