@@ -57,6 +57,7 @@ def test_a_deleted_key_fires_the_signal_and_asks_to_reconnect(
     assert fired[0]["integration"].id == first_integration(acme) and fired[0]["integration"].broken
     settings_page = client.get("/settings/pagerduty").get_data(as_text=True)
     assert "data-broken" in settings_page and "data-reconnect-link" in settings_page
+    assert settings_page.count("no longer knows") == 1, "the reason is said once, not wrapped in itself"
     dashboard = client.get("/").get_data(as_text=True)
     assert "data-reconnect" in dashboard and "/settings/pagerduty" in dashboard
     assert key not in settings_page + dashboard
