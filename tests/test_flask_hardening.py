@@ -242,6 +242,7 @@ def test_the_first_secret_of_a_list_signs(tmp_path: Path, pagerduty_sandbox: Pag
         ({"PDCONNECT_SECRET": [NEW, None]}, "PDCONNECT_SECRET"),
         ({"PDCONNECT_SECRET": [NEW, 12345678901234567]}, "PDCONNECT_SECRET"),
         ({"PDCONNECT_SECRET": {NEW}}, "PDCONNECT_SECRET"),
+        ({"PDCONNECT_SECRET": [NEW, "\ud800" * 20]}, "PDCONNECT_SECRET"),
         ({"PDCONNECT_SECRET": 42}, "PDCONNECT_SECRET"),
         ({"SECRET_KEY_FALLBACKS": ["short"]}, "SECRET_KEY_FALLBACKS"),
         ({"SECRET_KEY_FALLBACKS": [None]}, "SECRET_KEY_FALLBACKS"),

@@ -254,7 +254,7 @@ class PagerDutyConnect:
         _read_settings(config)
         secrets = _signing_secrets(config)
         # itsdangerous signs with the last key of a list and verifies with all of them.
-        secret = list(reversed(secrets))
+        secret = [key.encode("utf-8") if isinstance(key, str) else key for key in reversed(secrets)]
         storage_url = config["PDCONNECT_STORAGE_URL"] or f"sqlite:///{app.instance_path}/pdconnect.db"
         if storage_url.startswith("sqlite:///") and (self._store is None or self._nonce_store is None):
             os.makedirs(app.instance_path, exist_ok=True)
@@ -432,7 +432,17 @@ def _secret_list(value: list[Any] | tuple[Any, ...], *, name: str, allow_empty: 
             raise ConfigError(f"{name}[{position}] must be a string, not a {type(item).__name__}", setting=name)
         if len(item) < _MIN_SECRET_LENGTH:
             raise ConfigError(f"{name}[{position}] must be at least {_MIN_SECRET_LENGTH} characters", setting=name)
+        if isinstance(item, str) and not _encodable(item):
+            raise ConfigError(f"{name}[{position}] must be text UTF-8 can encode", setting=name)
     return tuple(value)
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _signing_secrets(config: dict[str, Any]) -> tuple[str | bytes, ...]:
