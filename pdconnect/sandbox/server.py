@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from werkzeug.http import HTTP_STATUS_CODES
@@ -50,8 +50,8 @@ class _Handler(WSGIRequestHandler):
 
     _decision: Decision | None = None
     #: Set per server by :class:`SandboxServer`.
-    timeout: float | None = READ_TIMEOUT
-    max_body: int = MAX_BODY
+    timeout: ClassVar[float | None] = READ_TIMEOUT
+    max_body: ClassVar[int] = MAX_BODY
 
     def run_wsgi(self) -> None:
         self._decision = None
@@ -149,7 +149,7 @@ class _Handler(WSGIRequestHandler):
 
     @property
     def _scheme(self) -> str:
-        return "https" if self.server.ssl_context is not None else "http"  # type: ignore[attr-defined]
+        return "https" if self.server.ssl_context is not None else "http"
 
     def make_environ(self) -> Any:
         environ = super().make_environ()
