@@ -181,7 +181,11 @@ def _serve(sandbox: Sandbox, args: argparse.Namespace) -> SandboxServer:
 def run(args: argparse.Namespace) -> int:
     server = build_server(args)
     if not is_loopback_host(args.host):
-        print(f"warning: serving on {args.host}, reachable from other machines", file=sys.stderr)
+        print(
+            f"warning: serving on {args.host}, reachable from other machines"
+            "; other names for this machine need --allowed-host",
+            file=sys.stderr,
+        )
     print(f"PagerDuty sandbox on {server.url}  (Ctrl-C to stop)")
     if server.ca_path:
         print(f"TLS certificate authority: {server.ca_path}")
