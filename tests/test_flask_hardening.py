@@ -22,14 +22,14 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pdconnect import Handshake, MemoryNonceStore, Origin, new_session_binding
-from pdconnect.errors import ConfigError, StateInvalid
+from pdconnect import Handshake, Integration, MemoryNonceStore, Origin, new_session_binding
+from pdconnect.errors import ConfigError, InvalidData, StateInvalid
 from pdconnect.flask import current_pagerduty, failed
 from pdconnect.flask.extension import _allowed_hosts, _split_host, trusted_host
 from pdconnect.flask.signals import integration_broken
 from pdconnect.sandbox.pytest_plugin import PagerDutySandbox
 from pdconnect.state import StateManager
-from pdconnect.storage import SqlIntegrationStore, StoredIntegration
+from pdconnect.storage import MemoryIntegrationStore, SqlIntegrationStore, StoredIntegration
 from pdconnect.webhooks import sign
 from pdconnect.webhooks.deliveries import KEEP_FOR
 from tests.conftest import SERVICE_KEY, FakeClock, unique_table
@@ -115,6 +115,45 @@ def test_an_install_the_table_refuses_is_an_error_page_not_a_500(
     page = client.get(response.headers["Location"])
     assert page.status_code == 400
     assert "That could not be used" in page.get_data(as_text=True)
+
+
+class RefusesDatabase(MemoryIntegrationStore):
+    """A store whose table cannot hold one service (as a too-long value or a constraint would)."""
+
+    def save(self, integration: Integration) -> StoredIntegration:
+        if integration.service_name == "Database":
+            raise InvalidData("the database refused this integration's values")
+        return super().save(integration)
+
+
+def test_one_service_the_table_refuses_loses_none_of_the_others(
+    tmp_path: Path, pagerduty_sandbox: PagerDutySandbox
+) -> None:
+    from flask import session
+
+    from pdconnect.flask import PagerDutyConnect
+    from tests.test_flask import APP_ID, CALLBACK, PAGE
+
+    app = Flask(__name__, instance_path=str(tmp_path / "instance"))
+    app.config.update(
+        SECRET_KEY="flask-test-secret-0123456789abcdef",
+        PDCONNECT_APP_ID=APP_ID,
+        PDCONNECT_INSTALL_BASE_URL=pagerduty_sandbox.url,
+    )
+    store = RefusesDatabase()
+    PagerDutyConnect(app, store=store, owner_loader=lambda: session.get("user"))
+    app.add_url_rule("/", "home", lambda: __import__("flask").render_template_string(PAGE))
+    app.add_url_rule("/login/<name>", "login", lambda name: (session.update(user=name), "in")[1])
+    pagerduty_sandbox.register_app(APP_ID, [CALLBACK])
+    client = _client(app)
+    callback = pagerduty_sandbox.install(_start(client, "install"), services=["Database", "Checkout API"])
+    response = client.get(_path(callback))
+    assert response.status_code == 302
+    assert [i.service_name for i in store.list("alice")] == ["Checkout API"]
+    assert _flashes(client) == [
+        "PagerDuty sent something unusable for Database, so it was not connected. Connect it again.",
+        "Connected to PagerDuty: Checkout API.",
+    ]
 
 
 def test_an_owner_id_too_long_for_its_column_is_a_400(tmp_path: Path, pagerduty_sandbox: PagerDutySandbox) -> None:

@@ -308,8 +308,8 @@ def callback(state: str | None = None) -> ResponseReturnValue:
         replacement = _take_over(cancelled.send(app, owner_id=outcome.owner_id, flow=outcome.flow))
         return replacement or _done("PagerDuty setup was cancelled.", "info")
     try:
-        stored = [pagerduty.store.save(integration) for integration in outcome.integrations]
-    except InvalidData as exc:  # a value the table cannot hold: the data's fault, not an outage
+        stored, rejected = _save_each(outcome.integrations, outcome.rejected)
+    except InvalidData as exc:  # no value the table could hold: the data's fault, not an outage
         return _failed(exc)
     except SQLAlchemyError:
         logger.exception("pdconnect: could not store the new integrations")
@@ -317,18 +317,44 @@ def callback(state: str | None = None) -> ResponseReturnValue:
     not_subscribed = subscribe(stored)
     replacement = _take_over(connected.send(app, integrations=stored, owner_id=outcome.owner_id))
     names = ", ".join(i.service_name or "a PagerDuty service" for i in stored)
-    if outcome.rejected:
+    if rejected:
         logger.warning(
             "pdconnect: an install callback had %d malformed target(s), left out: %s",
-            len(outcome.rejected),
-            "; ".join(r.reason for r in outcome.rejected),
+            len(rejected),
+            "; ".join(r.reason for r in rejected),
         )
     if replacement is None:
         if not_subscribed:
             flash(f"Incident updates from {', '.join(not_subscribed)} could not be set up; alerts still work.", "info")
-        if outcome.rejected:
-            flash(_refused_message(outcome.rejected), "error")
+        if rejected:
+            flash(_refused_message(rejected), "error")
     return replacement or _done(f"Connected to PagerDuty: {names}.")
+
+
+def _save_each(
+    integrations: tuple[Integration, ...], rejected: tuple[RejectedEntry, ...]
+) -> tuple[list[StoredIntegration], tuple[RejectedEntry, ...]]:
+    """Save each target; one the table refuses joins ``rejected`` and the others are kept.
+
+    As with a malformed entry in the callback, one bad service must not lose the rest of an
+    install. Raises the table's :class:`~pdconnect.errors.InvalidData` when none could be saved.
+    """
+    taken = {entry.index for entry in rejected}
+    # Each integration's position among the callback's entries, around the ones already refused.
+    positions = [i for i in range(len(integrations) + len(rejected)) if i not in taken]
+    stored: list[StoredIntegration] = []
+    refused: list[RejectedEntry] = []
+    last: InvalidData | None = None
+    store = current_pagerduty().store
+    for position, integration in zip(positions, integrations, strict=True):
+        try:
+            stored.append(store.save(integration))
+        except InvalidData as exc:
+            last = exc
+            refused.append(RejectedEntry(index=position, service_name=integration.service_name, reason=str(exc)))
+    if last is not None and not stored:
+        raise last
+    return stored, tuple(sorted((*rejected, *refused), key=lambda entry: entry.index))
 
 
 def _refused_message(rejected: tuple[RejectedEntry, ...]) -> str:
