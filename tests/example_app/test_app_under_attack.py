@@ -321,7 +321,11 @@ def test_every_route_survives_any_parameter_and_query(acme: RunningDemo, segment
 )
 def test_a_failed_handshake_is_a_page_of_acme(acme: RunningDemo, path: str) -> None:
     client = signed_in(acme, "alice")
-    response = client.get(path)
+    first = client.get(path)
+    # pdconnect answers a failed callback with a 303 to a clean URL (no state or keys in the
+    # address bar or history), where the page is shown.
+    assert first.status_code == 303 and first.headers["Location"] == "/pagerduty/problem"
+    response = client.get(first.headers["Location"])
     page = response.get_data(as_text=True)
     assert 400 <= response.status_code < 500, response.status_code
     assert 'class="brand"' in page and "data-pdconnect-error" in page, "Acme's header, Acme's page"
