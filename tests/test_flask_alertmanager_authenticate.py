@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pdconnect import integration_from_key
+from pdconnect.errors import ConfigError
 from pdconnect.flask import alertmanager_token, current_pagerduty
 from pdconnect.sandbox.pytest_plugin import PagerDutySandbox
 from tests.conftest import SERVICE_KEY
@@ -158,9 +159,22 @@ def test_a_hook_answering_no_owner_id_is_refused(
     assert queued(app) == []
 
 
-@pytest.mark.parametrize("hook", ["myapp.auth:owner", 42, ["x"]], ids=repr)
-def test_a_hook_that_is_not_callable_is_a_500(tmp_path: Path, pagerduty_sandbox: PagerDutySandbox, hook: Any) -> None:
-    response = post(app_with(tmp_path, pagerduty_sandbox, hook).test_client(), f"Bearer {ALICE}")
+@pytest.mark.parametrize("hook", ["myapp.auth:owner", "", 42, ["x"], b"hook"], ids=repr)
+def test_a_hook_that_is_not_callable_is_refused_at_start_up(
+    tmp_path: Path, pagerduty_sandbox: PagerDutySandbox, hook: Any
+) -> None:
+    # An environment variable copied into the config is a string: caught by init_app, not per request.
+    with pytest.raises(ConfigError, match="PDCONNECT_ALERTMANAGER_AUTHENTICATE must be a function") as caught:
+        make_app(tmp_path, pagerduty_sandbox, PDCONNECT_ALERTMANAGER_AUTHENTICATE=hook)
+    assert caught.value.setting == "PDCONNECT_ALERTMANAGER_AUTHENTICATE"
+
+
+def test_a_hook_made_uncallable_after_start_up_is_still_a_500(
+    tmp_path: Path, pagerduty_sandbox: PagerDutySandbox
+) -> None:
+    app = app_with(tmp_path, pagerduty_sandbox, vendor_tokens)
+    app.config["PDCONNECT_ALERTMANAGER_AUTHENTICATE"] = "myapp.auth:owner"
+    response = post(app.test_client(), f"Bearer {ALICE}")
     assert response.status_code == 500 and response.is_json
 
 

@@ -40,7 +40,14 @@ from pdconnect.flask.extension import (
     pagerduty_snippet,
     session_binding,
 )
-from pdconnect.flask.signals import cancelled, connected, failed, webhook_received
+from pdconnect.flask.signals import (
+    broken_announcer,
+    cancelled,
+    connected,
+    failed,
+    integration_broken,
+    webhook_received,
+)
 from pdconnect.flask.views import send_test_alert
 from pdconnect.flask.webhook_views import webhook_url
 
@@ -53,6 +60,7 @@ __all__ = [
     "PagerDutyState",
     "alertmanager_token",
     "blueprint",
+    "broken_announcer",
     "cancelled",
     "check_form_token",
     "connected",
@@ -60,6 +68,7 @@ __all__ = [
     "current_pagerduty",
     "external_url",
     "failed",
+    "integration_broken",
     "pagerduty_button",
     "pagerduty_snippet",
     "send_test_alert",

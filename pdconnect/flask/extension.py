@@ -110,6 +110,7 @@ DEFAULTS: dict[str, Any] = {
     "PDCONNECT_REST_API_URL": REST_API_URL,
     "PDCONNECT_ALERTMANAGER_MAX_BYTES": 4 * 1024 * 1024,
     "PDCONNECT_ALERTMANAGER_DEFAULT_SEVERITY": "error",
+    "PDCONNECT_ALERTMANAGER_AUTHENTICATE": None,
 }
 
 
@@ -398,6 +399,14 @@ def _read_settings(config: dict[str, Any]) -> None:
     if loader is not None and not (isinstance(loader, str) or callable(loader)):
         raise ConfigError(
             "PDCONNECT_OWNER_LOADER must be 'module:function' or a function", setting="PDCONNECT_OWNER_LOADER"
+        )
+    authenticate = config["PDCONNECT_ALERTMANAGER_AUTHENTICATE"]
+    if authenticate is not None and not callable(authenticate):
+        # A string from the environment cannot name a hook; refusing it here beats a 500 per request.
+        raise ConfigError(
+            "PDCONNECT_ALERTMANAGER_AUTHENTICATE must be a function (request) -> owner id or None, "
+            f"set in Python, not a {type(authenticate).__name__}",
+            setting="PDCONNECT_ALERTMANAGER_AUTHENTICATE",
         )
 
 
