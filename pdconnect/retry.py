@@ -4,12 +4,15 @@ PagerDuty's guidance (Events API v2 overview and "Rate Limits"): retry 429, 5xx 
 errors, never 400. Go-pagerduty also treats 408 as temporary, and the legacy Integration API
 answers 403 when it rate-limits. Waits grow exponentially with full jitter (a uniformly
 random wait between zero and the exponential ceiling, so many clients do not retry in step),
-are capped per wait, and give way to a server's ``Retry-After``.
+are capped per wait, and are lengthened by a server's ``Retry-After``, never shortened: a
+``Retry-After: 0``, or an HTTP date that a client clock running ahead reads as past, must not
+turn a retry loop into a burst.
 
 A rate limit is different: PagerDuty asks for "a backoff of a few minutes" or "3 tries 30
 seconds apart" (Events API v2 overview and "Rate Limits"), and does not promise a
-``Retry-After``. So a 429 (or the legacy API's 403) without one waits
-:attr:`RetryPolicy.rate_limit_delay`, not the short exponential backoff.
+``Retry-After``. So a 429 (or the legacy API's 403) waits at least
+:attr:`RetryPolicy.rate_limit_delay`, not the short exponential backoff, whatever
+``Retry-After`` says; a longer ``Retry-After`` is waited as given.
 """
 
 from __future__ import annotations
@@ -97,9 +100,10 @@ class RetryPolicy:
     """How persistently one send tries.
 
     ``max_attempts`` counts every request including the first. The n-th retry waits a random
-    time between 0 and ``min(max_delay, base_delay * 2 ** (n - 1))`` seconds, unless the
-    server sent ``Retry-After``, which is honoured as given. A rate limit without
-    ``Retry-After`` waits between ``rate_limit_delay`` and 1.2 times that. ``deadline`` bounds
+    time between 0 and ``min(max_delay, base_delay * 2 ** (n - 1))`` seconds, or the server's
+    ``Retry-After`` if that is longer. A rate limit waits the ``Retry-After`` if it is at least
+    ``rate_limit_delay``, else between ``rate_limit_delay`` and 1.2 times that: a shorter,
+    zero, past or unreadable ``Retry-After`` never hurries it. ``deadline`` bounds
     the whole send, waits included: a wait that would pass it ends the send at once, with
     :class:`~pdconnect.errors.RateLimited` for a rate limit and
     :class:`~pdconnect.errors.DeliveryFailed` otherwise.
@@ -127,12 +131,20 @@ class RetryPolicy:
         return rng.uniform(0.0, ceiling)
 
     def wait(self, retry_number: int, rng: random.Random, *, retry_after: float | None, rate_limited: bool) -> float:
-        """The wait before retry number ``retry_number``: ``Retry-After``, a rate limit's, or the backoff."""
+        """The wait before retry number ``retry_number``, in seconds.
+
+        For a rate limit, never less than ``rate_limit_delay``; otherwise never less than the
+        backoff. ``retry_after`` (from :func:`parse_retry_after`) only ever lengthens the wait,
+        up to :data:`MAX_RETRY_AFTER`; a negative or non-finite one is ignored.
+        """
         if retry_after is not None:
-            return retry_after
+            retry_after = min(retry_after, MAX_RETRY_AFTER) if retry_after >= 0.0 else None  # NaN is not >= 0
         if rate_limited:
+            if retry_after is not None and retry_after >= self.rate_limit_delay:
+                return retry_after
             return self.rate_limit_delay * (1.0 + 0.2 * rng.random())
-        return self.backoff(retry_number, rng)
+        backoff = self.backoff(retry_number, rng)
+        return max(backoff, retry_after) if retry_after is not None else backoff
 
     @classmethod
     def no_retries(cls) -> RetryPolicy:

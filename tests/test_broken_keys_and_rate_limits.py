@@ -87,9 +87,14 @@ def test_a_long_retry_after_fails_fast_and_a_short_one_is_waited(
         sender.send(key, _trigger())
     assert (info.value.retry_after, info.value.attempts) == (45.0, 1)
     pagerduty_sandbox.set_faults(rate_429_retry_after=1.0, retry_after=0.25)
-    with pytest.raises(RateLimited, match="3 attempts") as info:
+    with pytest.raises(RateLimited, match="deadline") as info:
         sender.send(key, _trigger())
-    assert waits.waits == [0.25, 0.25], "Retry-After honoured as the sandbox sent it"
+    assert info.value.attempts == 1, "a Retry-After shorter than the 30 s floor never hurries a retry"
+    assert info.value.retry_after >= 30.0
+    quick = Sender(events_base_url=pagerduty_sandbox.url, retry=replace(INLINE, rate_limit_delay=0.1), sleep=waits)
+    with pytest.raises(RateLimited, match="3 attempts"):
+        quick.send(key, _trigger())
+    assert waits.waits == [0.25, 0.25], "Retry-After above the floor honoured as the sandbox sent it"
     pagerduty_sandbox.set_faults()
     assert sender.send(key, _trigger()).status == 202
 

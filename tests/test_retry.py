@@ -170,15 +170,18 @@ def test_bad_policies(kwargs: dict[str, object]) -> None:
     rate_limited=st.booleans(),
     seed=st.integers(),
 )
-def test_wait_prefers_retry_after_then_the_rate_limit_delay(
+def test_retry_after_only_lengthens_the_rate_limit_delay_or_the_backoff(
     retry_number: int, retry_after: float | None, rate_limited: bool, seed: int
 ) -> None:
     policy = RetryPolicy(base_delay=0.5, max_delay=4.0, rate_limit_delay=30.0)
     wait = policy.wait(retry_number, random.Random(seed), retry_after=retry_after, rate_limited=rate_limited)
-    if retry_after is not None:
-        assert wait == retry_after
-    elif rate_limited:
-        assert 30.0 <= wait <= 36.0, "a rate limit waits PagerDuty's 30 s, never the short backoff"
+    if rate_limited:
+        if retry_after is not None and retry_after >= 30.0:
+            assert wait == retry_after
+        else:
+            assert 30.0 <= wait <= 36.0, "a rate limit waits PagerDuty's 30 s, never the short backoff"
+    elif retry_after is not None:
+        assert wait == max(retry_after, policy.backoff(retry_number, random.Random(seed)))
     else:
         assert 0.0 <= wait <= 4.0
 

@@ -192,12 +192,13 @@ def test_redirects_are_not_followed(sender: Sender, mocked: responses.RequestsMo
 # -- waiting ---------------------------------------------------------------------------------
 
 
-def test_retry_after_is_honoured(sender: Sender, mocked: responses.RequestsMock, sleeper: Sleeper) -> None:
+def test_retry_after_is_honoured(mocked: responses.RequestsMock, sleeper: Sleeper, clock: FakeClock) -> None:
     mocked.add(responses.POST, US + ALERT_PATH, status=429, headers={"Retry-After": "7"})
     mocked.add(responses.POST, US + ALERT_PATH, status=503, headers={"Retry-After": "2"})
     mocked.add(responses.POST, US + ALERT_PATH, json=ACCEPTED, status=202)
-    sender.send(SERVICE_KEY, _trigger())
-    assert sleeper.waits == [7.0, 2.0]
+    policy = RetryPolicy(max_attempts=3, base_delay=1.0, deadline=60.0, rate_limit_delay=5.0)
+    Sender(retry=policy, sleep=sleeper, clock=clock, rng=random.Random(1)).send(SERVICE_KEY, _trigger())
+    assert sleeper.waits == [7.0, 2.0], "both longer than the rate-limit floor and the backoff"
 
 
 def test_retry_after_longer_than_the_per_wait_cap_is_still_honoured(
@@ -270,7 +271,7 @@ def test_rate_limited_until_the_attempts_run_out(
     mocked: responses.RequestsMock, sleeper: Sleeper, clock: FakeClock
 ) -> None:
     mocked.add(responses.POST, US + ALERT_PATH, status=429, headers={"Retry-After": "2"})
-    sender = Sender(retry=RetryPolicy(max_attempts=3, deadline=60), sleep=sleeper, clock=clock)
+    sender = Sender(retry=RetryPolicy(max_attempts=3, deadline=60, rate_limit_delay=1), sleep=sleeper, clock=clock)
     with pytest.raises(RateLimited, match="3 attempts") as info:
         sender.send(SERVICE_KEY, _trigger())
     assert info.value.attempts == 3
@@ -290,10 +291,13 @@ def test_the_legacy_apis_403_is_its_rate_limit(
 @pytest.mark.parametrize(
     ("header", "waited"),
     [
-        ("5", 5.0),
-        ("0", 0.0),
-        ("0.25", 0.25),
-        ("Sun, 22 Nov 1990 12:00:30 GMT", 0.0),  # in the past: at once
+        ("45", 45.0),
+        ("30", 30.0),
+        # Issue 9: shorter than the 30 s floor, zero or in the past was retried at once.
+        ("5", "default"),
+        ("0", "default"),
+        ("0.25", "default"),
+        ("Sun, 22 Nov 1990 12:00:30 GMT", "default"),
         ("-5", "default"),
         ("NaN", "default"),
         ("inf", "default"),

@@ -38,7 +38,9 @@ def test_trigger_and_resolve_against_the_sandbox(pagerduty_sandbox: PagerDutySan
 
 def test_refusals_and_retries(pagerduty_sandbox: PagerDutySandbox) -> None:
     waits: list[float] = []
-    sender = sender_for(pagerduty_sandbox.url, retry=RetryPolicy(max_attempts=3), sleep=waits.append)
+    sender = sender_for(
+        pagerduty_sandbox.url, retry=RetryPolicy(max_attempts=3, rate_limit_delay=1), sleep=waits.append
+    )
     with pytest.raises(EventRejected, match="Invalid routing key"):
         sender.resolve("f" * 32, "k")
     pagerduty_sandbox.set_faults("429-retry-after=1,retry-after=2")

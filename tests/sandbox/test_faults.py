@@ -147,7 +147,7 @@ def test_the_sender_rides_out_faults(pagerduty_sandbox: PagerDutySandbox) -> Non
     pagerduty_sandbox.set_faults("429-retry-after=0.3,503=0.3,drop=0.2,retry-after=1,seed=3")
     sender = Sender(
         events_base_url=pagerduty_sandbox.url,
-        retry=RetryPolicy(max_attempts=30, base_delay=0.0, deadline=600),
+        retry=RetryPolicy(max_attempts=30, base_delay=0.0, deadline=600, rate_limit_delay=0.5),
         sleep=waits.append,
     )
     key = pagerduty_sandbox.service_key()
