@@ -9,21 +9,34 @@ take its place.
 Both read at most :data:`MAX_RESPONSE_BYTES` of an answer: PagerDuty's are a few hundred
 bytes, and a proxy or a hostile server that streams gigabytes (or a compression bomb) must
 not fill the worker's memory. What is cut is dropped, with the connection.
+
+A ``timeout`` of ``(connect, read)`` bounds the whole attempt, not only each read: from the
+moment :meth:`Transport.post` is called, the answer (status line, headers and body) must be
+in within ``connect + read`` seconds, or the attempt ends with :class:`TransportTimeout`.
+``requests`` alone applies ``read`` to each read from the socket, so a server that dribbles
+one byte a second would keep an attempt alive forever, past a worker's lease. The total
+deadline applies to :class:`HttpClientTransport` and to the session a
+:class:`RequestsTransport` makes itself; a session passed in keeps ``requests``' per-read
+timeouts while headers arrive, and its body is read under the deadline chunk by chunk.
 """
 
 from __future__ import annotations
 
+import functools
 import http.client
+import io
 import socket
 import ssl
 import threading
+import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 #: The most of an answer's body either transport reads (1 MiB; the sender reads 64 KiB of it).
@@ -52,8 +65,110 @@ class TransportError(Exception):
         self.retryable = retryable
 
 
+class TransportTimeout(TransportError):
+    """No complete answer in time: the connection, or the whole answer, took longer than allowed."""
+
+
+class _DeadlinePassed(TimeoutError):
+    """Raised from a socket read once an attempt's total deadline has passed."""
+
+
+@dataclass(frozen=True)
+class _Deadline:
+    """When an attempt must have its whole answer, by ``clock``, and the longest single read."""
+
+    at: float
+    read_timeout: float
+    clock: Callable[[], float]
+
+    @classmethod
+    def start(cls, timeout: tuple[float, float], clock: Callable[[], float]) -> _Deadline:
+        connect, read = timeout
+        return cls(at=clock() + connect + read, read_timeout=read, clock=clock)
+
+    def left(self) -> float:
+        """Seconds left, at most the read timeout; raises :class:`_DeadlinePassed` when none are."""
+        left = self.at - self.clock()
+        if left <= 0:
+            raise _DeadlinePassed("the answer did not arrive in time")
+        return min(left, self.read_timeout)
+
+
+class _DeadlineSocketReader(io.RawIOBase):
+    """The raw bytes of a socket, each read bounded by what is left of a :class:`_Deadline`."""
+
+    def __init__(self, sock: socket.socket, deadline: _Deadline) -> None:
+        super().__init__()
+        self._sock = sock
+        self._deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        self._sock.settimeout(self._deadline.left())
+        return self._sock.recv_into(buffer)
+
+
+class _DeadlineResponse(http.client.HTTPResponse):
+    """An ``http.client`` answer whose status line, headers and body are read under a deadline."""
+
+    def __init__(self, sock: socket.socket, *args: Any, deadline: _Deadline, **kwargs: Any) -> None:
+        super().__init__(sock, *args, **kwargs)
+        # Replace the plain file http.client made; closing it gives its hold on the socket back.
+        plain, self.fp = self.fp, io.BufferedReader(_DeadlineSocketReader(sock, deadline))
+        plain.close()
+
+
+# The deadline of the attempt under way in this thread, for the connections of a RequestsTransport.
+_current = threading.local()
+
+
+class _DeadlineMixin:
+    """For urllib3 connections: answers are read under the deadline of this thread's attempt."""
+
+    @property
+    def response_class(self) -> Any:
+        deadline: _Deadline | None = getattr(_current, "deadline", None)
+        if deadline is None:
+            return http.client.HTTPResponse
+        return lambda sock, *args, **kwargs: _DeadlineResponse(sock, *args, deadline=deadline, **kwargs)
+
+
+class _DeadlineHTTPConnection(_DeadlineMixin, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _DeadlineHTTPSConnection(_DeadlineMixin, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _DeadlineHTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _DeadlineHTTPConnection
+
+
+class _DeadlineHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _DeadlineHTTPSConnection
+
+
+class _DeadlineAdapter(HTTPAdapter):
+    """An adapter whose connections read each answer under its attempt's total deadline."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _DeadlineHTTPPool, "https": _DeadlineHTTPSPool}
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        manager.pool_classes_by_scheme = {"http": _DeadlineHTTPPool, "https": _DeadlineHTTPSPool}
+        return manager
+
+
 class Transport(Protocol):
-    """Sends one POST and returns the answer, or raises :class:`TransportError`."""
+    """Sends one POST and returns the answer, or raises :class:`TransportError`.
+
+    ``timeout`` is ``(connect, read)`` seconds; the whole attempt ends within their sum.
+    """
 
     def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: tuple[float, float]) -> HttpResponse: ...
 
@@ -68,16 +183,25 @@ class RequestsTransport:
     is passed in is used as it is and not closed by :meth:`close`.
     """
 
-    def __init__(self, session: requests.Session | None = None, *, pool_size: int = 16) -> None:
+    def __init__(
+        self,
+        session: requests.Session | None = None,
+        *,
+        pool_size: int = 16,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._owns_session = session is None
         if session is None:
             session = requests.Session()
-            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+            adapter = _DeadlineAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
             session.mount("https://", adapter)
             session.mount("http://", adapter)
         self.session = session
+        self._clock = clock
 
     def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: tuple[float, float]) -> HttpResponse:
+        deadline = _Deadline.start(timeout, self._clock)
+        _current.deadline = deadline
         try:
             response = self.session.post(
                 url,
@@ -90,10 +214,14 @@ class RequestsTransport:
                 stream=True,
             )
             with response:  # a body read to its end gives the connection back; a cut one closes it
-                data = _read_capped(response)
-        except requests.Timeout as exc:
-            raise TransportError(f"timed out ({type(exc).__name__})") from exc
-        except requests.ConnectionError as exc:
+                data = _read_capped(response, deadline)
+        except _DeadlinePassed as exc:
+            raise _too_slow(timeout) from exc
+        except (requests.Timeout, requests.ConnectionError) as exc:
+            if _deadline_passed(exc):
+                raise _too_slow(timeout) from exc
+            if isinstance(exc, requests.Timeout):
+                raise TransportTimeout(f"timed out ({type(exc).__name__})") from exc
             raise TransportError(f"connection failed ({type(exc).__name__})") from exc
         except (
             requests.exceptions.InvalidURL,
@@ -103,6 +231,8 @@ class RequestsTransport:
             raise TransportError(f"bad URL ({type(exc).__name__})", retryable=False) from exc
         except requests.RequestException as exc:
             raise TransportError(f"request failed ({type(exc).__name__})") from exc
+        finally:
+            _current.deadline = None
         return HttpResponse(
             status=response.status_code,
             body=data,
@@ -114,15 +244,36 @@ class RequestsTransport:
             self.session.close()
 
 
-def _read_capped(response: requests.Response) -> bytes:
+def _read_capped(response: requests.Response, deadline: _Deadline) -> bytes:
     chunks: list[bytes] = []
     size = 0
-    for chunk in response.iter_content(chunk_size=64 * 1024):
+    # Small chunks, so that a session passed in (whose reads are not under the deadline) is
+    # still checked against it often; PagerDuty's answers are a few hundred bytes.
+    for chunk in response.iter_content(chunk_size=4096):
+        deadline.left()
         chunks.append(chunk)
         size += len(chunk)
         if size > MAX_RESPONSE_BYTES:
             break
     return b"".join(chunks)[:MAX_RESPONSE_BYTES]
+
+
+def _too_slow(timeout: tuple[float, float]) -> TransportTimeout:
+    return TransportTimeout(f"timed out (no complete answer within {timeout[0] + timeout[1]:g} s)")
+
+
+def _deadline_passed(exc: BaseException) -> bool:
+    """Whether ``exc`` was caused by a :class:`_DeadlinePassed`, however requests wrapped it."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, _DeadlinePassed):
+            return True
+        seen.add(id(current))
+        nested = current.args[0] if current.args and isinstance(current.args[0], BaseException) else None
+        reason = getattr(current, "reason", None)
+        current = current.__cause__ or current.__context__ or (reason if isinstance(reason, BaseException) else nested)
+    return False
 
 
 def default_worker_transport() -> Transport:
@@ -147,7 +298,8 @@ class HttpClientTransport:
     ``True`` (the system's certificate authorities), ``False``, or a CA bundle path.
     """
 
-    def __init__(self, *, verify: bool | str = True) -> None:
+    def __init__(self, *, verify: bool | str = True, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._local = threading.local()
         self._every: list[http.client.HTTPConnection] = []  # every thread's, so close() reaches them all
         self._every_lock = threading.Lock()
@@ -179,12 +331,19 @@ class HttpClientTransport:
         connections = self._connections()
         connection = connections.get(key)
         reused = connection is not None
+        deadline = _Deadline.start(timeout, self._clock)
         for _ in range(2):
-            if connection is None:
-                connection = self._connect(key, timeout)
-                connections[key] = connection
             try:
+                if connection is None:
+                    connection = self._connect(key, (min(timeout[0], deadline.left()), timeout[1]))
+                    connections[key] = connection
+            except _DeadlinePassed as exc:
+                raise _too_slow(timeout) from exc
+            try:
+                assert connection.sock is not None
+                connection.sock.settimeout(deadline.left())
                 connection.request("POST", path, body=body, headers=dict(headers))
+                connection.response_class = functools.partial(_DeadlineResponse, deadline=deadline)  # type: ignore[assignment]
                 response = connection.getresponse()
                 data = response.read(MAX_RESPONSE_BYTES)
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
@@ -196,10 +355,14 @@ class HttpClientTransport:
                     reused = False
                     continue
                 raise TransportError(f"connection failed ({type(exc).__name__})") from exc
+            except _DeadlinePassed as exc:
+                connection.close()
+                connections.pop(key, None)
+                raise _too_slow(timeout) from exc
             except TimeoutError as exc:
                 connection.close()
                 connections.pop(key, None)
-                raise TransportError(f"timed out ({type(exc).__name__})") from exc
+                raise TransportTimeout(f"timed out ({type(exc).__name__})") from exc
             except (OSError, http.client.HTTPException) as exc:
                 connection.close()
                 connections.pop(key, None)
@@ -225,7 +388,7 @@ class HttpClientTransport:
         try:
             connection.connect()
         except TimeoutError as exc:
-            raise TransportError(f"timed out ({type(exc).__name__})") from exc
+            raise TransportTimeout(f"timed out ({type(exc).__name__})") from exc
         except OSError as exc:
             raise TransportError(f"connection failed ({type(exc).__name__})") from exc
         assert connection.sock is not None
