@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -249,7 +249,7 @@ class LegacyEvent:
         if event.action in (EventAction.TRIGGER, EventAction.TRIGGER.value):
             details = dict(event.custom_details or {})
             severity = event.severity.value if isinstance(event.severity, Severity) else event.severity
-            timestamp = event.timestamp.isoformat() if isinstance(event.timestamp, datetime) else event.timestamp
+            timestamp = _utc_text(event.timestamp) if isinstance(event.timestamp, datetime) else event.timestamp
             extra = {
                 "source": event.source,
                 "severity": severity,
@@ -274,3 +274,11 @@ class LegacyEvent:
 
 
 Event = AlertEvent | ChangeEvent | LegacyEvent
+
+
+def _utc_text(moment: datetime) -> str:
+    """``moment`` in ISO 8601, in UTC when it is aware (as the v2 payload sends it)."""
+    try:
+        return moment.astimezone(UTC).isoformat() if moment.utcoffset() is not None else moment.isoformat()
+    except (ValueError, OverflowError, TypeError):  # year 1 at +01:00, or a tzinfo that misbehaves
+        return moment.isoformat()

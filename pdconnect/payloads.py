@@ -11,7 +11,13 @@ alert while a local check does not:
   ellipsis, with a logged warning;
 - the whole body is at most 512 KB: if it is larger, custom details are replaced by a short
   note saying they were dropped (as Prometheus Alertmanager does), with a logged warning;
-- image sources are https URLs; timestamps carry a timezone.
+- dedup keys are not blank: PagerDuty refuses an acknowledge or resolve whose key is only
+  whitespace ("'dedup_key' is missing or blank"), so a trigger with one could never be resolved;
+- custom details have string keys only, at every depth: ``json`` would write ``{1: "a", "1": "b"}``
+  as an object with a duplicate key, which PagerDuty cannot parse;
+- image sources are https URLs; timestamps carry a timezone and are sent in UTC, because RFC
+  3339's ``date-time`` (the schema's format) has no offsets with seconds, such as
+  Amsterdam's ``+00:19:32`` before 1937.
 
 All problems found are reported together in one
 :class:`~pdconnect.errors.EventValidationError`.
@@ -23,7 +29,7 @@ import json
 import logging
 import uuid
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -41,6 +47,8 @@ MAX_DEDUP_KEY_LENGTH = 255
 #: so a body that fits here fits whichever way PagerDuty counts a kilobyte.
 MAX_BODY_BYTES = 512_000
 #: Replaces ``custom_details`` / ``details`` when the body is too large.
+#: At most this many keys that are not strings are named in one error.
+MAX_KEY_PROBLEMS = 5
 DETAILS_DROPPED_NOTE = {
     "pdconnect": "custom details were removed because the event exceeded PagerDuty's 512 KB limit",
 }
@@ -98,8 +106,8 @@ class _Checker:
             if required_for is not None:
                 self.fail(f"{name} is required for {required_for} events")
             return None
-        if not isinstance(value, str) or not value:
-            self.fail(f"{name} must be a non-empty string")
+        if not isinstance(value, str) or not value.strip():
+            self.fail(f"{name} must be a non-empty string, not blank")
             return None
         if len(value) > MAX_DEDUP_KEY_LENGTH:
             self.fail(f"{name} is {len(value)} characters long; PagerDuty allows at most {MAX_DEDUP_KEY_LENGTH}")
@@ -137,10 +145,16 @@ class _Checker:
         else:
             self.fail("timestamp must be a datetime or an ISO 8601 string")
             return None
-        if parsed.tzinfo is None or parsed.utcoffset() is None:
+        try:
+            offset = parsed.utcoffset()
+            in_utc = parsed.astimezone(UTC) if offset is not None else None
+        except (ValueError, OverflowError, TypeError):  # a tzinfo that misbehaves, or year 1 at +01:00
+            self.fail("timestamp must be a date and time that exists in UTC")
+            return None
+        if in_utc is None:
             self.fail("timestamp must carry a timezone (use datetime.now(timezone.utc))")
             return None
-        return parsed.isoformat()
+        return in_utc.isoformat()
 
     def url(self, value: object, name: str, *, https_only: bool = False, required: bool = False) -> str | None:
         if value is None:
@@ -164,7 +178,10 @@ class _Checker:
         if not isinstance(value, Mapping):
             self.fail(f"{name} must be a mapping (a JSON object)")
             return None
-        return dict(value)
+        details = dict(value)
+        for path, key in _non_string_keys(details, name):
+            self.fail(f"{path} has a key that is not a string: {_brief(key)} ({type(key).__name__})")
+        return details
 
     def links(self, links: tuple[Link, ...]) -> list[dict[str, str]]:
         result = []
@@ -190,6 +207,60 @@ class _Checker:
                 entry["alt"] = alt
             result.append(entry)
         return result
+
+
+def _non_string_keys(details: dict[Any, Any], name: str) -> list[tuple[str, object]]:
+    """The first :data:`MAX_KEY_PROBLEMS` keys in ``details``, at any depth, that are not ``str``.
+
+    Walked with a stack, not recursion, so deep nesting is left to :func:`encode_body` to
+    refuse; each container is visited once, so a cycle ends the walk too. Paths are kept as
+    links to their parent and spelled out only for a key that is reported.
+    """
+    found: list[tuple[str, object]] = []
+    seen: set[int] = set()
+    root: _Path = (None, name)
+    stack: list[tuple[_Path, object]] = [(root, details)]
+    while stack and len(found) < MAX_KEY_PROBLEMS:
+        path, value = stack.pop()
+        if id(value) in seen:
+            continue
+        if isinstance(value, dict):
+            seen.add(id(value))
+            children: list[tuple[_Path, object]] = []
+            for key, child in value.items():
+                if isinstance(key, str):
+                    children.append(((path, f"[{_brief(key)}]"), child))
+                    continue
+                found.append((_spell(path), key))
+                if len(found) == MAX_KEY_PROBLEMS:
+                    break
+            stack.extend(reversed(children))
+        elif isinstance(value, list | tuple):
+            seen.add(id(value))
+            stack.extend(reversed([((path, f"[{index}]"), child) for index, child in enumerate(value)]))
+    return found
+
+
+_Path = tuple[Any, str]  # (parent path or None, this step)
+
+
+def _spell(path: _Path) -> str:
+    steps: list[str] = []
+    node: _Path | None = path
+    while node is not None:
+        steps.append(node[1])
+        node = node[0]
+    text = "".join(reversed(steps))
+    return text if len(text) <= 200 else steps[-1] + "…" + text[-150:]
+
+
+def _brief(key: object) -> str:
+    """A key as it appears in an error: its repr, cut short (keys are the vendor's data)."""
+    try:
+        text = repr(key)
+    except Exception:  # a hostile __repr__ must not hide the real problem
+        text = "<unprintable>"
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
 def new_dedup_key() -> str:

@@ -308,7 +308,7 @@ def test_oversized_without_details_is_refused() -> None:
 
 @pytest.mark.parametrize(
     "details",
-    [{"x": object()}, {"x": float("nan")}, {"x": "\ud800"}, {1j: 1}],
+    [{"x": object()}, {"x": float("nan")}, {"x": "\ud800"}, {"x": {"y": 1j}}],
 )
 def test_unserialisable_details_are_refused(details: dict[Any, Any]) -> None:
     body = alert_body(_trigger(custom_details=details), routing_key=SERVICE_KEY)
@@ -316,10 +316,10 @@ def test_unserialisable_details_are_refused(details: dict[Any, Any]) -> None:
         encode_body(body)
 
 
-def test_timestamps_in_other_zones_keep_their_offset() -> None:
+def test_timestamps_in_other_zones_are_sent_in_utc() -> None:
     tz = timezone(timedelta(hours=5, minutes=30))
     body = alert_body(_trigger(timestamp=datetime(2026, 1, 1, 12, tzinfo=tz)), routing_key=SERVICE_KEY)
-    assert body["payload"]["timestamp"] == "2026-01-01T12:00:00+05:30"
+    assert body["payload"]["timestamp"] == "2026-01-01T06:30:00+00:00"
 
 
 @given(

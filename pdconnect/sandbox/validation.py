@@ -27,10 +27,13 @@ MAX_DEPTH = 64
 ACTIONS = ("trigger", "acknowledge", "resolve")
 SEVERITIES = ("critical", "error", "warning", "info")
 _ALNUM = re.compile(r"[A-Za-z0-9]*")
+# UNCONFIRMED: whether real PagerDuty refuses an offset with seconds, or reads it some way.
 #: RFC 3339's date-time (a space for the ``T`` too, and ``+0000`` as in the schema's example).
+#: The offset is hours and minutes only, as RFC 3339 has it: Python writes an offset with
+#: seconds (``+00:19:32``, Amsterdam before 1937), which is no ``date-time``.
 _DATE_TIME = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?"
-    r"(Z|[+-][0-9]{2}:?[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?)"
+    r"(Z|[+-][0-9]{2}:?[0-9]{2})"
 )
 
 INVALID_EVENT = {"status": "invalid event", "message": "Event object is invalid"}
