@@ -29,6 +29,9 @@ sandbox first, then the names):
   ``SubscriptionClient`` and the Flask extension's ``PDCONNECT_*_URL`` defaults, so a snippet
   that leaves them out talks to the sandbox. Without this setup, a snippet that tries to reach
   PagerDuty fails: no test may reach anything but loopback (``_loopback_only`` in conftest).
+- Every page: a Python subprocess it starts (``python``, ``pdconnect``) inherits a
+  ``PYTHONPATH`` led by ``tests/docs_guard``, whose ``sitecustomize`` holds it to loopback
+  too (:class:`NetworkRefused` from ``socket``).
 - ``sandbox-explicit``: the same sandbox and names, but PagerDuty's defaults stay as they are,
   for a page that teaches pointing pdconnect at the sandbox (a test snippet): if its
   configuration does not take effect, the snippet tries PagerDuty and fails.
@@ -77,6 +80,8 @@ from tests.docs_snippets import Command, Page, Snippet, read_page
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [*sorted(ROOT.joinpath("docs").glob("*.md")), ROOT / "README.md"]
+#: Its ``sitecustomize`` refuses non-loopback lookups and connections in a page's subprocesses.
+GUARD_DIR = Path(__file__).resolve().parent / "docs_guard"
 
 #: Blocks that may be marked ``skip``, across all pages; keep it small.
 MAX_SKIPS = 6
@@ -171,6 +176,9 @@ def run_page(page: Page, *, request: pytest.FixtureRequest, workdir: Path) -> di
     with _restored_process_state(), pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.chdir(workdir)
         monkeypatch.setitem(sys.modules, name, module)  # dataclasses and pickling look it up
+        # Python processes the page starts load the loopback guard too (its sitecustomize).
+        paths = [str(GUARD_DIR), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+        monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))
         try:
             if page.setups & {"sandbox", "sandbox-explicit"}:
                 sandbox = request.getfixturevalue("pagerduty_sandbox")

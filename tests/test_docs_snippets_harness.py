@@ -490,3 +490,62 @@ def test_a_refused_command_fails_its_page(tmp_path: Path) -> None:
     page.write_text("```console\n$ pdconnect snippet --size huge\n```\n")
     with pytest.raises(AssertionError, match=r"page.md:2: pdconnect snippet --size huge\n  .*invalid choice: 'huge'"):
         harness.test_page_commands_parse(page)
+
+
+# --- subprocesses a page starts are held to loopback too ---------------------------------------
+
+SUBPROCESS_TARGETS = [
+    "socket.create_connection(('192.0.2.1', 443), timeout=5)",  # TEST-NET-1: never a real host
+    "socket.create_connection(('events.pagerduty.com', 443), timeout=5)",
+    "socket.getaddrinfo('example.com', 443)",
+    "socket.socket().connect_ex(('10.0.0.1', 80))",
+    "socket.socket(socket.AF_INET6).connect(('2001:db8::1', 80))",
+    "__import__('urllib.request').request.urlopen('http://169.254.169.254/', timeout=5)",
+]
+
+
+@pytest.mark.parametrize("code", SUBPROCESS_TARGETS)
+def test_a_subprocess_of_a_page_cannot_leave_loopback(
+    code: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    page = (
+        "```python\n"
+        "import subprocess, sys\n"
+        f"child = subprocess.run([sys.executable, '-c', {f'import socket; {code}'!r}], capture_output=True, text=True)\n"
+        "```\n"
+    )
+    namespace = _run(page, request, tmp_path)
+    child = namespace["child"]
+    assert child.returncode != 0
+    assert "NetworkRefused" in child.stderr and "only loopback is allowed" in child.stderr, child.stderr
+
+
+def test_a_subprocess_of_a_page_may_use_loopback(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    page = (
+        "```python\n"
+        "import socket, subprocess, sys\n"
+        "server = socket.create_server(('127.0.0.1', 0))\n"
+        "code = f'import socket; socket.create_connection((\"127.0.0.1\", {server.getsockname()[1]})).close()'\n"
+        "child = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)\n"
+        "server.close()\n"
+        "```\n"
+    )
+    assert _run(page, request, tmp_path)["child"].returncode == 0
+
+
+def test_the_guard_is_gone_after_the_page(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    before = os.environ.get("PYTHONPATH")
+    _run("```python\nx = 1\n```\n", request, tmp_path)
+    assert os.environ.get("PYTHONPATH") == before
+
+
+def test_a_subprocess_of_a_page_loads_the_guard(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """Reaches nothing: the check that fails first, safely, if the guard is not passed on."""
+    page = (
+        "```python\n"
+        "import subprocess, sys\n"
+        "code = 'import socket; print(socket.socket.connect.__name__, socket.getaddrinfo.__name__)'\n"
+        "child = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)\n"
+        "```\n"
+    )
+    assert _run(page, request, tmp_path)["child"].stdout.split() == ["_connect", "_getaddrinfo"]
