@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 from pdconnect.errors import ConfigError
@@ -52,46 +53,60 @@ def parse_bool(value: Any, *, name: str) -> bool:
     raise ConfigError(f"{name} must be true or false, not a {_kind(value)}", setting=name)
 
 
+def _number(
+    value: Any,
+    *,
+    name: str,
+    expected: str,
+    pattern: re.Pattern[str],
+    kinds: type | tuple[type, ...],
+    convert: Callable[[Any], float],
+    minimum: float | None,
+    maximum: float | None,
+) -> Any:
+    """``value`` converted, if it is one of ``kinds`` or text matching ``pattern``, finite and in range."""
+    if isinstance(value, bool):  # True is an int to Python, never a number of seconds to a person
+        raise ConfigError(f"{expected}, not a bool", setting=name)
+    if isinstance(value, str):
+        value = value.strip()
+        if not pattern.fullmatch(value):
+            raise ConfigError(expected, setting=name)
+    elif not isinstance(value, kinds):
+        raise ConfigError(f"{expected}, not a {_kind(value)}", setting=name)
+    try:
+        number = convert(value)
+        finite = not isinstance(number, float) or math.isfinite(number)
+    except OverflowError:  # an int too large for a float
+        raise ConfigError(expected, setting=name) from None
+    if not finite:
+        raise ConfigError(expected, setting=name)
+    if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
+        raise ConfigError(expected, setting=name)
+    return number
+
+
 def parse_int(value: Any, *, name: str, minimum: int | None = None, maximum: int | None = None) -> int:
     """``value`` as a whole number within ``minimum``..``maximum`` (inclusive, when given)."""
     expected = f"{name} must be a whole number{_range(minimum, maximum)}"
-    if isinstance(value, bool):  # True is an int to Python, never a number of seconds to a person
-        raise ConfigError(f"{expected}, not a bool", setting=name)
-    if isinstance(value, int):
-        number = value
-    elif isinstance(value, str):
-        text = value.strip()
-        if not _INT.fullmatch(text):
-            raise ConfigError(expected, setting=name)
-        number = int(text)
-    else:
-        raise ConfigError(f"{expected}, not a {_kind(value)}", setting=name)
-    if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
-        raise ConfigError(expected, setting=name)
+    number: int = _number(
+        value, name=name, expected=expected, pattern=_INT, kinds=int, convert=int, minimum=minimum, maximum=maximum
+    )
     return number
 
 
 def parse_float(value: Any, *, name: str, minimum: float | None = None, maximum: float | None = None) -> float:
     """``value`` as a finite number within ``minimum``..``maximum``; NaN and infinity are refused."""
     expected = f"{name} must be a finite number{_range(minimum, maximum)}"
-    if isinstance(value, bool):
-        raise ConfigError(f"{expected}, not a bool", setting=name)
-    if isinstance(value, int | float):
-        try:
-            number = float(value)
-        except OverflowError:  # an int too large for a float
-            raise ConfigError(expected, setting=name) from None
-    elif isinstance(value, str):
-        text = value.strip()
-        if not _FLOAT.fullmatch(text):
-            raise ConfigError(expected, setting=name)
-        number = float(text)
-    else:
-        raise ConfigError(f"{expected}, not a {_kind(value)}", setting=name)
-    if not math.isfinite(number):
-        raise ConfigError(expected, setting=name)
-    if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
-        raise ConfigError(expected, setting=name)
+    number: float = _number(
+        value,
+        name=name,
+        expected=expected,
+        pattern=_FLOAT,
+        kinds=(int, float),
+        convert=float,
+        minimum=minimum,
+        maximum=maximum,
+    )
     return number
 
 

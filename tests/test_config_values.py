@@ -255,3 +255,17 @@ def test_list_is_strings_or_a_config_error(value: Any) -> None:
     except ConfigError:
         return
     assert all(isinstance(item, str) and item and item == item.strip() for item in items)
+
+
+@given(number=st.integers(min_value=-(10**15), max_value=10**15), padding=st.sampled_from(["", " ", "\t"]))
+def test_int_and_float_read_the_same_whole_numbers(number: int, padding: str) -> None:
+    """parse_int and parse_float share one reader: a whole number is read alike by both."""
+    text = f"{padding}{number}{padding}"
+    assert parse_int(text, name="n") == parse_int(number, name="n") == number
+    assert parse_float(text, name="n") == parse_float(number, name="n") == float(number)
+    low, high = sorted((number, number + 1))
+    assert parse_int(number, name="n", minimum=low, maximum=high) == number
+    with pytest.raises(ConfigError):
+        parse_int(number, name="n", minimum=number + 1)
+    with pytest.raises(ConfigError):
+        parse_float(text, name="n", maximum=number - 1)
