@@ -6,8 +6,9 @@ import argparse
 import logging
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pdconnect.cli import add_database, missing_sqlite_file, number
 from pdconnect.errors import PdConnectError
@@ -27,6 +28,42 @@ def _add_database(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--table-prefix", default="pdconnect_outbox", help="outbox table name (default: %(default)s)")
 
 
+#: The worker's numeric options: (option, its reader, default, help).
+_WORKER_NUMBERS: list[tuple[str, Callable[[str], Any], float, str]] = [
+    ("--concurrency", number(int, minimum=1, maximum=1024), 8, "requests in flight at once (default: %(default)s)"),
+    (
+        "--lease",
+        number(float, minimum=1, maximum=DAY),
+        60.0,
+        "seconds an event stays claimed; a dead worker's events are claimable after it (default: %(default)s)",
+    ),
+    (
+        "--rate-limit",
+        number(float, above=0, maximum=1_000_000, words=("off",)),
+        120.0,
+        "events a minute per routing key for this worker, or 'off' (default: 120)",
+    ),
+    (
+        "--max-age",
+        number(float, above=0, maximum=365 * DAY),
+        DAY,
+        "dead-letter events older than this, seconds (default: 86400)",
+    ),
+    (
+        "--timeout",
+        number(float, above=0, maximum=600),
+        10.0,
+        "read timeout of a request, seconds; with the connect timeout it bounds the whole answer (default: 10)",
+    ),
+    (
+        "--max-backoff",
+        number(float, above=0, maximum=DAY),
+        300.0,
+        "longest wait between retries, seconds (default: 300)",
+    ),
+]
+
+
 def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     worker = commands.add_parser(
         "worker",
@@ -34,42 +71,8 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
         description="Run a worker with a live progress line. Stops cleanly on SIGTERM or Ctrl-C.",
     )
     _add_database(worker)
-    worker.add_argument(
-        "--concurrency",
-        type=number(int, minimum=1, maximum=1024),
-        default=8,
-        help="requests in flight at once (default: %(default)s)",
-    )
-    worker.add_argument(
-        "--lease",
-        type=number(float, minimum=1, maximum=DAY),
-        default=60.0,
-        help="seconds an event stays claimed; a dead worker's events are claimable after it (default: %(default)s)",
-    )
-    worker.add_argument(
-        "--rate-limit",
-        type=number(float, above=0, maximum=1_000_000, words=("off",)),
-        default=120.0,
-        help="events a minute per routing key for this worker, or 'off' (default: 120)",
-    )
-    worker.add_argument(
-        "--max-age",
-        type=number(float, above=0, maximum=365 * DAY),
-        default=DAY,
-        help="dead-letter events older than this, seconds (default: 86400)",
-    )
-    worker.add_argument(
-        "--timeout",
-        type=number(float, above=0, maximum=600),
-        default=10.0,
-        help="read timeout of a request, seconds (default: 10)",
-    )
-    worker.add_argument(
-        "--max-backoff",
-        type=number(float, above=0, maximum=DAY),
-        default=300.0,
-        help="longest wait between retries, seconds (default: 300)",
-    )
+    for option, kind, default, text in _WORKER_NUMBERS:
+        worker.add_argument(option, type=kind, default=default, help=text)
     worker.add_argument("--until-empty", action="store_true", help="stop when nothing is left to deliver")
     worker.add_argument(
         "--transport",
