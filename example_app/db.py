@@ -1,9 +1,16 @@
-"""Acme Monitoring's own tables (SQLAlchemy Core): users, monitors and the alerts it raised."""
+"""Acme Monitoring's own tables (SQLAlchemy Core): users, monitors and the alerts it raised.
+
+Row ids are never reused (``sqlite_autoincrement``; PostgreSQL's sequences never reuse one):
+an id names one user or one monitor for ever, and an alert outlives its monitor. Without it
+SQLite hands a deleted highest id to the next row, and a new user's monitor would take the
+id of another user's deleted one. Every query of alerts is by owner as well as by id.
+"""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +24,7 @@ users = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("name", sa.String(80), nullable=False, unique=True),
     sa.Column("created_at", sa.Float, nullable=False, default=time.time),
+    sqlite_autoincrement=True,
 )
 
 monitors = sa.Table(
@@ -37,6 +45,7 @@ monitors = sa.Table(
     sa.Column("forced", sa.String(8)),  # "fail" or "ok": the demo's simulate control
     sa.Column("state", sa.Text, nullable=False, default="{}"),
     sa.Column("last_checked_at", sa.Float, nullable=False, default=0.0),
+    sqlite_autoincrement=True,
 )
 
 monitor_targets = sa.Table(
@@ -63,6 +72,7 @@ alerts = sa.Table(
     sa.Column("opened_at", sa.Float, nullable=False),
     sa.Column("resolved_at", sa.Float),
     sa.Column("last_error", sa.String(500)),
+    sqlite_autoincrement=True,
 )
 
 alertmanager_tokens = sa.Table(
@@ -72,6 +82,29 @@ alertmanager_tokens = sa.Table(
     sa.Column("token_sha256", sa.String(64), nullable=False),  # the token itself is shown once, never stored
     sa.Column("created_at", sa.Float, nullable=False),
 )
+
+
+def user_id_for(engine: sa.Engine, name: str, *, on_create: Callable[[sa.Connection, str], None]) -> int:
+    """The id of the user called ``name``; a new one is made, and ``on_create`` run in its transaction.
+
+    Two first sign-ins with one name (a double click) can both find no user: the later insert
+    breaks the UNIQUE name, its transaction (and its ``on_create``) is rolled back, and it
+    signs in as the user the earlier one made.
+    """
+    for _attempt in range(3):
+        try:
+            with engine.begin() as conn:
+                found = conn.execute(sa.select(users.c.id).where(users.c.name == name)).scalar_one_or_none()
+                if found is not None:
+                    return int(found)
+                key = conn.execute(sa.insert(users).values(name=name, created_at=time.time())).inserted_primary_key
+                assert key is not None
+                user_id = int(key[0])
+                on_create(conn, str(user_id))
+                return user_id
+        except sa.exc.IntegrityError:
+            continue
+    raise RuntimeError("could not sign in: the user kept changing")
 
 
 @dataclass(frozen=True)
@@ -114,6 +147,14 @@ def load_monitor(conn: sa.Connection, owner: str | None, monitor_id: int) -> Mon
         query = query.where(monitors.c.owner == owner)
     row = conn.execute(query).one_or_none()
     return None if row is None else monitor_from(row, targets_of(conn, monitor_id))
+
+
+def owner_alerts(owner: str, *, monitor_id: int | None = None) -> sa.Select[Any]:
+    """The query for ``owner``'s alerts (of one monitor, with ``monitor_id``), newest first."""
+    query = sa.select(alerts).where(alerts.c.owner == owner)
+    if monitor_id is not None:
+        query = query.where(alerts.c.monitor_id == monitor_id)
+    return query.order_by(alerts.c.id.desc())
 
 
 def owner_monitors(conn: sa.Connection, owner: str) -> list[Monitor]:

@@ -147,8 +147,9 @@ class Monitoring:
 
     def _resolve(self, monitor: db.Monitor) -> None:
         with self.engine.connect() as conn:
+            # By owner too: an alert of another user's monitor that once had this id is not ours to resolve.
             open_alerts = conn.execute(
-                sa.select(db.alerts).where(db.alerts.c.monitor_id == monitor.id, db.alerts.c.status == "triggered")
+                db.owner_alerts(monitor.owner, monitor_id=monitor.id).where(db.alerts.c.status == "triggered")
             ).all()
         for alert in open_alerts:
             integration = self.pagerduty.store.get(monitor.owner, alert.integration_id)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import math
-import time
 import unicodedata
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
@@ -80,13 +79,7 @@ def signin() -> ResponseReturnValue:
         if not name or len(name) > 80 or not printable(name):
             flash("Type a name of 1 to 80 characters, without control characters.", "error")
             return render_template("signin.html"), 400
-        with engine().begin() as conn:
-            user = conn.execute(sa.select(db.users).where(db.users.c.name == name)).one_or_none()
-            if user is None:
-                user_id = _new_id(conn.execute(sa.insert(db.users).values(name=name, created_at=time.time())))
-                _seed_monitors(conn, str(user_id))
-            else:
-                user_id = user.id
+        user_id = db.user_id_for(engine(), name, on_create=_seed_monitors)
         session.clear()
         session["user_id"] = user_id
         return redirect(safe_local_redirect(request.args.get("next"), default=url_for("acme.dashboard")))
@@ -152,9 +145,7 @@ def dashboard() -> ResponseReturnValue:
     owner = cast(str, current_owner())
     with engine().connect() as conn:
         monitors = db.owner_monitors(conn, owner)
-        recent = conn.execute(
-            sa.select(db.alerts).where(db.alerts.c.owner == owner).order_by(db.alerts.c.id.desc()).limit(5)
-        ).all()
+        recent = conn.execute(db.owner_alerts(owner).limit(5)).all()
     states = {m.id: MonitorState.from_dict(m.state) for m in monitors}
     return render_template(
         "dashboard.html",
@@ -311,9 +302,7 @@ def new_monitor() -> ResponseReturnValue:
 def monitor(monitor_id: int) -> ResponseReturnValue:
     found = _owned_monitor(monitor_id)
     with engine().connect() as conn:
-        alerts = conn.execute(
-            sa.select(db.alerts).where(db.alerts.c.monitor_id == monitor_id).order_by(db.alerts.c.id.desc())
-        ).all()
+        alerts = conn.execute(db.owner_alerts(found.owner, monitor_id=found.id)).all()
     return render_template(
         "monitor.html",
         monitor=found,
@@ -467,7 +456,12 @@ def incidents() -> ResponseReturnValue:
     with engine().connect() as conn:
         rows = conn.execute(
             sa.select(db.alerts, db.monitors.c.name.label("monitor_name"))
-            .join(db.monitors, db.monitors.c.id == db.alerts.c.monitor_id, isouter=True)
+            # An alert outlives its monitor ("(deleted)"), and is never shown as another user's.
+            .join(
+                db.monitors,
+                sa.and_(db.monitors.c.id == db.alerts.c.monitor_id, db.monitors.c.owner == db.alerts.c.owner),
+                isouter=True,
+            )
             .where(db.alerts.c.owner == owner)
             .order_by(db.alerts.c.id.desc())
         ).all()
