@@ -18,6 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from flask import Flask, render_template, request
+from flask.globals import request_ctx
 from flask.typing import ResponseReturnValue
 from markupsafe import Markup
 
@@ -33,6 +34,21 @@ from pdconnect.storage import SqlIntegrationStore, StoredIntegration
 from pdconnect.worker import Worker
 
 logger = logging.getLogger("example_app")
+
+
+def error_page(title: str, message: str, status: int) -> ResponseReturnValue:
+    """Acme's error page, or a plain one without links when the request has no URL adapter.
+
+    A Host header that is not a host name (``a..b``, a label over 63 characters) makes
+    Werkzeug refuse it before routing (``BadHost``, a 400): no URL can be built for such a
+    request, and the layout's ``url_for`` would turn the 400 into a 500.
+    """
+    if request_ctx.url_adapter is None:
+        body = Markup(
+            "<!doctype html><html lang=en><meta charset=utf-8><title>{0}</title><h1>{0}</h1><p>{1}</p></html>"
+        ).format(title, message)
+        return str(body), status, {"Content-Type": "text/html; charset=utf-8"}
+    return render_template("error.html", title=title, message=message), status
 
 
 def create_app(
@@ -86,7 +102,7 @@ def create_app(
         try:
             request.query_string.decode("utf-8")
         except UnicodeDecodeError:
-            return render_template("error.html", title="Bad address", message="The address is not valid."), 400
+            return error_page("Bad address", "The address is not valid.", 400)
         return None
 
     @app.before_request
@@ -96,21 +112,20 @@ def create_app(
             try:
                 check_form_token()
             except PdConnectError:
-                return render_template("error.html", title="Please try again", message="The form expired."), 400
+                return error_page("Please try again", "The form expired.", 400)
         return None
 
     @app.errorhandler(404)
     def not_found(error: Exception) -> ResponseReturnValue:
-        return render_template("error.html", title="Not found", message="There is nothing here."), 404
+        return error_page("Not found", "There is nothing here.", 404)
 
     @app.errorhandler(400)
     def bad_request(error: Exception) -> ResponseReturnValue:
-        return render_template("error.html", title="Bad request", message="The request was not valid."), 400
+        return error_page("Bad request", "The request was not valid.", 400)
 
     @app.errorhandler(405)
     def wrong_method(error: Exception) -> ResponseReturnValue:
-        message = "This address does not take that kind of request."
-        return render_template("error.html", title="Not allowed", message=message), 405
+        return error_page("Not allowed", "This address does not take that kind of request.", 405)
 
     monitoring = Monitoring(app, engine)
     app.extensions["acme_monitoring"] = monitoring
