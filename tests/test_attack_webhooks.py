@@ -9,9 +9,7 @@ Whatever is altered, one signed event is handled at most once.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,14 +21,13 @@ from pdconnect.webhooks import (
     DeliveryLog,
     MemoryDeliveryLog,
     MemoryWebhookSecretStore,
-    SqlDeliveryLog,
     WebhookEvent,
     WebhookReceiver,
     sign,
 )
 from pdconnect.webhooks.deliveries import KEEP_FOR
-from tests.conftest import unique_table
 from tests.webhooks import samples
+from tests.webhooks.delivery_logs import delivery_log_fixture
 from tests.webhooks.samples import encode
 
 BODY = encode(samples.v3("incident.acknowledged"))
@@ -38,18 +35,7 @@ OLD = "whsec-old-secret-before-rotation-1"
 NEW = "whsec-new-secret-after-rotation-22"
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgresql"])
-def log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DeliveryLog]:
-    if request.param == "memory":
-        yield MemoryDeliveryLog()
-    elif request.param == "sqlite":
-        made = SqlDeliveryLog(f"sqlite:///{tmp_path / 'attack.db'}")
-        yield made
-        made.engine.dispose()
-    else:
-        made = SqlDeliveryLog(request.getfixturevalue("postgres_engine"), table_name=unique_table("pdc_attack"))
-        yield made
-        made.drop_tables()
+log = delivery_log_fixture("attack")
 
 
 def recording(receiver: WebhookReceiver) -> list[WebhookEvent]:

@@ -8,7 +8,6 @@ subscriptions (two owners) is two deliveries, and neither may suppress the other
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,6 @@ from pdconnect.errors import ReceiveError, SignatureMismatch, WebhookError
 from pdconnect.webhooks import (
     Claim,
     DeliveryLog,
-    MemoryDeliveryLog,
     MemoryWebhookSecretStore,
     Receipt,
     SqlDeliveryLog,
@@ -31,6 +29,7 @@ from pdconnect.webhooks import (
 from pdconnect.webhooks.deliveries import delivery_key
 from tests.conftest import unique_table
 from tests.webhooks import samples
+from tests.webhooks.delivery_logs import delivery_log_fixture
 from tests.webhooks.samples import OTHER_SECRET, SECRET, encode
 
 BODY = encode(samples.v3("incident.acknowledged"))
@@ -44,18 +43,7 @@ def headers(body: bytes, secret: str, *, webhook_id: str, subscription: str | No
     return made
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgresql"])
-def log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DeliveryLog]:
-    if request.param == "memory":
-        yield MemoryDeliveryLog()
-    elif request.param == "sqlite":
-        made = SqlDeliveryLog(f"sqlite:///{tmp_path / 'replays.db'}")
-        yield made
-        made.engine.dispose()
-    else:
-        made = SqlDeliveryLog(request.getfixturevalue("postgres_engine"), table_name=unique_table("pdc_replay"))
-        yield made
-        made.drop_tables()
+log = delivery_log_fixture("replay")
 
 
 def two_tenants() -> MemoryWebhookSecretStore:
