@@ -38,6 +38,7 @@ OPTIONS: list[tuple[str, str, str, Any]] = [
     ("sandbox", "--port", "0", 0),
     ("sandbox", "--rate-limit", "30", 30),
     ("sandbox", "--read-timeout", "2.5", 2.5),
+    ("sandbox", "--read-timeout", "2.5", 2.5),
     ("sandbox", "--webhook-retry-delays", "0,1.5", (0.0, 1.5)),
     ("alertmanager", "--listen", "127.0.0.1:0", ("127.0.0.1", 0)),
 ]
