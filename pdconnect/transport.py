@@ -37,6 +37,8 @@ from urllib.parse import urlsplit
 
 import requests
 import urllib3
+import urllib3.connection
+import urllib3.response
 from requests.adapters import HTTPAdapter
 
 #: The most of an answer's body either transport reads (1 MiB; the sender reads 64 KiB of it).
@@ -124,23 +126,24 @@ class _DeadlineResponse(http.client.HTTPResponse):
 _current = threading.local()
 
 
-class _DeadlineMixin:
-    """For urllib3 connections: answers are read under the deadline of this thread's attempt."""
-
-    @property
-    def response_class(self) -> Any:
-        deadline: _Deadline | None = getattr(_current, "deadline", None)
-        if deadline is None:
-            return http.client.HTTPResponse
-        return lambda sock, *args, **kwargs: _DeadlineResponse(sock, *args, deadline=deadline, **kwargs)
+def _response_class() -> Any:
+    """The answer class for this thread's attempt: read under its deadline, if one is set."""
+    deadline: _Deadline | None = getattr(_current, "deadline", None)
+    if deadline is None:
+        return http.client.HTTPResponse
+    return functools.partial(_DeadlineResponse, deadline=deadline)
 
 
-class _DeadlineHTTPConnection(_DeadlineMixin, urllib3.connection.HTTPConnection):
-    pass
+class _DeadlineHTTPConnection(urllib3.connection.HTTPConnection):
+    def getresponse(self) -> urllib3.response.HTTPResponse:  # type: ignore[override]  # as urllib3 does
+        self.response_class = _response_class()
+        return super().getresponse()
 
 
-class _DeadlineHTTPSConnection(_DeadlineMixin, urllib3.connection.HTTPSConnection):
-    pass
+class _DeadlineHTTPSConnection(urllib3.connection.HTTPSConnection):
+    def getresponse(self) -> urllib3.response.HTTPResponse:  # type: ignore[override]  # as urllib3 does
+        self.response_class = _response_class()
+        return super().getresponse()
 
 
 class _DeadlineHTTPPool(urllib3.HTTPConnectionPool):
