@@ -6,6 +6,10 @@ passed to pdconnect as the strings they are, and pdconnect reads them (see the F
 In production (``ACME_ENV=production``) the app refuses to start with a missing, short or demo
 secret key.
 
+``ACME_BASE_URL``, when set, is also PagerDuty's way back: ``PDCONNECT_CALLBACK_URL`` defaults
+to ``<ACME_BASE_URL>/pagerduty/callback``. An explicit one wins; an empty one means none (hosts
+then come from ``PDCONNECT_ALLOWED_HOSTS``).
+
 ``ACME_MONITOR_ALLOWED_NETWORKS`` (CIDRs, comma-separated) lets HTTP monitors reach private
 networks, which they are refused by default (see :mod:`example_app.http_check`); the demo
 allows loopback, where its own endpoints are.
@@ -65,6 +69,11 @@ def load_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         # It is the link in every incident Acme opens, and the start of its callback URL.
         raise ConfigError("ACME_BASE_URL must be an http:// or https:// URL with a host", setting="ACME_BASE_URL")
     config.setdefault("PDCONNECT_CLIENT_URL", config["ACME_BASE_URL"])
+    if "ACME_BASE_URL" in env and "PDCONNECT_CALLBACK_URL" not in env:
+        # Where users reach Acme is where PagerDuty sends them back (and what the Alertmanager
+        # receiver URL is built on): without it, every request's host would have to be listed
+        # in PDCONNECT_ALLOWED_HOSTS, and a production Acme would answer 400 on its connect pages.
+        config["PDCONNECT_CALLBACK_URL"] = f"{config['ACME_BASE_URL']}/pagerduty/callback"
     read_settings(config)
     return config
 

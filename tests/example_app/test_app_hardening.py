@@ -93,6 +93,20 @@ HOSTILE_HOSTS = [
 ]
 
 
+@pytest.fixture
+def acme_by_host(pagerduty_sandbox: PagerDutySandbox, tmp_path: Path) -> Iterator[RunningDemo]:
+    """Acme with no callback URL (an empty one): hosts come from ``PDCONNECT_ALLOWED_HOSTS`` alone."""
+    running = start_acme(
+        pagerduty_sandbox.server,
+        database_url=f"sqlite:///{tmp_path / 'acme.db'}",
+        scheduler=False,
+        worker=False,
+        extra={"PDCONNECT_CALLBACK_URL": ""},
+    )
+    yield running
+    running.stop()
+
+
 def _settings_page(acme: RunningDemo, host: str, **headers: str) -> TestResponse:
     client = signed_in(acme, "alice")
     cookie = client.get_cookie("session")
@@ -106,16 +120,27 @@ def _settings_page(acme: RunningDemo, host: str, **headers: str) -> TestResponse
 
 
 @pytest.mark.parametrize("host", HOSTILE_HOSTS)
-def test_a_forged_host_never_becomes_the_receiver_url(acme: RunningDemo, host: str) -> None:
-    response = _settings_page(acme, host)
+def test_a_forged_host_never_becomes_the_receiver_url(acme_by_host: RunningDemo, host: str) -> None:
+    response = _settings_page(acme_by_host, host)
     page = response.get_data(as_text=True)
     assert response.status_code == 400, page
     assert "evil" not in page.lower() and "webhook_configs" not in page
 
 
+@pytest.mark.parametrize("host", HOSTILE_HOSTS)
+def test_with_acme_base_url_a_forged_host_gets_the_configured_receiver_url(acme: RunningDemo, host: str) -> None:
+    """The demo sets ACME_BASE_URL, so its callback URL (and the receiver's host) come from it."""
+    response = _settings_page(acme, host)
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200, page
+    found = _RECEIVER.search(page)
+    assert found and found.group(1) == f"{acme.url}/pagerduty/alertmanager"
+    assert "evil" not in page.lower()
+
+
 @pytest.mark.parametrize("forwarded", ["evil.example", "evil.example:443", "localhost, evil.example"])
-def test_a_forwarded_host_is_not_trusted(acme: RunningDemo, forwarded: str) -> None:
-    response = _settings_page(acme, "localhost", **{"X-Forwarded-Host": forwarded})
+def test_a_forwarded_host_is_not_trusted(acme_by_host: RunningDemo, forwarded: str) -> None:
+    response = _settings_page(acme_by_host, "localhost", **{"X-Forwarded-Host": forwarded})
     assert response.status_code == 200
     found = _RECEIVER.search(response.get_data(as_text=True))
     assert found and found.group(1) == "http://localhost/pagerduty/alertmanager"
