@@ -1,0 +1,46 @@
+"""OAuth 2.0 with PagerDuty: per-account user tokens through the authorization-code flow with PKCE.
+
+::
+
+    oauth = PagerDutyOAuth(app, secret=STATE_SECRET, nonces=SqlNonceStore(engine))
+    start = oauth.authorize(owner_id=user.id, session_binding=session["binding"])
+    # redirect the browser to start.url; on the callback:
+    done = oauth.finish(request.query_string, owner_id=user.id, session_binding=session["binding"])
+    done.account.rest_base_url, done.tokens.access_token  # the account's REST API, and its token
+
+See ``docs/oauth.md``.
+"""
+
+from __future__ import annotations
+
+from pdconnect.oauth.app import OAuthApp, RegionName
+from pdconnect.oauth.authorize import AuthorizeRequest
+from pdconnect.oauth.client import Authorized, PagerDutyOAuth
+from pdconnect.oauth.errors import (
+    IdTokenInvalid,
+    JwksUnavailable,
+    MissingScopes,
+    OAuthCancelled,
+    OAuthError,
+    OAuthRefused,
+    TokenEndpointError,
+)
+from pdconnect.oauth.id_token import AccountIdentity
+from pdconnect.oauth.tokens import TokenSet
+
+__all__ = [
+    "AccountIdentity",
+    "AuthorizeRequest",
+    "Authorized",
+    "IdTokenInvalid",
+    "JwksUnavailable",
+    "MissingScopes",
+    "OAuthApp",
+    "OAuthCancelled",
+    "OAuthError",
+    "OAuthRefused",
+    "PagerDutyOAuth",
+    "RegionName",
+    "TokenEndpointError",
+    "TokenSet",
+]
