@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -243,13 +243,15 @@ class LegacyEvent:
 
         ``summary`` becomes ``description`` and ``dedup_key`` the ``incident_key``. v1 has no
         ``source``, ``severity``, ``component``, ``group`` or ``class``: they are added to
-        ``details`` under those names unless ``custom_details`` already uses the name.
+        ``details`` under those names unless ``custom_details`` already uses the name; the
+        timestamp as the v2 body sends it, in UTC. Raises
+        :class:`~pdconnect.errors.EventValidationError` for a timestamp ``alert_body`` refuses.
         """
         details: dict[str, Any] | None = None
         if event.action in (EventAction.TRIGGER, EventAction.TRIGGER.value):
             details = dict(event.custom_details or {})
             severity = event.severity.value if isinstance(event.severity, Severity) else event.severity
-            timestamp = _utc_text(event.timestamp) if isinstance(event.timestamp, datetime) else event.timestamp
+            timestamp = _checked_timestamp(event.timestamp)
             extra = {
                 "source": event.source,
                 "severity": severity,
@@ -276,9 +278,16 @@ class LegacyEvent:
 Event = AlertEvent | ChangeEvent | LegacyEvent
 
 
-def _utc_text(moment: datetime) -> str:
-    """``moment`` in ISO 8601, in UTC when it is aware (as the v2 payload sends it)."""
-    try:
-        return moment.astimezone(UTC).isoformat() if moment.utcoffset() is not None else moment.isoformat()
-    except (ValueError, OverflowError, TypeError):  # year 1 at +01:00, or a tzinfo that misbehaves
-        return moment.isoformat()
+def _checked_timestamp(value: object) -> str | None:
+    """``value`` as the v2 payload sends it (ISO 8601 in UTC), or :class:`EventValidationError`.
+
+    The legacy route must refuse what ``alert_body`` refuses (a naive or unparseable time, one
+    that does not exist in UTC), so one event is never accepted on one route and refused on
+    the other.
+    """
+    from pdconnect.payloads import _Checker  # imported here: payloads imports this module
+
+    check = _Checker()
+    text = check.timestamp(value)
+    check.raise_if_any()
+    return text
