@@ -339,7 +339,7 @@ def test_alertmanager_from_the_settings_page(acme: RunningDemo, pagerduty_sandbo
     response = client.post(
         "/pagerduty/alertmanager", data=payload, headers={"Authorization": f"Bearer {found.group(1)}"}
     )
-    assert response.status_code == 202 and response.json["enqueued"] == 1
+    assert response.status_code == 202 and response.json is not None and response.json["enqueued"] == 1
     deliver(acme)
     titles = [i["title"] for i in pagerduty_sandbox.incidents()]
     assert "[CRITICAL] [FIRING:2] prod HighLatency" in titles

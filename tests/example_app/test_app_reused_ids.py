@@ -153,7 +153,7 @@ def test_no_page_of_one_user_shows_the_other_s_alerts(
         mine = _monitors(acme, owner)
         if action == "create":
             made[user] += 1
-            form = {"name": f"{user.title()} Monitor {run}.{made[user]}", "kind": "metric", "target": "m",
+            form: dict[str, str | list[str]] = {"name": f"{user.title()} Monitor {run}.{made[user]}", "kind": "metric", "target": "m",
                     "threshold": "5", "metric_value": "0", "targets": [_integration(acme, owner)]}  # fmt: skip
             assert _post(client, "/monitors/new", **form) == 302
         elif mine:

@@ -61,7 +61,7 @@ def net(monkeypatch: pytest.MonkeyPatch) -> Network:
         if host not in network.names:
             raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
         answer = network.names[host]
-        if isinstance(answer, Callable):  # type: ignore[arg-type]
+        if callable(answer):
             answer = answer()
         return [(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in answer]
 
@@ -71,8 +71,8 @@ def net(monkeypatch: pytest.MonkeyPatch) -> Network:
             raise ConnectionRefusedError("the test network reaches loopback only")
         return real_connect(address, *args, **kwargs)
 
-    monkeypatch.setattr(http_check.socket, "getaddrinfo", getaddrinfo)
-    monkeypatch.setattr(http_check.socket, "create_connection", create_connection)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)  # the module http_check uses
+    monkeypatch.setattr(socket, "create_connection", create_connection)
     return network
 
 
@@ -287,13 +287,13 @@ def test_no_special_address_is_ever_connected_to(address: ipaddress.IPv4Address 
         return [(family, socket.SOCK_STREAM, 6, "", (str(address), port))]
 
     real_connect, real_resolve = socket.create_connection, socket.getaddrinfo
-    http_check.socket.create_connection, http_check.socket.getaddrinfo = refuse, resolve  # type: ignore[assignment]
+    socket.create_connection, socket.getaddrinfo = refuse, resolve  # type: ignore[assignment]
     try:
         by_name = http_check.fetch("http://target.example/")
         host = f"[{address}]" if address.version == 6 else str(address)
         by_address = http_check.fetch(f"http://{host}/")
     finally:
-        http_check.socket.create_connection, http_check.socket.getaddrinfo = real_connect, real_resolve
+        socket.create_connection, socket.getaddrinfo = real_connect, real_resolve
     carried = _carried(address)
     if any(carried.version == n.version and carried in n for n in SPECIAL):
         assert attempts == [] and by_name.refused and by_address.refused
