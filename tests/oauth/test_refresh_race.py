@@ -1,0 +1,159 @@
+"""Refresh exactly once across threads and processes, on SQLite and PostgreSQL.
+
+A token endpoint on loopback rotates refresh tokens as PagerDuty does: each works once, a
+reused one is ``invalid_grant``. M processes of N threads each ask for a fresh token of one
+expired credential at the same moment (a barrier). The endpoint holds the first refresh until
+every caller has arrived (a condition the callers signal before asking), so all of them find
+the token expired while that refresh is under way. Exactly one refresh must reach the
+endpoint, every caller must get its new access token, and the stored refresh token must be
+the newest.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import secrets
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import pytest
+
+from pdconnect.oauth import TokenSet
+from pdconnect.oauth.cipher import TokenCipher
+from pdconnect.oauth.credentials import SqlCredentialStore
+from tests.conftest import POSTGRES_URL, unique_table
+from tests.oauth import refresh_race_worker
+from tests.oauth.credentials_helpers import ACCOUNT, KEY
+
+PROCESSES = 3
+THREADS = 4
+TOTAL = PROCESSES * THREADS
+WAIT = 120.0  # only a bound against a hung test; nothing waits for time to pass
+
+
+class RotatingEndpoint:
+    """``/oauth/token`` answering refresh grants; each refresh token works once."""
+
+    def __init__(self, arrivals: Any, arrived: Any, expected: int) -> None:
+        self.valid: set[str] = set()
+        self.granted: list[str] = []
+        self.refused: list[str] = []
+        self.newest_refresh: str | None = None
+        self._lock = threading.Lock()
+        self._arrivals, self._arrived, self._expected = arrivals, arrived, expected
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length", "0"))
+                form = parse_qs(self.rfile.read(length).decode())
+                status, body = endpoint.answer(form.get("refresh_token", [""])[0])
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def issue(self) -> tuple[str, str]:
+        access, refresh = f"pdus+_0{secrets.token_hex(16)}", f"pdus+_1{secrets.token_hex(16)}"
+        self.valid.add(refresh)
+        self.newest_refresh = refresh
+        return access, refresh
+
+    def answer(self, refresh_token: str) -> tuple[int, dict[str, Any]]:
+        # Hold the first refresh until every caller has arrived: they all find the token expired.
+        with self._arrived:
+            assert self._arrived.wait_for(lambda: self._arrivals.value >= self._expected, timeout=WAIT)
+        with self._lock:
+            if refresh_token not in self.valid:
+                self.refused.append(refresh_token)
+                return 400, {"error": "invalid_grant", "error_description": "refresh token already used"}
+            self.valid.discard(refresh_token)
+            access, refresh = self.issue()
+            self.granted.append(access)
+        return 200, {
+            "access_token": access,
+            "refresh_token": refresh,
+            "token_type": "bearer",
+            "scope": "openid write",
+            "expires_in": 3600,
+        }
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, SqlCredentialStore]]:
+    """A database URL every process can open, and a store on it in this process."""
+    table = unique_table("pdc_race")
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'race.db'}"
+    else:
+        request.getfixturevalue("postgres_engine")  # skips (or fails in CI) without PostgreSQL
+        url = POSTGRES_URL
+    store = SqlCredentialStore(url, cipher=TokenCipher([KEY]), table_name=table)
+    yield url, store
+    store.table.drop(store.engine)
+    store.engine.dispose()
+
+
+def test_refresh_happens_exactly_once_across_threads_and_processes(database: tuple[str, SqlCredentialStore]) -> None:
+    url, store = database
+    context = multiprocessing.get_context("spawn")
+    arrivals, arrived = context.Value("i", 0), context.Condition()
+    barrier, results = context.Barrier(TOTAL), context.Queue()
+    endpoint = RotatingEndpoint(arrivals, arrived, TOTAL)
+    try:
+        access, refresh = endpoint.issue()
+        store.save("owner", ACCOUNT, TokenSet(access, refresh, 1.0, frozenset({"openid", "write"}), None))
+        processes = [
+            context.Process(
+                target=refresh_race_worker.race,
+                kwargs={
+                    "db_url": url,
+                    "table": store.table.name,
+                    "key": KEY,
+                    "identity_url": endpoint.url,
+                    "owner_id": "owner",
+                    "account_id": ACCOUNT.account_id,
+                    "threads": THREADS,
+                    "barrier": barrier,
+                    "arrivals": arrivals,
+                    "arrived": arrived,
+                    "results": results,
+                },
+            )
+            for _ in range(PROCESSES)
+        ]
+        for process in processes:
+            process.start()
+        answers = [results.get(timeout=WAIT) for _ in range(TOTAL)]
+        for process in processes:
+            process.join(timeout=WAIT)
+            assert process.exitcode == 0
+    finally:
+        endpoint.close()
+    assert [kind for kind, _ in answers] == ["ok"] * TOTAL, answers
+    assert len(endpoint.granted) == 1, "more than one refresh reached the token endpoint"
+    assert endpoint.refused == []
+    assert {token for _, token in answers} == {endpoint.granted[0]}
+    stored = store.get("owner", ACCOUNT.account_id)
+    assert stored is not None
+    assert stored.access_token == endpoint.granted[0]
+    assert stored.refresh_token == endpoint.newest_refresh
+    assert stored.refresh_token in endpoint.valid
