@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from pdconnect.oauth import AccountIdentity, TokenSet
+from pdconnect.oauth import AccountIdentity, OAuthRefused, TokenSet
 from pdconnect.oauth.cipher import TokenCipher
 from pdconnect.oauth.credentials import CredentialStore, MemoryCredentialStore, SqlCredentialStore
 from tests.conftest import unique_table
@@ -35,6 +35,8 @@ EU_ACCOUNT = AccountIdentity(
     events_base_url="https://events.eu.pagerduty.com",
 )
 KEY = TokenCipher.generate_key()
+#: The tests' "now", for refreshers and fake endpoints.
+NOW = 1_800_000_000.0
 
 
 def token(kind: str = "0") -> str:
@@ -79,3 +81,27 @@ def make_store(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Ite
 
 
 STORE_KINDS = ["memory", "sqlite", "postgres"]
+
+
+class FakeOAuth:
+    """A token endpoint that rotates: each refresh token works once."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.valid: set[str] = set()
+        self.fail: Exception | None = None
+
+    def issue(self, **kwargs: object) -> TokenSet:
+        tokens = token_set(expires_at=NOW + 3600, **kwargs)  # type: ignore[arg-type]
+        assert tokens.refresh_token is not None
+        self.valid.add(tokens.refresh_token)
+        return tokens
+
+    def refresh(self, refresh_token: str) -> TokenSet:
+        self.calls.append(refresh_token)
+        if self.fail is not None:
+            raise self.fail
+        if refresh_token not in self.valid:
+            raise OAuthRefused("invalid_grant", "the refresh token was used already", status=400)
+        self.valid.discard(refresh_token)
+        return self.issue()

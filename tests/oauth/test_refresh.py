@@ -13,33 +13,7 @@ from hypothesis import strategies as st
 from pdconnect.oauth import OAuthRefused, TokenEndpointError, TokenSet
 from pdconnect.oauth.credentials import Credential, CredentialStore, MemoryCredentialStore
 from pdconnect.oauth.refresh import CredentialNotFound, NeedsReauthorization, TokenRefresher
-from tests.oauth.credentials_helpers import ACCOUNT, STORE_KINDS, make_store, token_set
-
-NOW = 1_800_000_000.0
-
-
-class FakeOAuth:
-    """A token endpoint that rotates: each refresh token works once."""
-
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-        self.valid: set[str] = set()
-        self.fail: Exception | None = None
-
-    def issue(self, **kwargs: object) -> TokenSet:
-        tokens = token_set(expires_at=NOW + 3600, **kwargs)  # type: ignore[arg-type]
-        assert tokens.refresh_token is not None
-        self.valid.add(tokens.refresh_token)
-        return tokens
-
-    def refresh(self, refresh_token: str) -> TokenSet:
-        self.calls.append(refresh_token)
-        if self.fail is not None:
-            raise self.fail
-        if refresh_token not in self.valid:
-            raise OAuthRefused("invalid_grant", "the refresh token was used already", status=400)
-        self.valid.discard(refresh_token)
-        return self.issue()
+from tests.oauth.credentials_helpers import ACCOUNT, NOW, STORE_KINDS, FakeOAuth, make_store, token_set
 
 
 @pytest.fixture(params=STORE_KINDS)
