@@ -23,11 +23,12 @@ MAX_FIELDS = 64
 FORM_TYPE = "application/x-www-form-urlencoded"
 
 
-def parse_fields(text: str) -> list[tuple[str, str]]:
+def parse_fields(text: str, *, controls: bool = False) -> list[tuple[str, str]]:
     """Every field of a URL-encoded ``text``, in order, blank values and repeats included.
 
     Raises :class:`OAuthError` (``invalid_request``) for a malformed field, an escape that is
-    not UTF-8, a control character or more than :data:`MAX_FIELDS` fields.
+    not UTF-8, more than :data:`MAX_FIELDS` fields or, unless ``controls``, a control character
+    (the authorize page judges those field by field, so a known client hears about them).
     """
     try:
         pairs = parse_qsl(
@@ -36,17 +37,17 @@ def parse_fields(text: str) -> list[tuple[str, str]]:
         )  # fmt: skip
     except ValueError as exc:  # UnicodeDecodeError is one
         raise OAuthError("invalid_request", "The body is not a well-formed URL-encoded form.") from exc
-    for name, value in pairs:
+    for name, value in pairs if not controls else ():
         if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name + value):
             raise OAuthError("invalid_request", "The form holds a control character.")
     return pairs
 
 
-def parse_pairs(text: str) -> dict[str, str]:
+def parse_pairs(text: str, *, controls: bool = False) -> dict[str, str]:
     """The fields of ``text`` (see :func:`parse_fields`), each at most once; blank ones dropped."""
     fields: dict[str, str] = {}
     seen: set[str] = set()
-    for name, value in parse_fields(text):
+    for name, value in parse_fields(text, controls=controls):
         if name in seen:
             raise OAuthError("invalid_request", f"The parameter {name[:40]!r} is given more than once.")
         seen.add(name)
@@ -55,7 +56,7 @@ def parse_pairs(text: str) -> dict[str, str]:
     return fields
 
 
-def read_form(request: Request) -> dict[str, str]:
+def read_form(request: Request, *, controls: bool = False) -> dict[str, str]:
     """The form a POST sent, read by :func:`parse_pairs` after its content type and size are checked."""
     if request.mimetype != FORM_TYPE:
         raise OAuthError("invalid_request", f"The body must be {FORM_TYPE}.")
@@ -74,4 +75,4 @@ def read_form(request: Request) -> dict[str, str]:
         text = raw.decode("ascii")  # a URL-encoded form is ASCII; anything else is escaped
     except UnicodeDecodeError as exc:
         raise OAuthError("invalid_request", "The body is not URL-encoded ASCII.") from exc
-    return parse_pairs(text)
+    return parse_pairs(text, controls=controls)

@@ -18,7 +18,7 @@ _CHALLENGE = re.compile(r"[A-Za-z0-9\-_]{43}")
 
 def challenge_of(verifier: str) -> str:
     """The S256 challenge of ``verifier``."""
-    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    digest = hashlib.sha256(verifier.encode("utf-8", "surrogatepass")).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 

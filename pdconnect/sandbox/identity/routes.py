@@ -203,7 +203,7 @@ def _query(request: Request) -> dict[str, list[str]]:
     raw = request.environ.get("QUERY_STRING", "")
     try:
         raw.encode("ascii")
-        fields = parse_fields(raw)
+        fields = parse_fields(raw, controls=True)
     except UnicodeEncodeError as exc:
         raise AuthorizePageError("The query string is not URL-encoded.") from exc
     except OAuthError as exc:
@@ -247,7 +247,7 @@ def _authorize_post(core: Core, sessions: authorize.Sessions, request: Request) 
     if _cross_site(request):
         raise AuthorizePageError("Refused: this request came from another site.", status=403)
     try:
-        form = read_form(request)
+        form = read_form(request, controls=True)
     except OAuthError as exc:
         raise AuthorizePageError(exc.description) from exc
     with core.registry.lock:
