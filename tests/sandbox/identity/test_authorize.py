@@ -3,6 +3,7 @@ sign-in, consent, scopes, state, and CSRF on the approval form."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from urllib.parse import urlencode
 
@@ -267,7 +268,7 @@ def test_a_cross_site_post_is_refused_even_with_a_valid_token(harness: Harness, 
 def test_a_forged_sign_in_cookie_reads_as_signed_out(harness: Harness) -> None:
     app = harness.app_for()
     client = harness.client()
-    client.set_cookie("pdsandbox_oauth", '{"u": "%s", "n": "x"}' % harness.alex.id, path="/oauth/")
+    client.set_cookie("pdsandbox_oauth", json.dumps({"u": harness.alex.id, "n": "x"}), path="/oauth/")
     answer = client.get("/oauth/authorize?" + harness.authorize_query(app))
     assert 'name="user"' in answer.get_data(as_text=True)  # the sign-in page again
 
@@ -325,15 +326,14 @@ texts = st.text(st.characters(exclude_categories=("Cs",)), max_size=60)
                 "nonce",
                 "other",
             ]
-        ),  # fmt: skip
+        ),
         texts,
     ),
     st.booleans(),
 )
 def test_any_authorize_query_is_a_page_or_a_redirect_to_the_registered_url(params: dict[str, str], ours: bool) -> None:
     if ours:
-        params = {"client_id": _SHARED_APP.client_id, "redirect_uri": REDIRECT, **params}
-        params["client_id"], params["redirect_uri"] = _SHARED_APP.client_id, REDIRECT
+        params = {**params, "client_id": _SHARED_APP.client_id, "redirect_uri": REDIRECT}
     answer = _SHARED.client().get("/oauth/authorize?" + urlencode(params))
     assert answer.status_code in (200, 302, 400)
     if answer.status_code == 302:
