@@ -62,9 +62,17 @@ class Callback:
 
 
 def read_state(query: QueryInput) -> tuple[dict[str, list[str]], str | None]:
-    """The callback's parameters and its ``state``, if it has one (one, at most 4 KiB)."""
+    """The callback's parameters and its ``state`` if it has one, unjudged: the state's checks do that.
+
+    A repeated ``state`` is a :class:`~pdconnect.errors.CallbackError` (which one would count?).
+    """
     params = normalize_query(query)
-    return params, single_value(params, "state", max_length=4096, required=False)
+    values = params.get("state")
+    if not values:
+        return params, None
+    if len(values) > 1:
+        raise CallbackError("the callback repeats the 'state' parameter", parameter="state")
+    return params, values[0]
 
 
 def read_callback(params: Mapping[str, list[str]], state: str | None) -> Callback:
@@ -78,9 +86,11 @@ def read_callback(params: Mapping[str, list[str]], state: str | None) -> Callbac
     if error is not None:
         if not _ERROR.fullmatch(error):
             raise CallbackError("the callback's 'error' parameter is malformed", parameter="error")
-        description = single_value(params, "error_description", max_length=2048, required=False)
+        # Only shown to the user, cleaned: a strange description must not turn a cancel into an error.
+        descriptions = params.get("error_description") or []
+        description = clean_description(descriptions[0]) if len(descriptions) == 1 else None
         if error == "access_denied":
-            raise OAuthCancelled(clean_description(description))
+            raise OAuthCancelled(description)
         refusal = oauth_refusal({"error": error, "error_description": description}, status=None)
         assert refusal is not None
         raise refusal

@@ -27,6 +27,9 @@ from pdconnect.transport import RequestsTransport, Transport
 
 logger = logging.getLogger("pdconnect.oauth")
 
+# What a token request sends that must never come back in a message.
+_SECRET_FIELDS = frozenset({"code", "code_verifier", "refresh_token", "client_secret"})
+
 
 @dataclass(frozen=True)
 class Authorized:
@@ -197,7 +200,13 @@ class PagerDutyOAuth:
             "POST", self.app.token_url, what="the token endpoint", body=request.body(), headers=FORM_HEADERS
         )
         try:
-            tokens = read_token_answer(response.status, response.body, now=started, requested=request.requested)
+            tokens = read_token_answer(
+                response.status,
+                response.body,
+                now=started,
+                requested=request.requested,
+                hide=[v for k, v in request.form.items() if k in _SECRET_FIELDS],
+            )
         except TokenEndpointError as exc:
             logger.error("the token endpoint's answer to a %s request was refused: %s", request.grant_type, exc)
             raise

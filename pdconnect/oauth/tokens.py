@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -104,7 +104,8 @@ def _expires_in(answer: Mapping[str, Any]) -> float:
         value = int(value)  # some servers send it as a string; RFC 6749 only says "number"
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TokenEndpointError("the token endpoint's 'expires_in' is missing or not a number")
-    if not math.isfinite(value) or not 0 < value <= MAX_EXPIRES_IN:
+    # Range first: math.isfinite() of an int beyond a float's range raises OverflowError.
+    if not 0 < value <= MAX_EXPIRES_IN or not math.isfinite(value):
         raise TokenEndpointError(f"the token endpoint's 'expires_in' is not between 1 and {MAX_EXPIRES_IN} seconds")
     return float(value)
 
@@ -131,22 +132,30 @@ def parse_token_response(answer: Mapping[str, Any], *, now: float, requested: fr
     return TokenSet(access_token=access, refresh_token=refresh, expires_at=expires_at, scopes=scopes, id_token=id_token)
 
 
-def clean_description(value: object) -> str | None:
-    """A server's ``error_description`` fit for a message: one line, printable, at most 300 characters."""
+def clean_description(value: object, *, hide: Iterable[str] = ()) -> str | None:
+    """A server's ``error_description`` fit for a message: one line, printable, at most 300 characters.
+
+    Every string of ``hide`` (what the request sent: a code, a refresh token, the client
+    secret) is cut out, should the server echo it.
+    """
     if not isinstance(value, str):
         return None
-    text = "".join(ch if ch.isprintable() else " " for ch in value).strip()
+    text = "".join(ch if ch.isprintable() else " " for ch in value)
+    for secret in hide:
+        if secret:
+            text = text.replace(secret, "[hidden]")
+    text = text.strip()
     if len(text) > _MAX_DESCRIPTION:
         text = text[: _MAX_DESCRIPTION - 1] + "…"
     return text or None
 
 
-def oauth_refusal(answer: Mapping[str, Any], *, status: int | None) -> OAuthRefused | None:
+def oauth_refusal(answer: Mapping[str, Any], *, status: int | None, hide: Iterable[str] = ()) -> OAuthRefused | None:
     """The :class:`OAuthRefused` an RFC 6749 error object describes, or ``None`` if it is not one."""
     error = answer.get("error")
     if not isinstance(error, str) or not _ERROR_CODE.fullmatch(error):
         return None
-    return OAuthRefused(error, clean_description(answer.get("error_description")), status=status)
+    return OAuthRefused(error, clean_description(answer.get("error_description"), hide=hide), status=status)
 
 
 @dataclass(frozen=True)
@@ -171,7 +180,9 @@ FORM_HEADERS: Mapping[str, str] = {
 }
 
 
-def read_token_answer(status: int, body: bytes, *, now: float, requested: frozenset[str]) -> TokenSet:
+def read_token_answer(
+    status: int, body: bytes, *, now: float, requested: frozenset[str], hide: Iterable[str] = ()
+) -> TokenSet:
     """Turn the token endpoint's answer into a :class:`TokenSet` or the typed error it means.
 
     200 gives tokens. An RFC 6749 error object (any 4xx, PagerDuty uses 400 and 401) raises
@@ -184,7 +195,9 @@ def read_token_answer(status: int, body: bytes, *, now: float, requested: frozen
     refusal: OAuthRefused | None = None
     if 400 <= status < 500:
         try:
-            refusal = oauth_refusal(read_json_object(body, limit=MAX_TOKEN_RESPONSE, what="x"), status=status)
+            refusal = oauth_refusal(
+                read_json_object(body, limit=MAX_TOKEN_RESPONSE, what="the token endpoint"), status=status, hide=hide
+            )
         except TokenEndpointError:
             refusal = None
     if refusal is not None:

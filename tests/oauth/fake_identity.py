@@ -137,7 +137,10 @@ class FakeIdentity:
         return answer
 
     def _token(self, request: Any) -> tuple[int, dict[str, str], bytes]:
-        form = {k: v[0] for k, v in parse_qs(request.body if isinstance(request.body, str) else request.body.decode()).items()}
+        form = {
+            k: v[0]
+            for k, v in parse_qs(request.body if isinstance(request.body, str) else request.body.decode()).items()
+        }
         self.token_calls.append(form)
         if self.token_override is not None:
             overridden = self.token_override(form)

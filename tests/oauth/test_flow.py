@@ -57,9 +57,7 @@ def test_finish_returns_tokens_account_and_return_to(
     assert challenge(sent["code_verifier"]) == parse_qs(urlsplit(start.url).query)["code_challenge"][0]
 
 
-def test_eu_account_region_comes_from_the_audience(
-    oauth: PagerDutyOAuth, identity: FakeIdentity, binding: str
-) -> None:
+def test_eu_account_region_comes_from_the_audience(oauth: PagerDutyOAuth, identity: FakeIdentity, binding: str) -> None:
     identity.rest_base = EU_REST
     start = oauth.authorize(owner_id="user-1", session_binding=binding)
     done = oauth.finish(identity.approve(start.url), owner_id="user-1", session_binding=binding)
