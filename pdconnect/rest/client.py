@@ -418,8 +418,9 @@ def _subscription(raw: dict[str, Any], method: str, path: str) -> WebhookSubscri
         raise RestError("PagerDuty's answer holds a subscription without an id", status=200, method=method, path=path)
     delivery = raw.get("delivery_method")
     url = delivery.get("url") if isinstance(delivery, dict) else None
-    filter_ = raw.get("filter") if isinstance(raw.get("filter"), dict) else {}
-    events = raw.get("events") if isinstance(raw.get("events"), list) else []
+    raw_filter, raw_events = raw.get("filter"), raw.get("events")
+    filter_: dict[str, Any] = raw_filter if isinstance(raw_filter, dict) else {}
+    events: list[Any] = raw_events if isinstance(raw_events, list) else []
     description = raw.get("description")
     active = raw.get("active")
     return WebhookSubscription(
