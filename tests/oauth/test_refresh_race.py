@@ -25,10 +25,11 @@ import pytest
 
 from pdconnect.oauth import TokenSet
 from pdconnect.oauth.cipher import TokenCipher
-from pdconnect.oauth.credentials import SqlCredentialStore
+from pdconnect.oauth.credentials import MemoryCredentialStore, SqlCredentialStore
+from pdconnect.oauth.refresh import TokenRefresher
 from tests.conftest import POSTGRES_URL, unique_table
 from tests.oauth import refresh_race_worker
-from tests.oauth.credentials_helpers import ACCOUNT, KEY
+from tests.oauth.credentials_helpers import ACCOUNT, KEY, NOW, FakeOAuth
 
 PROCESSES = 3
 THREADS = 4
@@ -157,3 +158,43 @@ def test_refresh_happens_exactly_once_across_threads_and_processes(database: tup
     assert stored.access_token == endpoint.granted[0]
     assert stored.refresh_token == endpoint.newest_refresh
     assert stored.refresh_token in endpoint.valid
+
+
+def test_memory_store_refreshes_exactly_once_across_threads() -> None:
+    """The same race within one process on the memory store (its lock is a thread lock)."""
+    threads = 16
+    arrivals = [0]
+    arrived = threading.Condition()
+    oauth = FakeOAuth()
+    inner = oauth.refresh
+
+    def gated(refresh_token: str) -> TokenSet:
+        with arrived:
+            assert arrived.wait_for(lambda: arrivals[0] >= threads, timeout=WAIT)
+        return inner(refresh_token)
+
+    oauth.refresh = gated  # type: ignore[method-assign]
+    store = MemoryCredentialStore()
+    first = oauth.issue()
+    store.save("owner", ACCOUNT, TokenSet(first.access_token, first.refresh_token, NOW - 1, first.scopes, None))
+    refresher = TokenRefresher(store, oauth, clock=lambda: NOW)
+    barrier = threading.Barrier(threads)
+    answers: list[str] = []
+
+    def one() -> None:
+        barrier.wait()
+        with arrived:
+            arrivals[0] += 1
+            arrived.notify_all()
+        answers.append(refresher.fresh_token("owner", ACCOUNT.account_id))
+
+    workers = [threading.Thread(target=one) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=WAIT)
+    stored = store.get("owner", ACCOUNT.account_id)
+    assert stored is not None
+    assert oauth.calls == [first.refresh_token]
+    assert answers == [stored.access_token] * threads
+    assert stored.refresh_token in oauth.valid
