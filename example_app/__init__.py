@@ -16,7 +16,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import sqlalchemy as sa
 from flask import Flask, render_template, request
 from flask.globals import request_ctx
 from flask.typing import ResponseReturnValue
@@ -27,9 +26,17 @@ from example_app.config import load_config, read_settings
 from example_app.monitoring import Monitoring
 from example_app.views import RowIdConverter, bp, current_owner
 from pdconnect import SqlNonceStore
+from pdconnect.database import create_engine
 from pdconnect.errors import PdConnectError
-from pdconnect.flask import CSRF_FIELD, PagerDutyConnect, check_form_token, csrf_token, external_url
-from pdconnect.flask.signals import broken_announcer, integration_broken
+from pdconnect.flask import (
+    CSRF_FIELD,
+    PagerDutyConnect,
+    broken_announcer,
+    check_form_token,
+    csrf_token,
+    external_url,
+    integration_broken,
+)
 from pdconnect.storage import SqlIntegrationStore, StoredIntegration
 from pdconnect.worker import Worker
 
@@ -67,7 +74,7 @@ def create_app(
     read_settings(app.config)
     os.makedirs(app.instance_path, exist_ok=True)
     url = app.config["ACME_DATABASE_URL"] or f"sqlite:///{app.instance_path}/acme.db"
-    engine = sa.create_engine(url)
+    engine = create_engine(url)  # pdconnect's: parameters (user names, keys) never reach a log or an error
     db.metadata.create_all(engine)
     app.extensions["acme_engine"] = engine
 
