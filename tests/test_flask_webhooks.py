@@ -44,7 +44,7 @@ def live(tmp_path: Path, pagerduty_sandbox: PagerDutySandbox) -> Iterator[LiveAp
     app = make_app(
         tmp_path,
         pagerduty_sandbox,
-        PDCONNECT_REST_API_TOKEN="sandbox-rest-token",
+        PDCONNECT_REST_API_TOKEN=pagerduty_sandbox.api_key(),  # the account's own key (issue 10)
         PDCONNECT_REST_API_URL=pagerduty_sandbox.url,
     )
     server = make_server("127.0.0.1", 0, app, threaded=True)

@@ -8,9 +8,13 @@ behave like PagerDuty's; the sandbox's own pages live beside them, and its contr
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import secrets
+import socket
+import struct
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -20,13 +24,14 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from pdconnect.sandbox import pages, validation
+from pdconnect.sandbox import pages, tenancy, validation
 from pdconnect.sandbox.engine import RESPONDER_ACTIONS, Answer, Sandbox, SandboxError, check_name
 from pdconnect.sandbox.faults import Decision, FaultPlan, FaultSpecError
 from pdconnect.sandbox.hosts import HostCheck
 from pdconnect.sandbox.model import (
     Account,
     Alert,
+    ApiKey,
     App,
     ChangeEvent,
     EscalationPolicy,
@@ -35,13 +40,24 @@ from pdconnect.sandbox.model import (
     Ruleset,
     Service,
     Subscription,
+    Team,
     User,
 )
+from pdconnect.sandbox.rest import EU_PREFIX, RestApi, split_region, wants_rest
 from pdconnect.urls import add_query_params, safe_link_href, safe_local_redirect
 
 #: The environ key where the HTTP layer leaves its fault decision for an events request.
 FAULT_ENVIRON_KEY = "pdconnect.sandbox.fault"
-EVENT_PATHS = frozenset({"/v2/enqueue", "/v2/change/enqueue", "/generic/2010-04-15/create_event.json"})
+_US_EVENT_PATHS = {
+    "/v2/enqueue": "v2",
+    "/v2/change/enqueue": "change",
+    "/generic/2010-04-15/create_event.json": "v1",
+}
+#: The events paths of both regions: the EU's under ``/eu`` (``pagerduty-oauth.md`` section 5).
+EVENT_API = {**_US_EVENT_PATHS, **{EU_PREFIX + path: api for path, api in _US_EVENT_PATHS.items()}}
+EVENT_PATHS = frozenset(EVENT_API)
+#: Paths of the identity server (fault family ``identity``); its control API is not faulted.
+IDENTITY_PREFIXES = ("/oauth/", "/global/oauth/")
 #: The pretend PagerDuty sign-in: the account id, signed and timestamped with a key each
 #: application draws at start (so a restart signs everyone out).
 LOGIN_COOKIE = "pdsandbox_account"
@@ -60,6 +76,9 @@ URLS = Map(
         Rule("/v2/enqueue", endpoint="alert_event", methods=["POST"]),
         Rule("/v2/change/enqueue", endpoint="change_event", methods=["POST"]),
         Rule("/generic/2010-04-15/create_event.json", endpoint="legacy_event", methods=["POST"]),
+        Rule("/eu/v2/enqueue", endpoint="alert_event", methods=["POST"]),
+        Rule("/eu/v2/change/enqueue", endpoint="change_event", methods=["POST"]),
+        Rule("/eu/generic/2010-04-15/create_event.json", endpoint="legacy_event", methods=["POST"]),
         Rule("/connect", endpoint="connect", methods=["GET", "POST"]),
         Rule("/install/integration", endpoint="install", methods=["GET", "POST"]),
         Rule("/login", endpoint="login", methods=["POST"]),
@@ -75,8 +94,6 @@ URLS = Map(
         Rule("/webhooks/<subscription_id>/delete", endpoint="delete_webhook", methods=["POST"]),
         Rule("/apps", endpoint="apps", methods=["GET", "POST"]),
         Rule("/received", endpoint="received_page", methods=["GET"]),
-        Rule("/webhook_subscriptions", endpoint="api_subscriptions", methods=["GET", "POST"]),
-        Rule("/webhook_subscriptions/<subscription_id>", endpoint="api_subscription", methods=["GET", "DELETE"]),
         Rule("/_sandbox/api/state", endpoint="api_state", methods=["GET"]),
         Rule("/_sandbox/api/received", endpoint="api_received", methods=["GET"]),
         Rule("/_sandbox/api/incidents", endpoint="api_incidents", methods=["GET"]),
@@ -88,6 +105,12 @@ URLS = Map(
         Rule("/_sandbox/api/settings", endpoint="api_settings", methods=["GET", "PUT"]),
         Rule("/_sandbox/api/apps", endpoint="api_apps", methods=["POST"]),
         Rule("/_sandbox/api/accounts", endpoint="api_accounts", methods=["POST"]),
+        Rule("/_sandbox/api/accounts/<account_id>/api_keys", endpoint="api_api_keys", methods=["POST"]),
+        Rule(
+            "/_sandbox/api/webhook_subscriptions/<subscription_id>/<phase>",
+            endpoint="api_rotation",
+            methods=["POST"],
+        ),
         Rule("/_sandbox/api/services", endpoint="api_services", methods=["POST"]),
         Rule("/_sandbox/api/keys/<key_id>", endpoint="api_key", methods=["GET", "DELETE"]),
         Rule("/_sandbox/api/keys/<key_id>/<change>", endpoint="api_key_change", methods=["POST"]),
@@ -135,24 +158,12 @@ def _record(obj: Any) -> dict[str, Any]:
     return dataclasses.asdict(obj)
 
 
-def _public_subscription(subscription: Subscription, *, with_secret: bool = False) -> dict[str, Any]:
-    """A subscription in PagerDuty's REST shape; the secret only when it was just created."""
-    delivery: dict[str, Any] = {
-        "type": "http_delivery_method",
-        "url": subscription.url,
-        "temporarily_disabled": subscription.disabled_until is not None,
-    }
-    if with_secret:
-        delivery["secret"] = subscription.secret
+def _public_subscription(subscription: Subscription) -> dict[str, Any]:
+    """A subscription as the control API shows it: PagerDuty's REST shape (no secret) and its account."""
     return {
-        "id": subscription.id,
-        "type": "webhook_subscription",
-        "active": subscription.active,
-        "description": subscription.description,
-        "delivery_method": delivery,
-        "events": subscription.events,
-        "filter": {"type": subscription.filter_type, "id": subscription.filter_id},
-        "version": subscription.version,
+        **RestApi.subscription(subscription),
+        "account": subscription.account,
+        "rotating": subscription.previous_secret is not None,
     }
 
 
@@ -201,8 +212,48 @@ def _own_notice(done: str | None) -> str | None:
 
 
 def _is_api(path: str) -> bool:
-    """True for the paths that answer JSON (the control API and PagerDuty's REST shape)."""
-    return path.startswith(("/_sandbox/api/", "/webhook_subscriptions")) or path == "/_sandbox/api"
+    """True for the paths that answer JSON (the control API, the EU prefix and PagerDuty's REST shape)."""
+    return path.startswith(("/_sandbox/api/", "/webhook_subscriptions", EU_PREFIX + "/")) or path in (
+        "/_sandbox/api",
+        EU_PREFIX,
+    )
+
+
+def _family(request: Request) -> str | None:
+    """The fault family of a request: ``rest``, ``identity`` or ``None`` (events are faulted by the server)."""
+    if request.path.startswith(IDENTITY_PREFIXES):
+        return "identity"
+    if request.path not in EVENT_PATHS and wants_rest(request):
+        return "rest"
+    return None
+
+
+def _drop_connection(environ: dict[str, Any]) -> None:
+    """Reset the client's connection without an answer, as a crashed server would.
+
+    Werkzeug's server hands the socket in ``werkzeug.socket``; linger 0 makes the close a
+    reset, and the ``ConnectionResetError`` tells Werkzeug not to answer on it.
+    """
+    sock = environ.get("werkzeug.socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.shutdown(socket.SHUT_RDWR)
+    raise ConnectionResetError("dropped by the sandbox's fault injection")
+
+
+def _fault_response(family: str, decision: Decision) -> Response:
+    """An injected status in the family's error shape (REST's or OAuth's), with ``Retry-After`` if planned."""
+    assert decision.status is not None
+    headers = {"Retry-After": f"{decision.retry_after:g}"} if decision.retry_after is not None else {}
+    if family == "identity":
+        error = "temporarily_unavailable" if decision.status in (429, 503) else "server_error"
+        return _json({"error": error, "error_description": "Injected by the sandbox."}, decision.status, headers)
+    if decision.status == 429:
+        body = {"error": {"message": "Rate Limit Exceeded", "code": tenancy.CODE_RATE_LIMIT}}
+    else:
+        body = {"error": {"message": "Internal server error (injected by the sandbox)", "code": 2013}}
+    return _json(body, decision.status, headers)
 
 
 class SandboxApp:
@@ -230,6 +281,7 @@ class SandboxApp:
         self.login_max_age = login_max_age
         secret = login_secret if login_secret is not None else secrets.token_bytes(32)
         self._login = URLSafeTimedSerializer(secret, salt=LOGIN_SALT)
+        self.rest = RestApi(sandbox, body=self._body)
 
     def login_cookie(self, account_id: str) -> str:
         """A signed sign-in cookie value for ``account_id``, as ``/login`` sets it (for tests)."""
@@ -243,9 +295,24 @@ class SandboxApp:
             return self._error(request, refusal, 421)(environ, start_response)
         adapter = URLS.bind_to_environ(environ)
         try:
-            endpoint, args = adapter.match()
+            family = _family(request)
+            if family is not None:
+                decision = self.sandbox.faults.decide(family)
+                if decision.delay:
+                    time.sleep(decision.delay)  # the injected latency, on the server's thread
+                if decision.drop:
+                    _drop_connection(environ)
+                if decision.status is not None:
+                    return _fault_response(family, decision)(environ, start_response)
             if request.method not in ("GET", "HEAD", "OPTIONS") and request.path not in EVENT_PATHS:
                 _refuse_cross_site(request)
+            identity = self.sandbox.identity
+            answer = identity.handle(request) if identity is not None else None
+            if answer is not None:
+                return answer(environ, start_response)  # type: ignore[no-any-return]
+            if family == "rest":
+                return self.rest(request)(environ, start_response)
+            endpoint, args = adapter.match()
             handler: Handler = getattr(self, f"on_{endpoint}")
             response = handler(request, **args)
         except SandboxError as exc:
@@ -286,15 +353,14 @@ class SandboxApp:
     # -- the events endpoints ----------------------------------------------------------------
 
     def events_answer(self, path: str, raw: bytes, decision: Decision) -> Answer:
-        """The answer to a POST on one of the events paths (also used by the server's fast path)."""
-        api, handle = {
-            "/v2/enqueue": ("v2", self.sandbox.handle_alert),
-            "/v2/change/enqueue": ("change", self.sandbox.handle_change),
-            "/generic/2010-04-15/create_event.json": ("v1", self.sandbox.handle_legacy),
-        }[path]
+        """The answer to a POST on one of the events paths of either region (also the server's fast path)."""
+        api = EVENT_API[path]
+        region, _ = split_region(path)
+        sandbox = self.sandbox
+        handle = {"v2": sandbox.handle_alert, "change": sandbox.handle_change, "v1": sandbox.handle_legacy}
         if decision.status is not None:
             return self.sandbox.faulted(api, path, raw, decision)
-        return handle(raw)
+        return handle[api](raw, region=region)
 
     def _events(self, request: Request) -> Response:
         decision: Decision = request.environ.get(FAULT_ENVIRON_KEY) or self.sandbox.fault()
@@ -515,11 +581,13 @@ class SandboxApp:
         created = None
         if request.method == "POST":
             scope = request.form.get("scope", "account")
+            # "account" is the first account's; "account:<id>" names one; anything else is a service id.
+            whole = scope == "account" or scope.startswith("account:")
             created = self.sandbox.subscribe(
                 request.form.get("url", ""),
                 events=request.form.getlist("events") or None,
-                filter_type="account_reference" if scope == "account" else "service_reference",
-                filter_id=None if scope == "account" else scope,
+                filter_type="account_reference" if whole else "service_reference",
+                filter_id=scope.partition(":")[2] or None if whole else scope,
                 version=request.form.get("version", "v3"),
             )
         store = self.sandbox.store
@@ -541,51 +609,6 @@ class SandboxApp:
     def on_received_page(self, request: Request) -> Response:
         return _html(pages.received_page(self.sandbox.received()))
 
-    # -- PagerDuty's REST shape for webhook subscriptions ------------------------------------
-
-    @staticmethod
-    def _rest_token(request: Request) -> None:
-        """PagerDuty's REST API needs ``Token token=<key>`` or ``Bearer <oauth token>``; the sandbox takes any."""
-        scheme, _, credentials = (request.headers.get("Authorization") or "").partition(" ")
-        token = credentials.removeprefix("token=") if scheme == "Token" else credentials
-        if scheme not in ("Token", "Bearer") or not token.strip():
-            raise SandboxError(
-                "Unauthorized: send 'Authorization: Token token=<API key>' or a Bearer token.", status=401
-            )
-
-    def on_api_subscriptions(self, request: Request) -> Response:
-        self._rest_token(request)
-        if request.method == "GET":
-            subscriptions = self.sandbox.store.all(Subscription)
-            return _json({"webhook_subscriptions": [_public_subscription(s) for s in subscriptions]})
-        body = self._body(request).get("webhook_subscription")
-        if not isinstance(body, dict):
-            raise SandboxError("The body needs a webhook_subscription object.")
-        delivery = _object(body, "delivery_method")
-        filter_ = _object(body, "filter")
-        events = body.get("events")
-        if events is not None and (not isinstance(events, list) or not all(isinstance(e, str) for e in events)):
-            raise SandboxError("events must be a list of event types.")
-        subscription = self.sandbox.subscribe(
-            _text(delivery, "url") or "",
-            events=events,
-            filter_type=_text(filter_, "type", "account_reference") or "",
-            filter_id=_text(filter_, "id", None),
-            version=_text(body, "version", "v3") or "",
-            description=_text(body, "description") or "",
-        )
-        return _json({"webhook_subscription": _public_subscription(subscription, with_secret=True)}, 201)
-
-    def on_api_subscription(self, request: Request, subscription_id: str) -> Response:
-        self._rest_token(request)
-        if request.method == "DELETE":
-            self.sandbox.unsubscribe(subscription_id)
-            return Response(status=204)
-        subscription = self.sandbox.store.get(Subscription, subscription_id)
-        if subscription is None:
-            raise SandboxError("No such subscription.", status=404)
-        return _json({"webhook_subscription": _public_subscription(subscription)})
-
     # -- the control API ---------------------------------------------------------------------
 
     def on_api_state(self, request: Request) -> Response:
@@ -593,7 +616,12 @@ class SandboxApp:
         with store.lock:
             state = {
                 "accounts": [_record(a) for a in store.all(Account)],
-                "users": [_record(u) for u in store.all(User)],
+                "users": [{**_record(u), "role": self._role_of(u)} for u in store.all(User)],
+                "identity_users": self._identity_users(store.all(Account)),
+                "api_keys": [
+                    {"key": f"…{k.id[-4:]}", "account": k.account, "read_only": k.read_only} for k in store.all(ApiKey)
+                ],
+                "teams": [_record(t) for t in store.all(Team)],
                 "escalation_policies": [_record(p) for p in store.all(EscalationPolicy)],
                 "services": [
                     {**_record(s), "integration_keys": [_record(k) for k in sandbox.keys_of(s.id)]}
@@ -606,6 +634,23 @@ class SandboxApp:
                 "faults": sandbox.faults.plan.to_dict(),
             }
         return _json(state)
+
+    def _role_of(self, user: User) -> str | None:
+        identity = self.sandbox.identity
+        role: str | None = identity.role_of(user.account, user.id) if identity is not None else None
+        return role
+
+    def _identity_users(self, accounts: list[Account]) -> list[dict[str, Any]]:
+        """The identity server's users (with their roles), account by account."""
+        identity = self.sandbox.identity
+        if identity is None:
+            return []
+        found: list[dict[str, Any]] = []
+        for account in accounts:
+            for user in identity.users(account.id):
+                record = dataclasses.asdict(user) if dataclasses.is_dataclass(user) else dict(vars(user))
+                found.append({"account": account.id, **record})
+        return found
 
     def on_api_received(self, request: Request) -> Response:
         try:
@@ -712,8 +757,27 @@ class SandboxApp:
 
     def on_api_accounts(self, request: Request) -> Response:
         body = self._body(request)
-        account = self.sandbox.create_account(_text(body, "subdomain") or "", _text(body, "name", None))
+        account = self.sandbox.create_account(
+            _text(body, "subdomain") or "", _text(body, "name", None), region=_text(body, "region", None)
+        )
         return _json({"account": _record(account)}, 201)
+
+    def on_api_api_keys(self, request: Request, account_id: str) -> Response:
+        """Make a REST API key of the account; the key is in this answer only."""
+        body = self._body(request)
+        read_only = body.get("read_only", False)
+        key = self.sandbox.create_api_key(account_id, read_only=read_only, description=_text(body, "description") or "")
+        return _json({"api_key": {"key": key.id, "account": key.account, "read_only": key.read_only}}, 201)
+
+    def on_api_rotation(self, request: Request, subscription_id: str, phase: str) -> Response:
+        """``rotate_secret`` starts a rotation (the new secret in this answer only); ``finish_rotation`` ends it."""
+        if phase == "rotate_secret":
+            subscription = self.sandbox.rotate_secret(subscription_id)
+            return _json({"webhook_subscription": _public_subscription(subscription), "secret": subscription.secret})
+        if phase == "finish_rotation":
+            subscription = self.sandbox.finish_rotation(subscription_id)
+            return _json({"webhook_subscription": _public_subscription(subscription)})
+        raise SandboxError("Unknown step: rotate_secret or finish_rotation.", status=404)
 
     def on_api_services(self, request: Request) -> Response:
         body = self._body(request)

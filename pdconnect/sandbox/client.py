@@ -33,8 +33,8 @@ class SandboxClient:
         self.url = url.rstrip("/")
         self.verify = verify
         self.http = requests.Session()
-        # The REST-shaped endpoints (/webhook_subscriptions) want a token; the sandbox takes any.
-        self.http.headers["Authorization"] = "Token token=sandbox-client"
+        #: The default REST API key of each account, made on first use (see :meth:`api_key`).
+        self._api_keys: dict[str, str] = {}
         # Passed on every request: requests lets REQUESTS_CA_BUNDLE override a session's own ``verify``.
         self.http.request = functools.partial(self.http.request, verify=verify)  # type: ignore[method-assign]
         #: The account the session's (signed, opaque) sign-in cookie is for, if any.
@@ -121,12 +121,54 @@ class SandboxClient:
                 return str(ruleset["key"])
         raise SandboxClientError(f"no ruleset named {name!r}")
 
-    def create_account(self, subdomain: str, *, name: str | None = None) -> dict[str, Any]:
-        """Make an account (three responders, two escalation policies); an existing one is kept."""
-        result: dict[str, Any] = self._api(
-            "POST", "/_sandbox/api/accounts", json={"subdomain": subdomain, "name": name}
-        )
+    def create_account(self, subdomain: str, *, name: str | None = None, region: str | None = None) -> dict[str, Any]:
+        """Make an account (three responders, a team, two escalation policies) in ``region`` (``us`` or ``eu``).
+
+        An existing account is kept (asking for it in the other region is refused).
+        """
+        body: dict[str, Any] = {"subdomain": subdomain, "name": name}
+        if region is not None:
+            body["region"] = region
+        result: dict[str, Any] = self._api("POST", "/_sandbox/api/accounts", json=body)
         return dict(result["account"])
+
+    def new_api_key(self, account: str = "acme", *, read_only: bool = False) -> str:
+        """A new REST API key of ``account`` (``read_only`` ones may only GET)."""
+        result = self._api(
+            "POST",
+            f"/_sandbox/api/accounts/{quote(account, safe='')}/api_keys",
+            json={"read_only": read_only},
+        )
+        return str(result["api_key"]["key"])
+
+    def api_key(self, account: str = "acme") -> str:
+        """The account's default full-access REST API key (made once per reset and kept)."""
+        key = self._api_keys.get(account)
+        if key is None:
+            key = self._api_keys[account] = self.new_api_key(account)
+        return key
+
+    def rest_base(self, account: str = "acme") -> str:
+        """The REST (and events) base URL of ``account``'s region: the sandbox's, or ``<sandbox>/eu``."""
+        for found in self.state()["accounts"]:
+            if found["id"] == account:
+                return self.url + ("/eu" if found.get("region") == "eu" else "")
+        raise SandboxClientError(f"no account {account!r}")
+
+    def rest(
+        self, method: str, path: str, *, account: str = "acme", token: str | None = None, json: Any = None
+    ) -> requests.Response:
+        """A REST call at ``account``'s regional base, with its default API key (or ``token`` as given).
+
+        ``token`` is the whole credential: ``"Token token=..."`` or ``"Bearer ..."``. The
+        response is returned whatever its status.
+        """
+        authorization = token if token is not None else f"Token token={self.api_key(account)}"
+        headers = {"Authorization": authorization, "Accept": "application/vnd.pagerduty+json;version=2"}
+        response: requests.Response = self.http.request(
+            method, self.rest_base(account) + path, json=json, headers=headers, timeout=10
+        )
+        return response
 
     def create_service(self, name: str, *, account: str = "acme") -> tuple[str, str]:
         """Make a service; returns its id and its Events API v2 key."""
@@ -139,6 +181,7 @@ class SandboxClient:
 
     def reset(self, *, seed: bool = True) -> None:
         self.http.cookies.clear()
+        self._api_keys.clear()
         self._api("POST", "/_sandbox/api/reset", json={"seed": seed})
 
     def set_faults(self, spec: str | None = None, **plan: Any) -> dict[str, Any]:
@@ -264,15 +307,34 @@ class SandboxClient:
         )["incident"]
         return result
 
-    def subscribe(self, url: str, **fields: Any) -> dict[str, Any]:
-        """Create a webhook subscription in PagerDuty's REST shape; the answer holds the secret.
+    def subscribe(
+        self, url: str, *, account: str = "acme", custom_headers: list[dict[str, str]] | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        """Create a webhook subscription of ``account`` through the REST API; the answer holds the secret.
 
-        ``fields`` may hold ``events``, ``filter`` (``{"type": ..., "id": ...}``), ``version``
-        (``v3`` or ``v2``) and ``description``.
+        Made with the account's default API key. ``fields`` may hold ``events``, ``filter``
+        (``{"type": ..., "id": ...}``), ``version`` (``v3`` or ``v2``) and ``description``.
         """
-        body = {"webhook_subscription": {"delivery_method": {"type": "http_delivery_method", "url": url}, **fields}}
-        result: dict[str, Any] = self._api("POST", "/webhook_subscriptions", json=body)["webhook_subscription"]
+        delivery: dict[str, Any] = {"type": "http_delivery_method", "url": url}
+        if custom_headers is not None:
+            delivery["custom_headers"] = custom_headers
+        body = {"webhook_subscription": {"delivery_method": delivery, **fields}}
+        response = self.rest("POST", "/webhook_subscriptions", account=account, json=body)
+        if response.status_code >= 400:
+            raise SandboxClientError(
+                f"POST /webhook_subscriptions answered {response.status_code}: {response.text[:300]}"
+            )
+        result: dict[str, Any] = response.json()["webhook_subscription"]
         return result
+
+    def rotate_secret(self, subscription_id: str) -> str:
+        """Start rotating a subscription's secret; returns the new one (both sign until :meth:`finish_rotation`)."""
+        path = f"/_sandbox/api/webhook_subscriptions/{quote(subscription_id, safe='')}/rotate_secret"
+        return str(self._api("POST", path)["secret"])
+
+    def finish_rotation(self, subscription_id: str) -> None:
+        """End a rotation: only the new secret signs from now on."""
+        self._api("POST", f"/_sandbox/api/webhook_subscriptions/{quote(subscription_id, safe='')}/finish_rotation")
 
     def deliveries(self) -> list[dict[str, Any]]:
         """Every webhook queued, with its attempts and state, oldest first."""

@@ -1,6 +1,7 @@
-"""Fault injection for the sandbox's events endpoints, and its per-key rate limiter.
+"""Fault injection for the sandbox's events, REST and identity endpoints, and its per-key rate limiter.
 
-A :class:`FaultPlan` says what share of requests to the events endpoints fail and how:
+A :class:`FaultPlan` says what share of requests to its target endpoints (the events
+endpoints unless it says otherwise) fail and how:
 429 with or without ``Retry-After``, 500/502/503/504, added latency, dropped connections
 (reset without an answer), and "down" for a period (every connection dropped). It is set
 from the command line (``--faults "429=0.05,503=0.05,retry-after=1,latency=50"``) or the
@@ -17,6 +18,9 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
+
+#: The path families a fault plan can target.
+FAMILIES = ("events", "rest", "identity")
 
 
 class FaultSpecError(ValueError):
@@ -39,6 +43,8 @@ class FaultPlan:
     latency_ms: float = 0.0
     down_for: float = 0.0
     seed: int | None = None
+    #: The path families faults apply to: ``events`` (the default, as before), ``rest``, ``identity``.
+    targets: tuple[str, ...] = ("events",)
 
     _RATES: ClassVar[tuple[str, ...]] = (
         "rate_429",
@@ -90,6 +96,12 @@ class FaultPlan:
                 raise FaultSpecError(f"{name} must be at most {limit:g}")
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
             raise FaultSpecError("seed must be a whole number")
+        targets = self.targets
+        if isinstance(targets, str) or not isinstance(targets, list | tuple) or not targets:
+            raise FaultSpecError(f"targets must be a non-empty list of {', '.join(FAMILIES)}")
+        if any(not isinstance(t, str) or t not in FAMILIES for t in targets):
+            raise FaultSpecError(f"targets must be among {', '.join(FAMILIES)}")
+        self.targets = tuple(dict.fromkeys(targets))
 
     @classmethod
     def parse(cls, spec: str) -> FaultPlan:
@@ -99,7 +111,8 @@ class FaultPlan:
         ``504``, ``5xx`` (spread over 500, 502, 503 and 504), ``drop`` (shares from 0 to 1);
         ``retry-after`` (seconds sent with the ``-retry-after`` kinds), ``latency``
         (milliseconds added to every answer), ``down`` (seconds from now during which every
-        connection is dropped), ``seed``.
+        connection is dropped), ``seed``; ``target`` (the path families hit, joined by ``+``:
+        ``events``, ``rest``, ``identity`` or ``all``; ``events`` when not given).
         """
         values: dict[str, Any] = {}
         for part in filter(None, (p.strip() for p in spec.split(","))):
@@ -107,6 +120,10 @@ class FaultPlan:
             name = name.strip().lower()
             if not sep:
                 raise FaultSpecError(f"expected name=value, got {part[:40]!r}")
+            if name in ("target", "targets"):
+                words = [w.strip().lower() for w in raw.split("+")]
+                values["targets"] = FAMILIES if words == ["all"] else tuple(words)
+                continue
             try:
                 number = float(raw.strip().removesuffix("ms").removesuffix("s"))
             except ValueError as exc:
@@ -147,7 +164,10 @@ class FaultPlan:
             raise FaultSpecError(str(exc)) from exc
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The plan as JSON-ready fields (``targets`` a list)."""
+        data = asdict(self)
+        data["targets"] = list(self.targets)
+        return data
 
     @property
     def active(self) -> bool:
@@ -181,9 +201,10 @@ class Faults:
             self._rng = random.Random(plan.seed)  # noqa: S311 -- simulation, not secrecy
             self._down_until = self.clock() + plan.down_for if plan.down_for else None
 
-    def decide(self) -> Decision:
+    def decide(self, family: str = "events") -> Decision:
+        """The decision for one request to a path of ``family`` (``events``, ``rest`` or ``identity``)."""
         plan = self.plan
-        if not plan.active:
+        if not plan.active or family not in plan.targets:
             return Decision()
         with self._lock:
             delay = plan.latency_ms / 1000.0

@@ -39,13 +39,49 @@ def new_ruleset_key() -> str:
     return "R" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(31))
 
 
+def new_api_key() -> str:
+    """A REST API key: 20 characters of letters, digits, ``+``, ``-`` and ``_`` like PagerDuty's.
+
+    UNCONFIRMED: PagerDuty documents no format for API keys; its examples are 20 characters.
+    """
+    return "".join(secrets.choice(string.ascii_letters + string.digits + "+-_") for _ in range(20))
+
+
+#: The regions an account can live in (``pagerduty-oauth.md`` section 5).
+REGIONS = ("us", "eu")
+
+
 @dataclass
 class Account:
-    """A PagerDuty account, known by its subdomain."""
+    """A PagerDuty account, known by its subdomain, in the ``us`` or the ``eu`` region."""
 
     id: str  # the subdomain
     name: str
     created_at: str = field(default_factory=now_iso)
+    region: str = "us"
+
+
+@dataclass
+class ApiKey:
+    """A REST API key of one account (``Authorization: Token token=<key>``); ``read_only`` keys only GET."""
+
+    id: str  # the key itself
+    account: str
+    read_only: bool = False
+    description: str = ""
+    created_at: str = field(default_factory=now_iso)
+
+    def __repr__(self) -> str:
+        return f"ApiKey(id='…{self.id[-4:]}', account={self.account!r}, read_only={self.read_only})"
+
+
+@dataclass
+class Team:
+    """A team of an account; services belong to at most one (enough for ``team_reference`` filters)."""
+
+    id: str
+    account: str
+    name: str
 
 
 @dataclass
@@ -78,6 +114,7 @@ class Service:
     escalation_policy: str
     description: str = ""
     created_at: str = field(default_factory=now_iso)
+    team: str | None = None
 
 
 @dataclass
@@ -186,13 +223,17 @@ class ChangeEvent:
 
 @dataclass
 class Subscription:
-    """A webhook subscription: V3 (signed) or the legacy V2 ``messages`` format."""
+    """A webhook subscription of one account: V3 (signed) or the legacy V2 ``messages`` format.
+
+    While a secret is being rotated, ``previous_secret`` still signs deliveries beside
+    ``secret`` (two ``v1=`` signatures), until the rotation is finished.
+    """
 
     id: str
     url: str
     secret: str = field(repr=False)
     events: list[str]
-    filter_type: str  # account_reference | service_reference
+    filter_type: str  # account_reference | service_reference | team_reference
     filter_id: str | None
     version: str = "v3"
     description: str = ""
@@ -200,6 +241,9 @@ class Subscription:
     consecutive_drops: int = 0
     disabled_until: float | None = None
     created_at: str = field(default_factory=now_iso)
+    account: str = ""  # the owner; "" only in a database file older than tenancy
+    custom_headers: list[dict[str, str]] = field(default_factory=list)
+    previous_secret: str | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -239,6 +283,8 @@ class Received:
 
 KINDS: dict[str, type] = {
     "account": Account,
+    "api_key": ApiKey,
+    "team": Team,
     "user": User,
     "escalation_policy": EscalationPolicy,
     "service": Service,

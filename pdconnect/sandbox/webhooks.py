@@ -29,6 +29,7 @@ import requests
 
 from pdconnect.sandbox.model import Delivery, EscalationPolicy, Incident, Service, Subscription, User, now_iso
 from pdconnect.sandbox.store import SandboxStore
+from pdconnect.sandbox.subscriptions import rotation_headers
 from pdconnect.urls import is_loopback_host
 from pdconnect.webhooks.model import INCIDENT_EVENT_TYPES
 from pdconnect.webhooks.signatures import sign
@@ -67,6 +68,8 @@ SUBSCRIBABLE_EVENT_TYPES = frozenset(INCIDENT_EVENT_TYPES) | {
 }
 USER_AGENT_V3 = "PagerDuty-Webhook/V3.0"
 USER_AGENT_V2 = "PagerDuty-Webhook/V2.0"
+#: The ordering queue of a subscription's pings (deliveries are otherwise ordered per incident).
+PING_QUEUE = "pagey.ping"
 
 
 @dataclass(frozen=True)
@@ -294,27 +297,35 @@ class WebhookDispatcher:
         self.session.close()
 
     def enqueue(
-        self, subscription: Subscription, incident: Incident, event_type: str, body: dict[str, Any]
+        self, subscription: Subscription, incident: Incident | None, event_type: str, body: dict[str, Any]
     ) -> Delivery:
-        """Queue one webhook (call with the store's lock held, inside a transaction)."""
+        """Queue one webhook (call with the store's lock held, inside a transaction).
+
+        ``incident`` is ``None`` for a ping; pings are ordered among themselves. The
+        subscription's custom headers go first, so the ones PagerDuty sets always win (they
+        are refused as custom headers anyway). While its secret is rotated, a V3 webhook
+        carries two ``v1=`` signatures: the new secret's and the old one's.
+        """
         data = json.dumps(body, separators=(",", ":")).encode("utf-8")
         webhook_id = str(uuid.uuid4())
+        headers = {h["name"]: h["value"] for h in subscription.custom_headers}
         if subscription.version == "v3":
-            headers = {
+            headers |= {
                 "Content-Type": "application/json",
                 "Accept": "application/json",
                 "User-Agent": USER_AGENT_V3,
-                "X-PagerDuty-Signature": sign(subscription.secret, data),
+                "X-PagerDuty-Signature": rotation_headers(subscription, sign, data),
                 "X-Webhook-Id": webhook_id,
                 "X-Webhook-Subscription": subscription.id,
             }
         else:
-            headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT_V2}
+            headers |= {"Content-Type": "application/json", "User-Agent": USER_AGENT_V2}
         self._seq += 1
+        order = incident.id if incident is not None else PING_QUEUE
         delivery = Delivery(
             id=webhook_id,
             subscription=subscription.id,
-            incident=incident.id,
+            incident=order,
             event_type=event_type,
             body=data.decode("utf-8"),
             headers=headers,
@@ -323,7 +334,7 @@ class WebhookDispatcher:
             next_attempt_at=self.clock(),
         )
         self.store.put(delivery)
-        self._queues.setdefault((subscription.id, incident.id), deque()).append(delivery.id)
+        self._queues.setdefault((subscription.id, order), deque()).append(delivery.id)
         self._wake.notify_all()
         return delivery
 
@@ -437,12 +448,21 @@ class WebhookDispatcher:
 
 
 def matching_subscriptions(
-    subscriptions: Sequence[Subscription], incident: Incident, event_type: str, account: str
+    subscriptions: Sequence[Subscription],
+    incident: Incident,
+    event_type: str,
+    account: str,
+    *,
+    team: str | None = None,
 ) -> list[Subscription]:
-    """The subscriptions that want ``event_type`` for ``incident``."""
+    """The subscriptions of ``account`` that want ``event_type`` for ``incident`` (on a service of ``team``)."""
     chosen = []
     for subscription in subscriptions:
         if not subscription.active or event_type not in subscription.events:
+            continue
+        if subscription.account not in ("", account):
+            continue  # another account's: nothing of this one is ever sent to it
+        if subscription.filter_type == "team_reference" and (team is None or subscription.filter_id != team):
             continue
         if subscription.version == "v2" and event_type not in V2_EVENT_TYPES:
             continue

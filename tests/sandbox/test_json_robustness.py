@@ -21,6 +21,7 @@ from pdconnect.sandbox import Sandbox, SandboxSettings
 from pdconnect.sandbox.app import SandboxApp
 from pdconnect.sandbox.engine import MAX_TIMELINE_BODIES, TIMELINE_BODY_DROPPED
 from pdconnect.sandbox.faults import FaultPlan, Faults, FaultSpecError
+from pdconnect.sandbox.model import Account, ApiKey
 from pdconnect.sandbox.pytest_plugin import PagerDutySandbox
 from pdconnect.sandbox.validation import JsonBodyError, parse_json
 from pdconnect.sandbox.webhooks import RetrySchedule
@@ -69,6 +70,8 @@ def local() -> Iterator[tuple[Sandbox, Client, str]]:
     trigger = {"routing_key": key, "event_action": "trigger", "dedup_key": "x",
                "payload": {"summary": "s", "source": "h", "severity": "info"}}  # fmt: skip
     sandbox.handle_alert(json.dumps(trigger).encode())
+    # The REST routes need the account's own API key (issue 10); a made-up one is a 401.
+    sandbox.create_api_key("acme")
     yield sandbox, Client(SandboxApp(sandbox)), sandbox.incidents()[0].id
     sandbox.close()
 
@@ -76,7 +79,10 @@ def local() -> Iterator[tuple[Sandbox, Client, str]]:
 def _send(local: tuple[Sandbox, Client, str], method: str, path: str, raw: bytes) -> TestResponse:
     sandbox, client, incident = local
     sandbox.faults.set(FaultPlan())  # an earlier example may have injected 5xx on purpose
-    headers = {"Authorization": "Token token=x", "Content-Type": "application/json"}
+    # An earlier example may have reset the sandbox (and so its keys).
+    keys = sandbox.store.all(ApiKey)
+    key = keys[0].id if keys else sandbox.create_api_key(sandbox.store.all(Account)[0].id).id
+    headers = {"Authorization": f"Token token={key}", "Content-Type": "application/json"}
     return client.open(path.format(incident=incident), method=method, data=raw, headers=headers)
 
 

@@ -21,7 +21,9 @@ def receiver() -> Iterator[WebhookReceiver]:
         yield made
 
 
-REST = {"Authorization": "Token token=any-api-key"}
+def _rest(sandbox: PagerDutySandbox, account: str = "acme") -> dict[str, str]:
+    """The headers of a REST call with the account's own API key (the sandbox refuses any other)."""
+    return {"Authorization": f"Token token={sandbox.api_key(account)}"}
 
 
 def _trigger(sandbox: PagerDutySandbox, dedup_key: str = "m1") -> dict[str, str]:
@@ -40,13 +42,13 @@ def test_subscription_secret_is_shown_once(pagerduty_sandbox: PagerDutySandbox, 
     created = pagerduty_sandbox.subscribe(receiver.url, description="vendor")
     assert created["type"] == "webhook_subscription"
     assert len(created["delivery_method"]["secret"]) >= 24
-    listed = requests.get(pagerduty_sandbox.url + "/webhook_subscriptions", headers=REST, timeout=10).json()[
-        "webhook_subscriptions"
-    ]
+    listed = requests.get(
+        pagerduty_sandbox.url + "/webhook_subscriptions", headers=_rest(pagerduty_sandbox), timeout=10
+    ).json()["webhook_subscriptions"]
     assert [s["id"] for s in listed] == [created["id"]]
     assert "secret" not in listed[0]["delivery_method"]
     one = requests.get(
-        f"{pagerduty_sandbox.url}/webhook_subscriptions/{created['id']}", headers=REST, timeout=10
+        f"{pagerduty_sandbox.url}/webhook_subscriptions/{created['id']}", headers=_rest(pagerduty_sandbox), timeout=10
     ).json()
     assert "secret" not in one["webhook_subscription"]["delivery_method"]
 
@@ -177,7 +179,7 @@ def test_three_dropped_webhooks_disable_the_subscription(
         _trigger(pagerduty_sandbox, key)
     pagerduty_sandbox.wait_for_deliveries(3)
     state = requests.get(
-        f"{pagerduty_sandbox.url}/webhook_subscriptions/{created['id']}", headers=REST, timeout=10
+        f"{pagerduty_sandbox.url}/webhook_subscriptions/{created['id']}", headers=_rest(pagerduty_sandbox), timeout=10
     ).json()
     assert state["webhook_subscription"]["delivery_method"]["temporarily_disabled"] is True
     _trigger(pagerduty_sandbox, "d")
@@ -238,7 +240,9 @@ def test_service_filter_and_event_choice(pagerduty_sandbox: PagerDutySandbox, re
     ],
 )
 def test_bad_subscriptions(pagerduty_sandbox: PagerDutySandbox, body: dict[str, object], message: str) -> None:
-    response = requests.post(pagerduty_sandbox.url + "/webhook_subscriptions", json=body, headers=REST, timeout=10)
+    response = requests.post(
+        pagerduty_sandbox.url + "/webhook_subscriptions", json=body, headers=_rest(pagerduty_sandbox), timeout=10
+    )
     assert response.status_code == 400
     assert message in response.json()["error"]["message"]
 
@@ -249,7 +253,8 @@ def test_the_rest_endpoints_want_a_token(pagerduty_sandbox: PagerDutySandbox, au
     for method, path in (("GET", "/webhook_subscriptions"), ("POST", "/webhook_subscriptions"),
                          ("GET", "/webhook_subscriptions/P1"), ("DELETE", "/webhook_subscriptions/P1")):  # fmt: skip
         response = requests.request(method, pagerduty_sandbox.url + path, headers=headers, json={}, timeout=10)
-        assert response.status_code == 401 and "Unauthorized" in response.json()["error"]["message"]
+        error = response.json()["error"]
+        assert response.status_code == 401 and "Authentication failed" in error["message"] and error["code"] == 2006
 
 
 def test_subscription_made_in_the_pages(pagerduty_sandbox: PagerDutySandbox, receiver: WebhookReceiver) -> None:

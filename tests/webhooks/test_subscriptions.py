@@ -50,7 +50,7 @@ def test_subscribe_an_integration_and_follow_its_incidents(
     key = pagerduty_sandbox.service_key()
     integration = stored(key, service["id"])
     secrets = MemoryWebhookSecretStore()
-    with SubscriptionClient("any-token", base_url=pagerduty_sandbox.url) as client:
+    with SubscriptionClient(pagerduty_sandbox.api_key(), base_url=pagerduty_sandbox.url) as client:
         registered = subscribe_integration(client, secrets, integration, endpoint.url)
     assert (registered.owner_id, registered.integration_id) == ("org-1", "int-1")
     subscription = pagerduty_sandbox.state()["webhook_subscriptions"][0]
@@ -75,7 +75,7 @@ def test_subscribe_an_integration_and_follow_its_incidents(
     assert state is not None and state.acknowledged and state.changed_by
     states.engine.dispose()
 
-    with SubscriptionClient("any-token", base_url=pagerduty_sandbox.url) as client:
+    with SubscriptionClient(pagerduty_sandbox.api_key(), base_url=pagerduty_sandbox.url) as client:
         assert unsubscribe_integration(client, secrets, integration) == 1
     assert pagerduty_sandbox.state()["webhook_subscriptions"] == []
     assert secrets.for_integration("org-1", "int-1") == []
