@@ -10,7 +10,7 @@ import base64
 import hashlib
 import secrets
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any
@@ -21,6 +21,7 @@ from werkzeug.test import Client, TestResponse
 from werkzeug.wrappers import Request, Response
 
 from pdconnect.sandbox.identity import AccountInfo, Identity, OAuthApp
+from pdconnect.sandbox.tls import TlsFiles, server_context
 
 REDIRECT = "https://vendor.example/pagerduty/oauth/callback"
 BASE = "http://127.0.0.1:8787"
@@ -201,9 +202,10 @@ class Harness:
 class LoopbackServer:
     """The harness's WSGI app served over HTTP on a free loopback port, in a thread."""
 
-    def __init__(self, harness: Harness) -> None:
-        self._server = make_server("127.0.0.1", 0, harness.app, threaded=True)
-        self.url = f"http://127.0.0.1:{self._server.server_port}"
+    def __init__(self, harness: Harness, *, tls: TlsFiles | None = None) -> None:
+        context = server_context(tls) if tls is not None else None
+        self._server = make_server("127.0.0.1", 0, harness.app, threaded=True, ssl_context=context)
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self._server.server_port}"
         harness.base_url = self.url
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -215,8 +217,3 @@ class LoopbackServer:
         self._server.shutdown()
         self._thread.join()
         self._server.server_close()
-
-
-def serve(harness: Harness) -> Iterator[LoopbackServer]:
-    with LoopbackServer(harness) as server:
-        yield server
