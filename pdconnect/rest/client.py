@@ -294,7 +294,7 @@ class AccountRestClient:
             response = self._attempts(method, url, path, payload, token, retry_errors=retry_errors)
             if response.status == 401:
                 self._revoked(token)
-        if response.status < 400:
+        if 200 <= response.status < 300:
             return response
         raise _error(
             response, method, path, scope=scope, credential=self.credentials.credential(self.owner_id, self.account_id)
@@ -488,8 +488,10 @@ def _error(response: HttpResponse, method: str, path: str, *, scope: str, creden
             errors=errors,
         )
     kind = NotFound if status == 404 else RestUnavailable if status == 429 or status >= 500 else RestError
+    # Redirects are never followed: one would carry the bearer token to wherever it points.
+    what = " (a redirect, not followed)" if 300 <= status < 400 else ""
     return kind(
-        f"PagerDuty answered {status} to {method} {path}{said}",
+        f"PagerDuty answered {status}{what} to {method} {path}{said}",
         status=status,
         method=method,
         path=path,

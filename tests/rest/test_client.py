@@ -496,3 +496,20 @@ def test_the_transport_must_send_any_method() -> None:
     store.save("o", ACCOUNT, token_set())
     with pytest.raises(ValueError, match="request"):
         AccountRestClient(TokenRefresher(store, oauth), "o", ACCOUNT.account_id, transport=PostOnly())
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308, 304, 100])
+def test_a_redirect_or_other_non_2xx_is_never_success(env: Env, status: int) -> None:
+    env.mock.delete(f"{API}/webhook_subscriptions/PSUB1", status=status, headers={"Location": "https://evil.example/"})
+    env.mock.post(
+        f"{API}/webhook_subscriptions/PSUB1/ping", status=status, headers={"Location": "https://evil.example/"}
+    )
+    with pytest.raises(RestError) as caught:
+        env.client.delete_webhook_subscription("PSUB1")
+    assert caught.value.status == status
+    with pytest.raises(RestError):
+        env.client.ping_webhook_subscription("PSUB1")
+    assert [call.request.url for call in env.mock.calls] == [
+        f"{API}/webhook_subscriptions/PSUB1",
+        f"{API}/webhook_subscriptions/PSUB1/ping",
+    ]
