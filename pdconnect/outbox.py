@@ -45,7 +45,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.schema import CreateIndex
 
 from pdconnect.database import engine_for
-from pdconnect.errors import ConfigError
+from pdconnect.errors import ConfigError, EventValidationError
 from pdconnect.events import Event
 from pdconnect.integration import EventsApi, Integration
 from pdconnect.keys import redact
@@ -279,6 +279,7 @@ class Outbox:
             # id) index the same otherwise, would pick whichever of the two was created last.
             ("open", (events.c.group_key, events.c.id, events.c.state), _unfinished(events.c.state)),
             ("dead", (events.c.id,), events.c.state == DEAD),
+            ("heads", (events.c.group_key,), events.c.ready == sa.true()),
             ("finished", (events.c.finished_at,), events.c.finished_at.is_not(None)),
         ):
             sa.Index(f"{table_prefix}_{name}", *columns, postgresql_where=where, sqlite_where=where)
@@ -372,8 +373,14 @@ class Outbox:
         keys: list[str | None] = []
         for target, event in items:
             prepared = self.sender.prepare(target, event)
+            if prepared.dedup_key is not None and ("\x00" in prepared.dedup_key or len(prepared.dedup_key) > 255):
+                # PostgreSQL's text columns take no NUL (SQLite would store it): refused on both.
+                raise EventValidationError(["dedup_key: at most 255 characters, without NUL"])
             keys.append(prepared.dedup_key)
             integration = target if isinstance(target, Integration) else None
+            if integration is not None:
+                _check_column(integration.owner_id, name="owner_id", size=255)
+                _check_column(getattr(integration, "id", None) or None, name="integration_id", size=64)
             rows.append(
                 {
                     "group_key": _group(prepared.routing_key, prepared.dedup_key),
@@ -396,7 +403,13 @@ class Outbox:
         if not rows:
             return []
         if connection is not None:
-            ids = self._insert(connection, rows)
+            try:
+                ids = self._insert(connection, rows)
+            except sa.exc.StatementError as exc:
+                # The caller's own connection does not hide parameters as pdconnect's engines
+                # do, and the row holds the routing key: hide them in this error and its cause.
+                _hide_statement_secrets(exc)
+                raise
         else:
             with self.engine.begin() as conn:
                 ids = self._insert(conn, rows)
@@ -434,7 +447,12 @@ class Outbox:
             earlier.c.id < events.c.id,
             _unfinished(earlier.c.state),
         )
-        blocked = older_unfinished.exists()
+        # A head of the group, whatever its id: on PostgreSQL an event with a lower id can commit
+        # after a later one was promoted and claimed, and must wait behind it, not become a
+        # second head (heads are few: one seek in the ``heads`` index).
+        head = events.alias("head")
+        group_head = sa.select(head.c.id).where(head.c.group_key == events.c.group_key, head.c.ready == sa.true())
+        blocked = sa.or_(older_unfinished.exists(), group_head.exists())
         self._promote = (
             # Rows not yet promoted are always unfinished: finishing needs a claim, a claim a head.
             sa.update(events).where(events.c.ready.is_(None)).values(ready=~blocked)
@@ -443,7 +461,7 @@ class Outbox:
             # OFFSET 0 keeps PostgreSQL from turning NOT EXISTS into an anti join, which, with
             # statistics from before a burst, reads every unfinished row once per blocked event
             # (the queue's depth squared); kept a subplan, it is one index seek per event.
-            blocked = older_unfinished.offset(0).exists()
+            blocked = sa.or_(older_unfinished.offset(0).exists(), group_head.offset(0).exists())
         self._repair = (
             sa.update(events)
             .where(_unfinished(events.c.state), events.c.ready == sa.false(), ~blocked)
@@ -485,6 +503,7 @@ class Outbox:
                 events.c.created_at,
                 events.c.owner_id,
                 events.c.integration_id,
+                events.c.group_key,
             )
         )
         self._leases = sa.select(events.c.id, events.c.lease_token).where(
@@ -511,15 +530,15 @@ class Outbox:
                 lease_token=None,
             )
         )
-        # A group's unfinished events are always the tail of the group (requeued events go to
-        # the end), so its next head is the first unfinished event after the one that just
-        # finished: one seek in the ``open`` index, however many finished rows the group keeps.
+        # The group's next head is its oldest unfinished event: one seek in the ``open`` index,
+        # however many finished rows the group keeps. Not only the events after the one that
+        # just finished: on PostgreSQL an event with a lower id may have committed late and
+        # waited behind it (see ``blocked`` above).
         later = events.alias("later")
         next_head = (
             sa.select(sa.func.min(later.c.id))
             .where(
                 later.c.group_key == sa.bindparam("b_group", type_=sa.String),
-                later.c.id > sa.bindparam("b_after", type_=sa.BigInteger()),
                 _unfinished(later.c.state),
             )
             .scalar_subquery()
@@ -551,29 +570,65 @@ class Outbox:
             ).all()
         if promoted >= ANALYZE_AFTER:
             self.refresh_statistics()
-        claimed = [
-            OutboxEvent(
-                id=row.id,
-                prepared=PreparedEvent(
-                    kind=EventKind(row.kind),
-                    api=EventsApi(row.api),
-                    url=row.url,
-                    body=bytes(row.body),
-                    routing_key=row.routing_key,
-                    action=row.action,
-                    dedup_key=row.dedup_key,
-                ),
-                lease_token=token,
-                lease_until=now + lease,
-                attempts=row.attempts,
-                created_at=row.created_at,
-                owner_id=row.owner_id,
-                integration_id=row.integration_id,
+        claimed: list[OutboxEvent] = []
+        unreadable: list[Outcome] = []
+        for row in rows:
+            # One row at a time: a row this pdconnect cannot read (written by a newer version,
+            # or edited by hand) is dead-lettered with the reason; the rest of the claim goes on.
+            try:
+                prepared = self._prepared(row)
+            except _Unreadable as exc:
+                logger.error("pdconnect: outbox event %d is unreadable (%s); dead-lettered", row.id, exc)
+                unreadable.append(
+                    Outcome(
+                        event_id=int(row.id),
+                        lease_token=token,
+                        group_key=str(row.group_key),
+                        routing_key="",
+                        state=DEAD,
+                        attempted=False,
+                        error=f"unreadable row: {exc}",
+                    )
+                )
+                continue
+            claimed.append(
+                OutboxEvent(
+                    id=row.id,
+                    prepared=prepared,
+                    lease_token=token,
+                    lease_until=now + lease,
+                    attempts=row.attempts,
+                    created_at=row.created_at,
+                    owner_id=row.owner_id,
+                    integration_id=row.integration_id,
+                )
             )
-            for row in rows
-        ]
+        if unreadable:
+            self.record(unreadable, now=now)
         claimed.sort(key=lambda e: e.id)
         return claimed
+
+    def _prepared(self, row: sa.Row[Any]) -> PreparedEvent:
+        """The request stored in a claimed row; raises :class:`_Unreadable` saying what is wrong."""
+        try:
+            kind = EventKind(row.kind)
+        except ValueError:
+            raise _Unreadable(f"kind {str(row.kind)[:20]!r}") from None
+        try:
+            api = EventsApi(row.api)
+        except ValueError:
+            raise _Unreadable(f"api {str(row.api)[:20]!r}") from None
+        if not isinstance(row.routing_key, str) or not isinstance(row.url, str) or row.body is None:
+            raise _Unreadable("missing routing key, url or body")
+        return PreparedEvent(
+            kind=kind,
+            api=api,
+            url=row.url,
+            body=bytes(row.body),
+            routing_key=row.routing_key,
+            action=row.action,
+            dedup_key=row.dedup_key,
+        )
 
     def record(self, outcomes: Sequence[Outcome], *, now: float | None = None) -> int:
         """Record what happened to claimed events, in one transaction; returns how many counted.
@@ -610,7 +665,7 @@ class Outbox:
                     for o in valid
                 ],
             )
-            finished = [{"b_group": o.group_key, "b_after": o.event_id} for o in valid if o.state in (DELIVERED, DEAD)]
+            finished = [{"b_group": o.group_key} for o in valid if o.state in (DELIVERED, DEAD)]
             if finished:
                 conn.execute(self._advance, finished)
             for outcome in valid:
@@ -798,8 +853,29 @@ class Outbox:
         now = time.time()
         with self.engine.begin() as conn:
             rows = sorted(self._each_chunk(conn, query, ids), key=lambda row: int(row.id))
+            # Take the rows first, each only while still dead: two operators requeueing at once
+            # read the same dead rows, and without this both would copy them (a trigger queued
+            # again after its resolve). The flip takes the write lock (SQLite) or the rows' locks
+            # (PostgreSQL), so what follows sees every requeue committed before it.
+            flipped: set[int] = set()
+            for chunk in _chunks([int(r.id) for r in rows]):
+                result = conn.execute(
+                    sa.update(table)
+                    .where(table.c.id.in_(chunk), table.c.state == DEAD)
+                    .values(state=REQUEUED, ready=False, finished_at=now)
+                    .returning(table.c.id)
+                )
+                flipped.update(int(i) for i in result.scalars())
+            rows = [row for row in rows if row.id in flipped]
             if not superseded:
                 left = self._superseded(conn, rows)
+                for row in rows:
+                    if row.id in left:  # back as it was: it stays dead
+                        conn.execute(
+                            sa.update(table)
+                            .where(table.c.id == row.id)
+                            .values(state=DEAD, ready=row.ready, finished_at=row.finished_at)
+                        )
                 rows = [row for row in rows if row.id not in left]
             if not rows:
                 return 0
@@ -819,10 +895,6 @@ class Outbox:
                 data.update(state=PENDING, ready=None, attempts=0, created_at=now, next_attempt_at=now)
                 copies.append(data)
             self._insert(conn, copies)
-            for chunk in _chunks([int(r.id) for r in rows]):
-                conn.execute(
-                    sa.update(table).where(table.c.id.in_(chunk)).values(state=REQUEUED, ready=False, finished_at=now)
-                )
         return len(rows)
 
     def _each_chunk(self, conn: sa.Connection, query: sa.Select[Any], ids: Iterable[int] | None) -> list[sa.Row[Any]]:
@@ -844,6 +916,39 @@ class Outbox:
 
 
 _OUTCOME_STATES = (PENDING, DELIVERED, DEAD)
+
+
+class _Unreadable(Exception):
+    """A claimed row this pdconnect cannot turn back into a request."""
+
+
+def _check_column(value: str | None, *, name: str, size: int) -> None:
+    """Refuse what the ``name`` column cannot store on every backend: PostgreSQL takes no NUL and
+    no more than ``size`` characters, where SQLite would store it and PostgreSQL fail the insert."""
+    if value is None:
+        return
+    if not isinstance(value, str) or len(value) > size or "\x00" in value or _SURROGATE.search(value):
+        raise ConfigError(f"{name} must be text of at most {size} characters, without NUL", setting=name)
+
+
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def _hide_statement_secrets(exc: sa.exc.StatementError) -> None:
+    """Make ``exc`` show no parameters and only the first line of the driver's message."""
+    exc.hide_parameters = True
+    exc.params = None  # type: ignore[assignment]
+    original = getattr(exc, "orig", None)
+    if original is None:
+        return
+    try:
+        text = str(original)
+    except Exception:
+        return
+    first, newline, _detail = text.strip().partition("\n")
+    if newline:
+        original.args = (first,)
+        exc.args = (f"({type(original).__module__}.{type(original).__name__}) {first}",)
 
 
 _UNSTORABLE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")

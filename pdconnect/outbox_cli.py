@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 #: The largest id a PostgreSQL BIGSERIAL can hold.
 MAX_EVENT_ID = 2**63 - 1
 DAY = 86400.0
+#: The lowest ``--rate-limit``, events a minute: one event every 100 minutes.
+MIN_RATE = 0.01
 
 
 def _add_database(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +41,7 @@ _WORKER_NUMBERS: list[tuple[str, Callable[[str], Any], float, str]] = [
     ),
     (
         "--rate-limit",
-        number(float, above=0, maximum=1_000_000, words=("off",)),
+        number(float, minimum=MIN_RATE, maximum=1_000_000, words=("off",)),
         120.0,
         "events a minute per routing key for this worker, or 'off' (default: 120)",
     ),
@@ -129,10 +131,21 @@ def _existing_outbox(args: argparse.Namespace) -> Outbox:
     if sqlite_file is not None:
         raise NoOutbox(f"no such SQLite file: {sqlite_file} (create the tables with 'pdconnect db init')")
     outbox = Outbox(args.database, table_prefix=args.table_prefix, create_tables=False)
-    if not sa.inspect(outbox.engine).has_table(args.table_prefix):
+    inspector = sa.inspect(outbox.engine)
+    if not inspector.has_table(args.table_prefix):
         outbox.close()
         raise NoOutbox(
             f"no outbox table {args.table_prefix!r} there (check --table-prefix, or run 'pdconnect db init')"
+        )
+    # A table of another kind, or of a pdconnect whose columns differ, would fail every
+    # statement; a worker would take that for an outage and retry forever.
+    present = {str(column["name"]) for column in inspector.get_columns(args.table_prefix)}
+    missing = sorted(set(outbox.events.columns.keys()) - present)
+    if missing:
+        outbox.close()
+        raise NoOutbox(
+            f"the table {args.table_prefix!r} is not a pdconnect outbox (no column {', '.join(missing[:3])}); "
+            "check --table-prefix"
         )
     return outbox
 

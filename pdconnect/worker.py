@@ -23,6 +23,7 @@ never holds a thread. Events of different groups go out in parallel; each group 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -40,7 +41,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, ProgrammingError, SQLAlchemyError
 
 from pdconnect.database import driver_message
 from pdconnect.errors import ConfigError
@@ -68,6 +69,8 @@ logger = logging.getLogger("pdconnect")
 
 #: The most events a minute :class:`KeyRateLimiter` (and ``rate_limit_per_key``) allows a key.
 MAX_RATE = 1e6
+#: The longest a :class:`KeyRateLimiter` holds an event back, in seconds (a day).
+MAX_LIMITER_WAIT = MAX_LEASE
 #: The most request threads one worker runs.
 MAX_CONCURRENCY = 1024
 #: The longest retention, event age and wait a worker takes, in seconds (about 300 years).
@@ -98,7 +101,11 @@ class KeyRateLimiter:
                 self._buckets[key] = (tokens - 1.0, now)
                 return 0.0
             self._buckets[key] = (tokens, now)
-            return (1.0 - tokens) / self.rate
+            # Capped: a tiny rate (1e-12 a minute) would give a time the outbox cannot store.
+            missing = 1.0 - tokens
+            if missing >= MAX_LIMITER_WAIT * self.rate:  # also a rate that underflowed to 0
+                return MAX_LIMITER_WAIT
+            return missing / self.rate
 
 
 @dataclass
@@ -274,6 +281,15 @@ class Worker:
                         break
                     database_wait = 0.0
                 except SQLAlchemyError as exc:
+                    if _schema_error(exc):
+                        # Not an outage: the table is not an outbox this pdconnect can use, and
+                        # trying again would fail the same way forever.
+                        logger.error(
+                            "pdconnect: worker %s stopped: the outbox table cannot be used (%s)",
+                            self.name,
+                            driver_message(exc),
+                        )
+                        raise
                     database_wait = min(self.database_retry_max, max(0.25, database_wait * 2))
                     self.counters.database_errors += 1
                     logger.warning(
@@ -368,6 +384,7 @@ class Worker:
                 break
         if not outcomes:
             return 0
+        outcomes = [_recordable(outcome, self.retry.max_delay) for outcome in outcomes]
         try:
             self.outbox.record(outcomes)
         except SQLAlchemyError:
@@ -518,3 +535,30 @@ class Worker:
                 },
             )
         return outcome
+
+
+def _recordable(outcome: Outcome, max_delay: float) -> Outcome:
+    """``outcome`` with its times made storable: one bad time must not stop a batch's deliveries
+    from being recorded (they would be sent again), nor stop the worker."""
+    limit = time.time() + MAX_LEASE
+    changes: dict[str, float] = {}
+    for name in ("next_attempt_at", "pause_key_until"):
+        value = getattr(outcome, name)
+        if value is not None and not (isinstance(value, int | float) and math.isfinite(value) and 0 <= value <= limit):
+            changes[name] = min(limit, time.time() + max_delay)
+    return dataclasses.replace(outcome, **changes) if changes else outcome  # type: ignore[arg-type]
+
+
+def _schema_error(exc: SQLAlchemyError) -> bool:
+    """Whether ``exc`` says the table's shape is wrong (a missing table or column), not that the
+    database is away: PostgreSQL's undefined table or column, SQLite's "no such table/column"."""
+    if isinstance(exc, ProgrammingError) and getattr(exc.orig, "sqlstate", None) in _SCHEMA_STATES:
+        return True
+    if isinstance(exc, OperationalError):
+        text = driver_message(exc)
+        return text.startswith(("no such table", "no such column")) or " has no column named " in text
+    return False
+
+
+# PostgreSQL's SQLSTATEs for an undefined table and an undefined column.
+_SCHEMA_STATES = ("42P01", "42703")
