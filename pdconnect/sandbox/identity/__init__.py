@@ -101,9 +101,16 @@ class Identity:
         user = self._core.registry.users.get(user_id)
         return user.role if user is not None and user.account_id == account_id else None
 
-    def add_user(self, account_id: str, *, name: str, email: str, role: str = "responder") -> UserInfo:
-        """Add a user with a role to an existing account (as ``POST /_sandbox/api/oauth/users``)."""
-        return registration.add_user(self._core, {"account": account_id, "name": name, "email": email, "role": role})
+    def add_user(
+        self, account_id: str, *, name: str, email: str, role: str = "responder", user_id: str | None = None
+    ) -> UserInfo:
+        """Add a user with a role to an existing account (as ``POST /_sandbox/api/oauth/users``).
+
+        ``user_id`` reuses an id the sandbox already gave the person (a seeded responder), so
+        :meth:`role_of` and the ID token's ``user_id`` name the same user the incident pages show.
+        """
+        body = {"account": account_id, "name": name, "email": email, "role": role, "id": user_id}
+        return registration.add_user(self._core, body)
 
     def register_app(
         self,

@@ -34,8 +34,16 @@ CONSENT_SALT = "pdconnect.sandbox.identity.consent"
 #: A sign-in lasts as long as the sandbox's own (12 hours); a consent page stays usable an hour.
 SIGNIN_MAX_AGE = 12 * 3600
 CONSENT_MAX_AGE = 3600
-PARAMS = ("client_id", "redirect_uri", "response_type", "scope", "code_challenge", "code_challenge_method",
-          "state", "nonce")  # fmt: skip
+PARAMS = (
+    "client_id",
+    "redirect_uri",
+    "response_type",
+    "scope",
+    "code_challenge",
+    "code_challenge_method",
+    "state",
+    "nonce",
+)
 MAX_STATE = 1024
 MAX_NONCE = 255
 

@@ -32,9 +32,13 @@ def parse_fields(text: str, *, controls: bool = False) -> list[tuple[str, str]]:
     """
     try:
         pairs = parse_qsl(
-            text, keep_blank_values=True, strict_parsing=bool(text), encoding="utf-8", errors="strict",
+            text,
+            keep_blank_values=True,
+            strict_parsing=bool(text),
+            encoding="utf-8",
+            errors="strict",
             max_num_fields=MAX_FIELDS,
-        )  # fmt: skip
+        )
     except ValueError as exc:  # UnicodeDecodeError is one
         raise OAuthError("invalid_request", "The body is not a well-formed URL-encoded form.") from exc
     for name, value in pairs if not controls else ():

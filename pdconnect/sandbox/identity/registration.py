@@ -7,6 +7,7 @@ for type and range where they are read (a bool is not a number of seconds).
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -32,6 +33,7 @@ from pdconnect.urls import safe_link_href
 
 MAX_REDIRECT_URLS = 10
 MAX_EMAIL = 254
+_USER_ID = re.compile(r"[A-Z0-9]{1,20}")
 
 
 def _name(value: object, what: str) -> str:
@@ -79,8 +81,16 @@ def _scopes(kind: str, value: object) -> frozenset[str]:
 
 def register_app(core: Core, body: Mapping[str, Any]) -> OAuthApp:
     """Register an OAuth app from the control API's fields; the new app, secret included."""
-    unknown = set(body) - {"account", "name", "kind", "redirect_urls", "scopes", "confidential",
-                           "revoke_on_refresh_reuse", *LIFETIME_FIELDS}  # fmt: skip
+    unknown = set(body) - {
+        "account",
+        "name",
+        "kind",
+        "redirect_urls",
+        "scopes",
+        "confidential",
+        "revoke_on_refresh_reuse",
+        *LIFETIME_FIELDS,
+    }
     if unknown:
         raise ControlError(f"Unknown fields: {sorted(name[:40] for name in unknown)}")
     account = _account(core, body.get("account"))
@@ -145,20 +155,35 @@ def role(value: object) -> str:
     return value
 
 
+def _user_id(core: Core, value: object) -> str:
+    """A new user's id: ``value`` if given (the sandbox's own responder id, say), else a fresh one."""
+    if value is None:
+        return new_id()
+    if not isinstance(value, str) or _USER_ID.fullmatch(value) is None:
+        raise ControlError("id must be 1 to 20 upper-case letters and digits, such as PXYZ123.")
+    if value in core.registry.users:
+        raise ControlError("A user with this id exists already.", status=409)
+    return value
+
+
 def add_user(core: Core, body: Mapping[str, Any]) -> UserInfo:
-    """Add a user with a role to an account."""
-    unknown = set(body) - {"account", "name", "email", "role"}
+    """Add a user with a role to an account (with ``id``, under that id)."""
+    unknown = set(body) - {"account", "name", "email", "role", "id"}
     if unknown:
         raise ControlError(f"Unknown fields: {sorted(name[:40] for name in unknown)}")
+    with core.registry.lock:
+        return _add_user(core, body)
+
+
+def _add_user(core: Core, body: Mapping[str, Any]) -> UserInfo:
     user = IdentityUser(
-        id=new_id(),
+        id=_user_id(core, body.get("id")),
         account_id=_account(core, body.get("account")),
         name=_name(body.get("name"), "The user name"),
         email=_email(body.get("email")),
         role=role(body.get("role", "responder")),
     )
-    with core.registry.lock:
-        core.registry.users[user.id] = user
+    core.registry.users[user.id] = user
     return info(user)
 
 

@@ -158,8 +158,15 @@ class Harness:
         form = parse(consent.get_data(as_text=True)).forms[0]
         return client.post("/oauth/authorize", data={**form["fields"], "decision": decision})
 
-    def code(self, app: OAuthApp, *, user_id: str | None = None, challenge: str | None = None,
-             scope: str | None = "write", state: str | None = "st4te") -> str:  # fmt: skip
+    def code(
+        self,
+        app: OAuthApp,
+        *,
+        user_id: str | None = None,
+        challenge: str | None = None,
+        scope: str | None = "write",
+        state: str | None = "st4te",
+    ) -> str:
         """Click through sign-in and consent; the code the callback receives."""
         client = self.client()
         consent = self.sign_in(

@@ -16,8 +16,13 @@ from tests.sandbox.identity.harness import REDIRECT, Harness, location_params, p
 
 def _params(harness: Harness, **changes: Any) -> dict[str, Any]:
     app = harness.app_for(scopes=["read", "write"])
-    params: dict[str, Any] = {"client_id": app.client_id, "redirect_uri": REDIRECT, "response_type": "code",
-                              "scope": "write", "state": "xyz"}  # fmt: skip
+    params: dict[str, Any] = {
+        "client_id": app.client_id,
+        "redirect_uri": REDIRECT,
+        "response_type": "code",
+        "scope": "write",
+        "state": "xyz",
+    }
     for name, value in changes.items():
         if value is None:
             params.pop(name, None)

@@ -139,12 +139,26 @@ def test_users(harness: Harness) -> None:
         {"name": ""},
         {"name": "\x00"},
         {"password": "x"},
+        {"id": "lower"},
+        {"id": ""},
+        {"id": "P" * 21},
+        {"id": 7},
+        {"id": "TAKEN"},
     ],
 )
 def test_bad_users_are_refused(harness: Harness, changes: dict[str, Any]) -> None:
+    harness.identity.add_user("acme", name="Taken", email="t@acme.example", user_id="TAKEN")
     body = {"account": "acme", "name": "Ann", "email": "ann@acme.example", "role": "admin"} | changes
     answer = harness.client().post(USERS, json=body)
-    assert answer.status_code in (400, 404) and answer.get_json()["error"]["message"]
+    assert answer.status_code in (400, 404, 409) and answer.get_json()["error"]["message"]
+    assert [u.name for u in harness.identity.users("acme")].count("Ann") == 0
+
+
+def test_a_user_can_reuse_the_sandboxs_responder_id(harness: Harness) -> None:
+    body = {"account": "acme", "name": "Ann", "email": "ann@acme.example", "role": "admin", "id": "PABC123"}
+    answer = harness.client().post(USERS, json=body)
+    assert answer.status_code == 201 and answer.get_json()["user"]["id"] == "PABC123"
+    assert harness.identity.role_of("acme", "PABC123") == "admin"
 
 
 @pytest.mark.parametrize("body", [{}, {"role": "root"}, {"role": "admin", "name": "x"}, {"name": "x"}])
@@ -182,10 +196,14 @@ _SHARED = Harness()
 @given(
     st.dictionaries(
         st.sampled_from(["account", "name", "kind", "redirect_urls", "scopes", "confidential", "code_seconds", "x"]),
-        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=30)
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats(allow_nan=False)
+        | st.text(max_size=30)
         | st.lists(st.text(max_size=30), max_size=3),
     )
-)  # fmt: skip
+)
 def test_any_registration_is_a_201_or_a_json_4xx(body: dict[str, Any]) -> None:
     answer = _SHARED.client().post(APPS, json=body)
     assert answer.status_code in (201, 400, 404)

@@ -100,8 +100,13 @@ def test_lifetimes_changed_through_the_control_api_apply_to_new_tokens(harness: 
 def test_a_refresh_may_narrow_the_scopes_but_not_widen_them(harness: Harness) -> None:
     app = harness.app_for()
     tokens = harness.tokens(app, scope="read write")
-    form = {"grant_type": "refresh_token", "client_id": app.client_id, "client_secret": app.client_secret or "",
-            "refresh_token": tokens["refresh_token"], "scope": "read"}  # fmt: skip
+    form = {
+        "grant_type": "refresh_token",
+        "client_id": app.client_id,
+        "client_secret": app.client_secret or "",
+        "refresh_token": tokens["refresh_token"],
+        "scope": "read",
+    }
     narrowed = harness.token(form).get_json()
     assert narrowed["scope"] == "openid read"
     wider = {**form, "refresh_token": narrowed["refresh_token"], "scope": "read write"}

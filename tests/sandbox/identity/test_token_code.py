@@ -130,8 +130,13 @@ def test_a_redirect_uri_unlike_the_authorize_ones_is_invalid_grant(harness: Harn
     app = harness.app_for(redirect_urls=[REDIRECT, other])
     verifier, challenge = pkce_pair()
     code = harness.code(app, challenge=challenge)
-    form = {"grant_type": "authorization_code", "client_id": app.client_id, "client_secret": app.client_secret or "",
-            "code": code, "code_verifier": verifier}  # fmt: skip
+    form = {
+        "grant_type": "authorization_code",
+        "client_id": app.client_id,
+        "client_secret": app.client_secret or "",
+        "code": code,
+        "code_verifier": verifier,
+    }
     if redirect_uri is not None:
         form["redirect_uri"] = other if redirect_uri == "OTHER_REGISTERED" else redirect_uri
     assert _error(harness.token(form)) == "invalid_grant"
@@ -205,10 +210,14 @@ def test_bad_http_basic_credentials(harness: Harness, header: Any, extra: dict[s
 
 @pytest.mark.parametrize(
     ("grant_type", "error"),
-    [(None, "invalid_request"), ("password", "unsupported_grant_type"), ("implicit", "unsupported_grant_type"),
-     ("AUTHORIZATION_CODE", "unsupported_grant_type"), ("urn:ietf:params:oauth:grant-type:jwt-bearer",
-      "unsupported_grant_type")],
-)  # fmt: skip
+    [
+        (None, "invalid_request"),
+        ("password", "unsupported_grant_type"),
+        ("implicit", "unsupported_grant_type"),
+        ("AUTHORIZATION_CODE", "unsupported_grant_type"),
+        ("urn:ietf:params:oauth:grant-type:jwt-bearer", "unsupported_grant_type"),
+    ],
+)
 def test_grant_types(harness: Harness, grant_type: str | None, error: str) -> None:
     app = harness.app_for()
     form = {"client_id": app.client_id, "client_secret": app.client_secret or ""}
@@ -225,8 +234,9 @@ def test_a_missing_code_is_invalid_request(harness: Harness) -> None:
 
 def test_the_scope_parameter_pagerdutys_client_sends_is_ignored(harness: Harness) -> None:
     app, form = _code_form(harness)
-    answer = harness.token(form | {"client_id": app.client_id, "client_secret": app.client_secret or "",
-                                   "scope": "read write admin"})  # fmt: skip
+    answer = harness.token(
+        form | {"client_id": app.client_id, "client_secret": app.client_secret or "", "scope": "read write admin"}
+    )
     assert answer.status_code == 200 and answer.get_json()["scope"] == "openid write"
 
 
@@ -236,7 +246,12 @@ _SHARED_APP = _SHARED.app_for()
 
 @given(st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=80))
 def test_no_guessed_code_is_ever_accepted(code: str) -> None:
-    form = {"grant_type": "authorization_code", "client_id": _SHARED_APP.client_id,
-            "client_secret": _SHARED_APP.client_secret or "", "code": code, "redirect_uri": REDIRECT}  # fmt: skip
+    form = {
+        "grant_type": "authorization_code",
+        "client_id": _SHARED_APP.client_id,
+        "client_secret": _SHARED_APP.client_secret or "",
+        "code": code,
+        "redirect_uri": REDIRECT,
+    }
     answer = _SHARED.token(form)
     assert answer.status_code == 400 and answer.get_json()["error"] in ("invalid_grant", "invalid_request")
