@@ -30,6 +30,8 @@ from pdconnect.urls import is_loopback_host
 
 KEYS_VARIABLE = "PDCONNECT_ROUTING_KEYS"
 TOKEN_VARIABLE = "PDCONNECT_ALERTMANAGER_TOKEN"  # noqa: S105 -- the variable's name, not a token
+#: The shortest bearer token the bridge takes.
+MIN_TOKEN_LENGTH = 16
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -120,6 +122,15 @@ def _run(args: argparse.Namespace) -> int:
             f"pdconnect alertmanager: set ${TOKEN_VARIABLE} (--no-token is allowed only on loopback)", file=sys.stderr
         )
         return 2
+    if token is not None and not _usable_token(token):
+        # Checked here, once: a token that cannot be compared (bytes that are not UTF-8) or
+        # that nobody could send ("a", " ") would leave every request refused, forever.
+        print(
+            f"pdconnect alertmanager: ${TOKEN_VARIABLE} must be {MIN_TOKEN_LENGTH} to 4096 printable ASCII "
+            "characters without spaces",
+            file=sys.stderr,
+        )
+        return 2
     try:
         sender = Sender(client=args.client, events_base_url=args.events_base_url)
     except (ValueError, PdConnectError) as exc:
@@ -155,6 +166,11 @@ def _run(args: argparse.Namespace) -> int:
         outbox.close()
     print("pdconnect alertmanager stopped", flush=True)
     return 0
+
+
+def _usable_token(token: str) -> bool:
+    """Whether ``token`` can be sent in a header and compared: printable ASCII, long enough to guess hard."""
+    return MIN_TOKEN_LENGTH <= len(token) <= 4096 and token.isascii() and token.isprintable() and " " not in token
 
 
 def _wait_for_signal() -> None:

@@ -376,3 +376,41 @@ def test_a_worker_stops_on_a_schema_error_instead_of_retrying(tmp_path: Path) ->
             thread.join()
         assert failures and isinstance(failures[0], sa.exc.OperationalError), "it retried instead"
         assert worker.counters.database_errors == 0
+
+
+# -- finding 10: the Alertmanager bridge's token -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "a",
+        " ",
+        "short-token-15c",
+        "tok\udcffen-long-enough-123456",
+        "token with spaces inside",
+        "tab\tseparated-token-123",
+        "x" * 4097,
+        "ünïcödé-token-long-enough",
+    ],
+    ids=["one-char", "blank", "fifteen", "not-utf8", "spaces", "tab", "too-long", "non-ascii"],
+)
+def test_the_bridge_refuses_an_unusable_token_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], token: str
+) -> None:
+    monkeypatch.setenv("PDCONNECT_ROUTING_KEYS", SERVICE_KEY)
+    monkeypatch.setenv("PDCONNECT_ALERTMANAGER_TOKEN", token)
+    assert main(["alertmanager", "--database", f"sqlite:///{tmp_path / 'o.db'}", "--listen", "127.0.0.1:0"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "PDCONNECT_ALERTMANAGER_TOKEN must be" in err
+    assert len(token) < 8 or token not in err
+
+
+@settings(max_examples=200)
+@given(token=st.text(max_size=40))
+def test_a_token_the_bridge_takes_can_be_sent_and_compared(token: str) -> None:
+    from pdconnect.alertmanager_cli import _usable_token
+
+    if _usable_token(token):
+        token.encode("ascii")
+        assert len(token) >= 16 and token == token.strip() and " " not in token
