@@ -113,3 +113,25 @@ def test_the_signin_page_lists_users(harness: Harness, served: LoopbackServer, t
     page = harness.client().get(f"/oauth/authorize?{urlsplit(url).query}")
     assert harness.alex.id in parse(page.get_data(as_text=True)).forms[0]["options"]
     client.close()
+
+
+def test_through_the_real_sandbox_over_tls(tls: TlsFiles) -> None:
+    from pdconnect.sandbox import SandboxServer
+    from tests.sandbox.identity.test_through_sandbox import Browser
+
+    with SandboxServer(tls=tls) as server:
+        identity = server.sandbox.identity
+        user = identity.add_user("acme", name="Alex", email="alex@acme.example", role="manager")
+        app = identity.register_app("acme", name="Acme Monitoring", redirect_urls=[REDIRECT], access_token_seconds=3600)
+        context = ssl.create_default_context(cafile=str(tls.ca_path))
+        client = pagerduty.OAuthTokenClient(app.client_secret, app.client_id, base_url=server.url, verify=context)
+        browser = Browser(server.url, verify=str(tls.ca_path))
+        params = browser.approve(urlsplit(client.authorize_url("read", REDIRECT)).query, user.id)
+        auth = client.get_new_token_from_code(params["code"], "read", REDIRECT)
+        refreshed = client.get_refreshed_token(auth["refresh_token"])
+        rest = pagerduty.RestApiV2Client(refreshed["access_token"], auth_type="bearer", verify=context)
+        rest.url = server.url
+        services = rest.list_all("services")
+        assert services and all(s["id"] for s in services)
+        rest.close()
+        client.close()

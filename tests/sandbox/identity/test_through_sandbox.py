@@ -20,15 +20,16 @@ REST_ACCEPT = {"Accept": "application/vnd.pagerduty+json;version=2"}
 class Browser:
     """A browser's session with the sandbox: follows nothing by itself."""
 
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, *, verify: str | bool = True) -> None:
         self.base = base
+        self.verify = verify  # per request: requests lets REQUESTS_CA_BUNDLE override a session's
         self.session = requests.Session()
 
     def get(self, path: str) -> requests.Response:
-        return self.session.get(self.base + path, allow_redirects=False, timeout=10)
+        return self.session.get(self.base + path, allow_redirects=False, timeout=10, verify=self.verify)
 
     def post(self, path: str, data: dict[str, Any]) -> requests.Response:
-        return self.session.post(self.base + path, data=data, allow_redirects=False, timeout=10)
+        return self.session.post(self.base + path, data=data, allow_redirects=False, timeout=10, verify=self.verify)
 
     def approve(self, query: str, user_id: str, decision: str = "approve") -> dict[str, str]:
         """Sign in as ``user_id``, decide; the callback's query parameters."""
