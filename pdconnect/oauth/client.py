@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+import requests
+
 from pdconnect.errors import StateInvalid
 from pdconnect.install import check_subdomain
 from pdconnect.nonces import NonceStore
@@ -29,6 +31,14 @@ logger = logging.getLogger("pdconnect.oauth")
 
 # What a token request sends that must never come back in a message.
 _SECRET_FIELDS = frozenset({"code", "code_verifier", "refresh_token", "client_secret"})
+
+
+def _default_transport() -> Transport:
+    # A plain session: RequestsTransport's own (whose reads run under a total deadline) loses
+    # the body of about half the answers that come with "Connection: close", as the sandbox's
+    # identity server sends them (its socket reader holds no reference on the socket, so
+    # http.client closes it under the read). Per-read timeouts apply instead, until that is fixed.
+    return RequestsTransport(requests.Session())
 
 
 @dataclass(frozen=True)
@@ -70,7 +80,7 @@ class PagerDutyOAuth:
         if not isinstance(app, OAuthApp):
             raise TypeError("app must be an OAuthApp")
         self.app = app
-        self.transport: Transport = transport if transport is not None else RequestsTransport()
+        self.transport: Transport = transport if transport is not None else _default_transport()
         check_transport(self.transport)
         self._requester = Requester(
             self.transport, retry=retry if retry is not None else DEFAULT_RETRY, timeout=timeout, sleep=sleep

@@ -247,3 +247,13 @@ def test_an_identity_host_that_keeps_failing_is_a_retryable_error(vendor: Vendor
     with pytest.raises(TokenEndpointError) as caught:
         vendor.oauth.refresh("pdus+_1whatever")
     assert caught.value.retryable
+
+
+def test_the_default_transport_reads_every_answer_of_the_identity_host(vendor: Vendor) -> None:
+    # The sandbox's identity server answers "Connection: close"; RequestsTransport's own session
+    # lost about half of such bodies (ChunkedEncodingError), and a retried code exchange then
+    # spends the code. The client's default transport must read every one.
+    oauth = PagerDutyOAuth(vendor.oauth.app, secret=SECRET, nonces=MemoryNonceStore(), retry=RetryPolicy.no_retries())
+    for _ in range(40):
+        with pytest.raises(OAuthRefused, match="invalid_grant"):
+            oauth.refresh("pdus+_1not-a-live-token")
