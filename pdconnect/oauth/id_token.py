@@ -61,9 +61,15 @@ def _text_claim(claims: Mapping[str, Any], name: str, pattern: re.Pattern[str]) 
 
 def _time_claim(claims: Mapping[str, Any], name: str) -> float:
     value = claims.get(name)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise IdTokenInvalid(f"its {name!r} claim is missing or not a number")
-    return float(value)
+    try:
+        seconds = float(value)  # an int beyond a float's range raises here, not later
+    except OverflowError:
+        raise IdTokenInvalid(f"its {name!r} claim is not a time") from None
+    if not math.isfinite(seconds):
+        raise IdTokenInvalid(f"its {name!r} claim is not a time")
+    return seconds
 
 
 def _rest_base(audience: list[str], app: OAuthApp) -> tuple[str, RegionName]:

@@ -122,3 +122,10 @@ def test_public_client_sends_no_secret(identity: FakeIdentity, clock: FakeClock,
     with pytest.raises(Exception, match="invalid_client"):
         oauth.finish(identity.approve(start.url), owner_id="u", session_binding=binding)
     assert "client_secret" not in identity.token_calls[-1]
+
+
+def test_the_longest_return_to_fits_in_the_state(oauth: PagerDutyOAuth, identity: FakeIdentity, binding: str) -> None:
+    longest = "/" + "a" * 2047
+    start = oauth.authorize(owner_id="u" * 255, session_binding=binding, return_to=longest)
+    done = oauth.finish(identity.approve(start.url), owner_id="u" * 255, session_binding=binding)
+    assert done.return_to == longest
