@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 
 from pdconnect.errors import PdConnectError
+from pdconnect.urls import is_secret_query_key
 
 #: Seconds a SQLite connection waits for another writer before "database is locked".
 SQLITE_BUSY_TIMEOUT = 60
@@ -57,11 +58,16 @@ def parse_url(url: str | URL) -> URL:
 
 
 def shown_url(url: str | URL) -> str:
-    """``url`` for messages and logs: the password replaced by ``***``."""
+    """``url`` for messages, logs and reprs: the password replaced by ``***``, and so is every
+    query parameter that may hold one (libpq and psycopg take ``?password=``)."""
     try:
-        return parse_url(url).render_as_string(hide_password=True)
+        parsed = parse_url(url)
     except DatabaseURLError:
         return "(unreadable URL)"
+    secret = [name for name in parsed.query if is_secret_query_key(name)]
+    if secret:
+        parsed = parsed.update_query_dict(dict.fromkeys(secret, "***"))
+    return parsed.render_as_string(hide_password=True)
 
 
 def create_engine(url: str | URL) -> sa.Engine:

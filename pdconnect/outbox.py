@@ -44,7 +44,7 @@ from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.schema import CreateIndex
 
-from pdconnect.database import engine_for
+from pdconnect.database import engine_for, shown_url
 from pdconnect.errors import ConfigError, EventValidationError
 from pdconnect.events import Event
 from pdconnect.integration import EventsApi, Integration
@@ -295,8 +295,7 @@ class Outbox:
             self.create_tables()
 
     def __repr__(self) -> str:
-        url = self.engine.url.render_as_string(hide_password=True)
-        return f"Outbox({url!r}, table={self.events.name!r})"
+        return f"Outbox({shown_url(self.engine.url)!r}, table={self.events.name!r})"
 
     def create_tables(self) -> None:
         """Create the tables, and any index an older pdconnect did not make, where missing."""

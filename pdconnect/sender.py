@@ -56,7 +56,7 @@ from pdconnect.keys import KeyType, classify_key, normalize_key, redact
 from pdconnect.payloads import alert_body, change_body, check_vendor_fields, encode_body, legacy_body
 from pdconnect.retry import RetryPolicy, Verdict, classify_status, is_rate_limited, parse_retry_after
 from pdconnect.transport import HttpResponse, RequestsTransport, Transport, TransportError
-from pdconnect.urls import EVENTS_BASE_URLS, check_base_url
+from pdconnect.urls import EVENTS_BASE_URLS, check_base_url, masked_url
 from pdconnect.version import __version__
 
 logger = logging.getLogger("pdconnect")
@@ -214,7 +214,8 @@ class Sender:
         self._rng = rng if rng is not None else random.Random()  # noqa: S311 -- jitter, not secrecy
 
     def __repr__(self) -> str:
-        return f"Sender(client={self._defaults.client!r}, base_urls={list(self._defaults.base_urls.values())!r})"
+        base_urls = [masked_url(url) for url in self._defaults.base_urls.values()]
+        return f"Sender(client={self._defaults.client!r}, base_urls={base_urls!r})"
 
     def __enter__(self) -> Sender:
         return self

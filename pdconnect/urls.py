@@ -162,3 +162,33 @@ def add_path_segment(url: str, segment: str) -> str:
     parts = urlsplit(url)
     path = parts.path if parts.path.endswith("/") else parts.path + "/"
     return urlunsplit(parts._replace(path=path + segment))
+
+
+# Query parameters that can carry a secret: libpq's ``password`` and ``sslpassword``, a
+# SQLCipher ``key``, tokens in a relay's URL. Matched by part of the name, case-insensitively.
+_SECRET_QUERY_WORDS = ("pass", "pwd", "secret", "token", "key", "auth", "credential", "signature")
+
+
+def is_secret_query_key(name: str) -> bool:
+    """Whether a URL query parameter named ``name`` may hold a secret (and must be masked when shown)."""
+    lowered = name.lower()
+    return any(word in lowered for word in _SECRET_QUERY_WORDS)
+
+
+def masked_url(url: str) -> str:
+    """``url`` for messages, logs and reprs: a password in the userinfo and every query
+    parameter that may hold a secret replaced by ``***``; an unreadable URL by a placeholder."""
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if "@" in netloc:
+            userinfo, _, hostport = netloc.rpartition("@")
+            user, colon, _password = userinfo.partition(":")
+            netloc = f"{user}{':***' if colon else ''}@{hostport}"
+        query = parts.query
+        if query:
+            pairs = parse_qsl(query, keep_blank_values=True)
+            query = urlencode([(k, "***" if is_secret_query_key(k) else v) for k, v in pairs], safe="*")
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    except ValueError:
+        return "(unreadable URL)"

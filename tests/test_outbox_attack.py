@@ -414,3 +414,65 @@ def test_a_token_the_bridge_takes_can_be_sent_and_compared(token: str) -> None:
     if _usable_token(token):
         token.encode("ascii")
         assert len(token) >= 16 and token == token.strip() and " " not in token
+
+
+# -- finding 7: passwords in URLs -----------------------------------------------------------------
+
+
+SECRET = "S3cretPW"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgresql+psycopg://app@127.0.0.1:1/db?password={SECRET}",
+        f"postgresql+psycopg://app:{SECRET}@127.0.0.1:1/db",
+        f"postgresql+psycopg://app@127.0.0.1:1/db?sslpassword={SECRET}&application_name=x",
+        f"postgresql+psycopg://app@127.0.0.1:1/db?PASSWORD={SECRET}",
+        f"sqlite:///q.db?key={SECRET}",
+        f"sqlite:///q.db?password={SECRET}&password={SECRET}",
+    ],
+)
+def test_a_database_url_is_shown_without_its_password(url: str) -> None:
+    from pdconnect.database import shown_url
+
+    assert SECRET not in shown_url(url)
+    assert "127.0.0.1" in shown_url(url) or "q.db" in shown_url(url)
+
+
+def test_the_outbox_repr_hides_a_password_in_the_query() -> None:
+    url = f"postgresql+psycopg://app@127.0.0.1:1/db?password={SECRET}"
+    with Outbox(url, create_tables=False) as outbox:  # never connects
+        assert SECRET not in repr(outbox)
+        assert "127.0.0.1:1/db" in repr(outbox)
+
+
+@pytest.mark.parametrize(
+    "base",
+    [
+        f"https://relay:{SECRET}@127.0.0.1:9",
+        f"https://{SECRET}:{SECRET}@127.0.0.1:9",
+        f"https://relay:{SECRET}@127.0.0.1:9/path",
+        f"https://:{SECRET}@127.0.0.1:9",
+    ],
+)
+def test_the_sender_repr_hides_credentials_in_its_base_url(base: str) -> None:
+    sender = Sender(events_base_url=base)
+    try:
+        assert f":{SECRET}@" not in repr(sender) and f"={SECRET}" not in repr(sender)
+        assert "127.0.0.1:9" in repr(sender)
+    finally:
+        sender.close()
+
+
+@settings(max_examples=200)
+@given(password=st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=6, max_size=20))
+def test_a_masked_url_never_shows_the_password(password: str) -> None:
+    from urllib.parse import quote
+
+    from pdconnect.urls import masked_url
+
+    quoted = quote(password, safe="")
+    for url in (f"https://u:{quoted}@h.example/p", f"https://h.example/p?password={quoted}"):
+        shown = masked_url(url)
+        assert quoted not in shown or quoted in "https://u:***@h.example/p?password=***"
