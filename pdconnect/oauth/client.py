@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import requests
@@ -23,6 +23,7 @@ from pdconnect.oauth.pkce import challenge, new_verifier
 from pdconnect.oauth.scopes import OPENID, check_scope, format_scopes, missing_scopes, requested_scopes
 from pdconnect.oauth.state import OAuthStates
 from pdconnect.oauth.tokens import FORM_HEADERS, TokenRequest, TokenSet, read_token_answer
+from pdconnect.query import QueryInput
 from pdconnect.retry import RetryPolicy
 from pdconnect.state import DEFAULT_MAX_AGE, Secret
 from pdconnect.transport import RequestsTransport, Transport
@@ -120,13 +121,13 @@ class PagerDutyOAuth:
 
     def finish(
         self,
-        query: Mapping[str, str] | str,
+        query: QueryInput,
         *,
         owner_id: str,
         session_binding: str,
         state: str | None = None,
     ) -> Authorized:
-        """Complete an authorization from the callback's query.
+        """Complete an authorization from the callback's query (a string, or a framework's mapping).
 
         In order: the state (sealed by us, at most ``max_age`` old, this session's, this
         owner's, unused; a state PagerDuty did not echo may be passed as ``state``, from the

@@ -3,8 +3,8 @@
 The token endpoint is a POST through the vendor's :class:`~pdconnect.transport.Transport`, as
 every event is. The JWKS document is a GET, which the :class:`~pdconnect.transport.Transport`
 protocol does not have (yet): a transport with a ``get(url, headers, timeout)`` method is used
-as it is, a :class:`~pdconnect.transport.RequestsTransport` through its session (its size cap
-and no redirects kept), anything else is refused when the client is made.
+as it is, a :class:`~pdconnect.transport.RequestsTransport` through its session (its size cap,
+its deadline and no redirects kept), anything else is refused when the client is made.
 
 429, 408 and 5xx answers and network failures are retried with the policy's backoff (a 429
 waits at least its ``rate_limit_delay``, a ``Retry-After`` only lengthens a wait) until its
@@ -128,7 +128,7 @@ class Requester:
             wait = policy.wait(attempt, self._rng, retry_after=retry_after, rate_limited=status == 429)
             if self._monotonic() - started + wait > policy.deadline:
                 break
-            logger.warning("%s answered %s; retrying in %.2fs", what, reason, wait)
+            logger.warning("%s: %s; retrying in %.2fs", what, reason, wait)
             self._sleep(wait)
         logger.error("%s gave no usable answer (last: %s)", what, reason)
         raise TokenEndpointError(f"{what} gave no usable answer (last: {reason})", status=status, retryable=True)

@@ -129,3 +129,18 @@ def test_the_longest_return_to_fits_in_the_state(oauth: PagerDutyOAuth, identity
     start = oauth.authorize(owner_id="u" * 255, session_binding=binding, return_to=longest)
     done = oauth.finish(identity.approve(start.url), owner_id="u" * 255, session_binding=binding)
     assert done.return_to == longest
+
+
+def test_a_frameworks_multi_value_query_is_read(oauth: PagerDutyOAuth, identity: FakeIdentity, binding: str) -> None:
+    from werkzeug.datastructures import MultiDict
+
+    from pdconnect.errors import CallbackError
+
+    start = oauth.authorize(owner_id="u", session_binding=binding)
+    query = parse_qs(identity.approve(start.url))
+    repeated = MultiDict([("code", query["code"][0]), ("code", "other"), ("state", start.state)])
+    with pytest.raises(CallbackError, match="repeats"):
+        oauth.finish(repeated, owner_id="u", session_binding=binding)
+    again = oauth.authorize(owner_id="u", session_binding=binding)
+    args = MultiDict(parse_qs(identity.approve(again.url)))
+    assert oauth.finish(args, owner_id="u", session_binding=binding).owner_id == "u"
