@@ -25,23 +25,29 @@ from __future__ import annotations
 import json
 import logging
 import random
-import re
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
-from urllib.parse import urlencode, urlsplit
 
-from pdconnect.errors import InvalidData, UnsafeURLError
-from pdconnect.oauth.credentials import Credential
+import requests
+
+from pdconnect.errors import InvalidData
 from pdconnect.oauth.refresh import NeedsReauthorization, TokenRefresher
-from pdconnect.rest.errors import Forbidden, NotFound, RestError, RestUnavailable, UnsafeRestURL
+from pdconnect.rest.answers import error_for, read_object
+from pdconnect.rest.errors import NotFound, RestError, RestUnavailable
 from pdconnect.rest.http import check_rest_transport, send
+from pdconnect.rest.paths import rest_url, segment
+from pdconnect.rest.subscriptions import (
+    NewSubscription,
+    WebhookSubscription,
+    check_custom_headers,
+    check_description,
+    check_events,
+    read_subscription,
+)
 from pdconnect.retry import RetryPolicy, parse_retry_after
-from pdconnect.storage import clean_reason
-from pdconnect.text import text_problem
 from pdconnect.transport import HttpResponse, RequestsTransport, TransportError
-from pdconnect.urls import check_base_url, check_callback_url
+from pdconnect.urls import check_callback_url
 from pdconnect.webhooks.subscriptions import DEFAULT_EVENTS
 
 logger = logging.getLogger("pdconnect.rest")
@@ -55,34 +61,14 @@ MAX_ITEMS = 10_000
 #: An interactive page should not wait minutes for PagerDuty.
 DEFAULT_RETRY = RetryPolicy(max_attempts=4, base_delay=0.5, max_delay=8.0, deadline=30.0, rate_limit_delay=5.0)
 DEFAULT_TIMEOUT = (5.0, 15.0)
-_ID = re.compile(r"[A-Za-z0-9_\-.:~]{1,255}", re.ASCII)
 
 
-@dataclass(frozen=True)
-class WebhookSubscription:
-    """A V3 webhook subscription as PagerDuty describes it (never with its secret)."""
-
-    id: str
-    url: str | None
-    events: tuple[str, ...] = ()
-    filter_type: str | None = None
-    filter_id: str | None = None
-    active: bool | None = None
-    description: str | None = None
-
-
-@dataclass(frozen=True)
-class NewSubscription:
-    """A subscription just created and its secret, which PagerDuty shows this once.
-
-    Unpacks as ``subscription, secret = ...``; ``repr`` hides the secret.
-    """
-
-    subscription: WebhookSubscription
-    secret: str = field(repr=False)
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter((self.subscription, self.secret))
+def _default_transport() -> RequestsTransport:
+    # A plain session, as pdconnect.oauth.client does: RequestsTransport's own session reads
+    # under a total deadline with a socket reader that holds no reference on the socket, so
+    # an answer with "Connection: close" loses its body about half the time (EBADF). Per-read
+    # timeouts apply instead, until pdconnect.transport is fixed.
+    return RequestsTransport(requests.Session())
 
 
 class AccountRestClient:
@@ -112,7 +98,7 @@ class AccountRestClient:
         self.owner_id = owner_id
         self.account_id = account_id
         self._owns_transport = transport is None
-        self.transport = transport if transport is not None else RequestsTransport()
+        self.transport = transport if transport is not None else _default_transport()
         self.retry = retry if retry is not None else DEFAULT_RETRY
         self.timeout = timeout
         self._sleep = sleep
@@ -124,7 +110,7 @@ class AccountRestClient:
 
     def close(self) -> None:
         if self._owns_transport and isinstance(self.transport, RequestsTransport):
-            self.transport.close()
+            self.transport.session.close()
 
     def __enter__(self) -> AccountRestClient:
         return self
@@ -135,20 +121,23 @@ class AccountRestClient:
     # -- the endpoints -----------------------------------------------------------------------
 
     def list_services(self, *, max_items: int = MAX_ITEMS) -> list[dict[str, Any]]:
-        """Every service of the account (each page of 100, until PagerDuty says there is no more)."""
+        """Every service of the account (each page of 100, until PagerDuty says there is no more).
+
+        ``max_items`` (1 to 10,000, PagerDuty's own limit for offsets) bounds the walk.
+        """
         return self._paginate("/services", "services", scope="services.read", max_items=max_items)
 
     def get_incident(self, incident_id: str) -> dict[str, Any]:
         """The incident ``incident_id``; raises :class:`~pdconnect.rest.errors.NotFound`."""
-        data = self._json("GET", f"/incidents/{_segment(incident_id)}", scope="incidents.read")
-        return _object(data, "incident", "GET", "/incidents/{id}")
+        data = self._json("GET", f"/incidents/{segment(incident_id)}", scope="incidents.read")
+        return read_object(data, "incident", "GET", "/incidents/{id}")
 
     def list_webhook_subscriptions(self, *, max_items: int = MAX_ITEMS) -> list[WebhookSubscription]:
         """The account's webhook subscriptions, every page."""
         raw = self._paginate(
             "/webhook_subscriptions", "webhook_subscriptions", scope="webhook_subscriptions.read", max_items=max_items
         )
-        return [_subscription(item, "GET", "/webhook_subscriptions") for item in raw]
+        return [read_subscription(item, "GET", "/webhook_subscriptions") for item in raw]
 
     def create_webhook_subscription(
         self,
@@ -166,45 +155,46 @@ class AccountRestClient:
         secret at once, PagerDuty never shows it again.
         """
         check_callback_url(url, name="webhook URL")
+        event_names, text = check_events(events), check_description(description)
         if service_id is not None and team_id is not None:
             raise ValueError("filter by a service or a team, not both")
         if service_id is not None:
-            filter_: dict[str, str] = {"type": "service_reference", "id": _check_id(service_id, "service_id")}
+            filter_: dict[str, str] = {"type": "service_reference", "id": segment(service_id)}
         elif team_id is not None:
-            filter_ = {"type": "team_reference", "id": _check_id(team_id, "team_id")}
+            filter_ = {"type": "team_reference", "id": segment(team_id)}
         else:
             filter_ = {"type": "account_reference"}
         delivery: dict[str, Any] = {"type": "http_delivery_method", "url": url}
-        if custom_headers:
-            delivery["custom_headers"] = [{"name": k, "value": v} for k, v in custom_headers.items()]
+        if custom_headers is not None:
+            delivery["custom_headers"] = check_custom_headers(custom_headers)
         body = {
             "webhook_subscription": {
                 "type": "webhook_subscription",
                 "delivery_method": delivery,
-                "events": [_check_id(e, "event") for e in events],
+                "events": event_names,
                 "filter": filter_,
-                "description": description[:1024],
+                "description": text,
             }
         }
         path = "/webhook_subscriptions"
         data = self._json("POST", path, body=body, scope="webhook_subscriptions.write", retry_errors=False)
-        raw = _object(data, "webhook_subscription", "POST", path)
+        raw = read_object(data, "webhook_subscription", "POST", path)
         method = raw.get("delivery_method")
         secret = method.get("secret") if isinstance(method, dict) else None
         if not isinstance(secret, str) or not secret:
             raise RestError("PagerDuty's answer holds no subscription secret", status=200, method="POST", path=path)
-        return NewSubscription(_subscription(raw, "POST", path), secret)
+        return NewSubscription(read_subscription(raw, "POST", path), secret)
 
     def ping_webhook_subscription(self, subscription_id: str) -> None:
         """Ask PagerDuty to send a ``pagey.ping`` to the subscription's URL."""
-        path = f"/webhook_subscriptions/{_segment(subscription_id)}/ping"
+        path = f"/webhook_subscriptions/{segment(subscription_id)}/ping"
         self._request("POST", path, scope="webhook_subscriptions.write")
 
     def enable_webhook_subscription(self, subscription_id: str) -> WebhookSubscription:
         """Enable a subscription PagerDuty disabled after failed deliveries."""
-        path = f"/webhook_subscriptions/{_segment(subscription_id)}/enable"
+        path = f"/webhook_subscriptions/{segment(subscription_id)}/enable"
         data = self._json("POST", path, scope="webhook_subscriptions.write")
-        return _subscription(_object(data, "webhook_subscription", "POST", path), "POST", path)
+        return read_subscription(read_object(data, "webhook_subscription", "POST", path), "POST", path)
 
     def update_webhook_subscription(
         self,
@@ -220,20 +210,22 @@ class AccountRestClient:
         if url is not None:
             change["delivery_method"] = {"type": "http_delivery_method", "url": check_callback_url(url, name="url")}
         if events is not None:
-            change["events"] = [_check_id(e, "event") for e in events]
+            change["events"] = check_events(events)
         if description is not None:
-            change["description"] = description[:1024]
+            change["description"] = check_description(description)
         if active is not None:
-            change["active"] = bool(active)
-        path = f"/webhook_subscriptions/{_segment(subscription_id)}"
+            if not isinstance(active, bool):
+                raise InvalidData("active must be true or false", field="active")
+            change["active"] = active
+        path = f"/webhook_subscriptions/{segment(subscription_id)}"
         data = self._json("PUT", path, body={"webhook_subscription": change}, scope="webhook_subscriptions.write")
-        return _subscription(_object(data, "webhook_subscription", "PUT", path), "PUT", path)
+        return read_subscription(read_object(data, "webhook_subscription", "PUT", path), "PUT", path)
 
     def delete_webhook_subscription(self, subscription_id: str) -> bool:
         """Delete a subscription; ``False`` if PagerDuty no longer has it."""
         try:
             self._request(
-                "DELETE", f"/webhook_subscriptions/{_segment(subscription_id)}", scope="webhook_subscriptions.write"
+                "DELETE", f"/webhook_subscriptions/{segment(subscription_id)}", scope="webhook_subscriptions.write"
             )
         except NotFound:
             return False
@@ -247,6 +239,8 @@ class AccountRestClient:
         The next offset is counted here from the items received, never taken from the answer,
         and an empty page ends the walk: an answer cannot make the client loop or skip back.
         """
+        if isinstance(max_items, bool) or not isinstance(max_items, int) or not 1 <= max_items <= MAX_ITEMS:
+            raise ValueError(f"max_items must be a whole number from 1 to {MAX_ITEMS}")
         items: list[dict[str, Any]] = []
         while len(items) < max_items:
             limit = min(PAGE_LIMIT, max_items - len(items))
@@ -296,7 +290,7 @@ class AccountRestClient:
                 self._revoked(token)
         if 200 <= response.status < 300:
             return response
-        raise _error(
+        raise error_for(
             response, method, path, scope=scope, credential=self.credentials.credential(self.owner_id, self.account_id)
         )
 
@@ -355,146 +349,3 @@ class AccountRestClient:
             method=method,
             path=path,
         )
-
-
-def rest_url(credential: Credential, path: str, query: Mapping[str, object] | None = None) -> str:
-    """The URL of ``path`` on the credential's REST base; raises :class:`~pdconnect.rest.errors.UnsafeRestURL`.
-
-    ``path`` must be a path (``/services``), never a URL: a link from an answer that names
-    another host, scheme or port, or climbs out of the base's path, is refused, so the token
-    never leaves the account's REST base.
-    """
-    try:
-        base = check_base_url(credential.account.rest_base_url, name="rest_base_url")
-    except UnsafeURLError as exc:
-        raise UnsafeRestURL(str(exc), status=None, method="-", path="-") from None
-    parts = urlsplit(path) if isinstance(path, str) else None
-    if (
-        parts is None
-        or parts.scheme
-        or parts.netloc
-        or not path.startswith("/")
-        or path.startswith("//")
-        or any(segment in (".", "..") for segment in path.split("/"))
-        or any(ord(ch) < 0x21 or ord(ch) > 0x7E or ch in "\\?#" for ch in path)
-    ):
-        raise UnsafeRestURL(
-            "refusing to send the account's token outside its REST base", status=None, method="-", path="-"
-        )
-    suffix = f"?{urlencode(query)}" if query else ""
-    return f"{base}{path}{suffix}"
-
-
-def _check_id(value: object, name: str) -> str:
-    problem = text_problem(value, max_length=255)
-    if problem is not None:
-        raise InvalidData(f"{name} {problem}", field=name)
-    assert isinstance(value, str)
-    return value
-
-
-def _segment(value: object) -> str:
-    """``value`` as one path segment: a PagerDuty id (letters, digits, ``-_.:~``), never ``.`` or ``..``.
-
-    Escaping is not enough: ``requests`` unescapes ``%2E``, and a segment ``..`` would climb
-    to another endpoint with the account's token.
-    """
-    checked = _check_id(value, "id")
-    if not _ID.fullmatch(checked) or not checked.strip("."):
-        raise InvalidData("id must be a PagerDuty id (letters, digits, '-', '_', '.', ':', '~')", field="id")
-    return checked
-
-
-def _object(data: dict[str, Any], key: str, method: str, path: str) -> dict[str, Any]:
-    value = data.get(key)
-    if not isinstance(value, dict):
-        raise RestError(f"PagerDuty's answer holds no {key}", status=200, method=method, path=path)
-    return value
-
-
-def _subscription(raw: dict[str, Any], method: str, path: str) -> WebhookSubscription:
-    subscription_id = raw.get("id")
-    if not isinstance(subscription_id, str) or not subscription_id:
-        raise RestError("PagerDuty's answer holds a subscription without an id", status=200, method=method, path=path)
-    delivery = raw.get("delivery_method")
-    url = delivery.get("url") if isinstance(delivery, dict) else None
-    raw_filter, raw_events = raw.get("filter"), raw.get("events")
-    filter_: dict[str, Any] = raw_filter if isinstance(raw_filter, dict) else {}
-    events: list[Any] = raw_events if isinstance(raw_events, list) else []
-    description = raw.get("description")
-    active = raw.get("active")
-    return WebhookSubscription(
-        id=subscription_id,
-        url=url if isinstance(url, str) else None,
-        events=tuple(e for e in events if isinstance(e, str)),
-        filter_type=filter_.get("type") if isinstance(filter_.get("type"), str) else None,
-        filter_id=filter_.get("id") if isinstance(filter_.get("id"), str) else None,
-        active=active if isinstance(active, bool) else None,
-        description=description if isinstance(description, str) else None,
-    )
-
-
-def _said(response: HttpResponse, credential: Credential) -> tuple[str | None, tuple[str, ...]]:
-    """PagerDuty's error message and errors, one line each, without any of the credential's tokens."""
-    try:
-        data = json.loads(response.body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return None, ()
-    error = data.get("error") if isinstance(data, dict) else None
-    if not isinstance(error, dict):
-        return None, ()
-    tokens = [t for t in (credential.access_token, credential.refresh_token) if t]
-
-    def clean(text: object) -> str | None:
-        if not isinstance(text, str) or not text.strip():
-            return None
-        for token in tokens:
-            text = text.replace(token, "****")
-        return clean_reason(text)[:300]
-
-    message = clean(error.get("message"))
-    raw_errors = error.get("errors")
-    errors = tuple(e for e in (clean(x) for x in raw_errors[:10]) if e) if isinstance(raw_errors, list) else ()
-    return message, errors
-
-
-def covers(granted: frozenset[str], needed: str) -> bool:
-    """Whether ``granted`` scopes allow what ``needed`` (a Scoped app's ``resource.access``) names.
-
-    A Classic app's ``write`` covers everything, its ``read`` every ``*.read``; a Scoped app's
-    ``x.write`` covers ``x.read``.
-    """
-    resource, _, access = needed.rpartition(".")
-    if "write" in granted or needed in granted:
-        return True
-    if access == "read":
-        return "read" in granted or f"{resource}.write" in granted
-    return False
-
-
-def _error(response: HttpResponse, method: str, path: str, *, scope: str, credential: Credential) -> RestError:
-    message, errors = _said(response, credential)
-    status = response.status
-    said = f": {message}" if message else ""
-    if status == 403:
-        text = " ".join([message or "", *errors]).lower()
-        lacks_scope = "scope" in text or not covers(credential.scopes, scope)
-        return Forbidden(
-            missing="scope" if lacks_scope else "role",
-            needed_scope=scope if lacks_scope else None,
-            method=method,
-            path=path,
-            pagerduty_message=message,
-            errors=errors,
-        )
-    kind = NotFound if status == 404 else RestUnavailable if status == 429 or status >= 500 else RestError
-    # Redirects are never followed: one would carry the bearer token to wherever it points.
-    what = " (a redirect, not followed)" if 300 <= status < 400 else ""
-    return kind(
-        f"PagerDuty answered {status}{what} to {method} {path}{said}",
-        status=status,
-        method=method,
-        path=path,
-        pagerduty_message=message,
-        errors=errors,
-    )

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from pdconnect.errors import InvalidData, UnsafeURLError
 from pdconnect.oauth.credentials import Credential, MemoryCredentialStore
 from pdconnect.oauth.refresh import TokenRefresher
-from pdconnect.rest.client import AccountRestClient, NewSubscription, covers, rest_url
+from pdconnect.rest.answers import covers
+from pdconnect.rest.client import AccountRestClient
 from pdconnect.rest.errors import (
     CredentialNotFound,
     Forbidden,
@@ -25,6 +26,8 @@ from pdconnect.rest.errors import (
     RestUnavailable,
     UnsafeRestURL,
 )
+from pdconnect.rest.paths import rest_url
+from pdconnect.rest.subscriptions import NewSubscription
 from pdconnect.retry import RetryPolicy
 from tests.oauth.credentials_helpers import ACCOUNT, EU_ACCOUNT, NOW, FakeOAuth, token_set
 
@@ -513,3 +516,41 @@ def test_a_redirect_or_other_non_2xx_is_never_success(env: Env, status: int) -> 
         f"{API}/webhook_subscriptions/PSUB1",
         f"{API}/webhook_subscriptions/PSUB1/ping",
     ]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"events": "incident.triggered"},  # a string is not a list of event names
+        {"events": ["incident.triggered", 5]},
+        {"events": ["incident\ntriggered"]},
+        {"events": []},
+        {"description": 5},
+        {"description": None},
+        {"custom_headers": {"X-A": 5}},
+        {"custom_headers": {"X-A\r\nX-B": "1"}},
+        {"custom_headers": ["X-A", "1"]},
+        {"service_id": "PSVC", "team_id": "PTEAM"},
+        {"service_id": "../x"},
+        {"team_id": ""},
+    ],
+    ids=repr,
+)
+def test_create_refuses_hostile_arguments_before_any_request(env: Env, kwargs: dict[str, Any]) -> None:
+    with pytest.raises((InvalidData, ValueError)):
+        env.client.create_webhook_subscription("https://acme.example/hook", **kwargs)
+    assert len(env.mock.calls) == 0
+
+
+@pytest.mark.parametrize("kwargs", [{"events": "incident.resolved"}, {"description": 3}, {"active": "no"}, {"url": 5}])
+def test_update_refuses_hostile_arguments_before_any_request(env: Env, kwargs: dict[str, Any]) -> None:
+    with pytest.raises((InvalidData, ValueError)):
+        env.client.update_webhook_subscription("PSUB1", **kwargs)
+    assert len(env.mock.calls) == 0
+
+
+@pytest.mark.parametrize("max_items", [0, -1, True, 1.5, "10", None, 10_001])
+def test_hostile_max_items_are_refused(env: Env, max_items: object) -> None:
+    with pytest.raises(ValueError, match="max_items"):
+        env.client.list_services(max_items=max_items)  # type: ignore[arg-type]
+    assert len(env.mock.calls) == 0

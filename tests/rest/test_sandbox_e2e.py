@@ -144,3 +144,16 @@ def test_an_eu_account_is_called_at_its_own_base_and_sees_nothing_of_another(con
         us_client.create_webhook_subscription(HOOK_URL, service_id=service_id)
     assert caught.value.status in (400, 403, 404)
     assert not eu_client.list_webhook_subscriptions()
+
+
+def test_the_default_transport_reads_every_answer(connected: Connected) -> None:
+    """The client's own transport, not the test's: every one of many answers is read whole.
+
+    The sandbox answers with ``Connection: close``, under which RequestsTransport's deadline
+    reader lost about half the bodies (``Bad file descriptor``).
+    """
+    sandbox = connected.vendor.sandbox
+    credential, _ = connected.link(add_user(sandbox, "acme", "Alex"))
+    client = AccountRestClient(connected.refresher, "owner-1", credential.account_id, retry=NO_WAIT)
+    for _ in range(20):
+        assert client.list_services()
