@@ -172,3 +172,22 @@ def driver_message(exc: BaseException) -> str:
     cause = getattr(exc, "orig", None) or exc
     lines = str(cause).strip().splitlines()
     return (lines[0] if lines else type(cause).__name__)[:300]
+
+
+#: The PostgreSQL advisory lock :func:`create_all` holds while it creates tables: an arbitrary
+#: number, the same in every pdconnect process ("pdcn" in ASCII).
+DDL_LOCK = 0x7064636E
+
+
+def create_all(metadata: sa.MetaData, engine: sa.Engine) -> None:
+    """Create ``metadata``'s missing tables and indexes; safe from several processes at once.
+
+    On PostgreSQL two processes starting together on a fresh database both see no table, and
+    the second ``CREATE TABLE`` fails on the catalog's unique names (or "already exists"): the
+    check and the creation run under a transaction-scoped advisory lock, so one process creates
+    and the others then find the tables. SQLite runs one writer at a time anyway.
+    """
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": DDL_LOCK})
+        metadata.create_all(conn, checkfirst=True)

@@ -44,7 +44,7 @@ from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.schema import CreateIndex
 
-from pdconnect.database import engine_for, shown_url
+from pdconnect.database import create_all, engine_for, shown_url
 from pdconnect.errors import ConfigError, EventValidationError
 from pdconnect.events import Event
 from pdconnect.integration import EventsApi, Integration
@@ -299,7 +299,7 @@ class Outbox:
 
     def create_tables(self) -> None:
         """Create the tables, and any index an older pdconnect did not make, where missing."""
-        self.metadata.create_all(self.engine, checkfirst=True)
+        create_all(self.metadata, self.engine)
         with self.engine.connect() as conn:
             present = {index["name"] for index in sa.inspect(conn).get_indexes(self.events.name)}
         missing = sorted((i for i in self.events.indexes if i.name not in present), key=lambda i: str(i.name))

@@ -33,7 +33,7 @@ from typing import Any, Protocol, runtime_checkable
 import sqlalchemy as sa
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
-from pdconnect.database import engine_for
+from pdconnect.database import create_all, engine_for
 from pdconnect.errors import InvalidData
 from pdconnect.integration import EventsApi, Integration, Origin, Region
 from pdconnect.keys import KeyType, redact
@@ -356,7 +356,7 @@ class SqlIntegrationStore:
         Safe to run again and from several processes at once: a table made by an older
         pdconnect gets the ``broken_since`` and ``broken_reason`` columns it lacks.
         """
-        self.metadata.create_all(self.engine, checkfirst=True)
+        create_all(self.metadata, self.engine)
         self._add_missing_columns()
         self.upgrade_natural_keys()
 

@@ -476,3 +476,57 @@ def test_a_masked_url_never_shows_the_password(password: str) -> None:
     for url in (f"https://u:{quoted}@h.example/p", f"https://h.example/p?password={quoted}"):
         shown = masked_url(url)
         assert quoted not in shown or quoted in "https://u:***@h.example/p?password=***"
+
+
+# -- finding 8: processes creating the tables at once on PostgreSQL ------------------------------
+
+
+def _waiting_on_a_lock(admin: sa.Engine, application: str) -> bool:
+    with admin.connect() as conn:
+        query = sa.text(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = :a AND wait_event_type = 'Lock'"
+        )
+        return bool(conn.execute(query, {"a": application}).scalar_one())
+
+
+@pytest.mark.parametrize("store", ["outbox", "integrations"])
+def test_a_second_process_creating_the_tables_waits_and_finds_them(postgres_engine: sa.Engine, store: str) -> None:
+    """Process A is creating the tables (its transaction not yet committed) when B starts: B
+    waits for A, then finds the tables instead of failing on "already exists". The
+    interleaving is forced: A commits only once PostgreSQL shows B waiting on a lock."""
+    from pdconnect.database import DDL_LOCK
+    from pdconnect.storage import SqlIntegrationStore
+
+    prefix, application = unique_table("pdc_ddl"), unique_table("pdc_b")
+
+    def make(engine: sa.Engine) -> Any:
+        if store == "outbox":
+            return Outbox(engine, table_prefix=prefix, create_tables=False)
+        return SqlIntegrationStore(engine, table_name=prefix, create_tables=False)
+
+    engine_b = sa.create_engine(POSTGRES_URL, connect_args={"application_name": application})
+    a, b = make(postgres_engine), make(engine_b)
+    failures: list[BaseException] = []
+
+    def start_b() -> None:
+        try:
+            b.create_tables()
+        except BaseException as exc:  # checked below
+            failures.append(exc)
+
+    try:
+        with postgres_engine.connect() as conn:
+            transaction = conn.begin()
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": DDL_LOCK})
+            a.metadata.create_all(conn, checkfirst=True)
+            thread = threading.Thread(target=start_b)
+            thread.start()
+            ready = threading.Event()
+            while thread.is_alive() and not _waiting_on_a_lock(postgres_engine, application):
+                ready.wait(0.01)  # polling PostgreSQL's view of B, not a timed handover
+            transaction.commit()
+        thread.join()
+        assert not failures, failures
+    finally:
+        a.metadata.drop_all(postgres_engine, checkfirst=True)
+        engine_b.dispose()
