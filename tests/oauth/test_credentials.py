@@ -271,6 +271,11 @@ _text = st.text(min_size=1, max_size=255).filter(
 )
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def sql_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CredentialStore]:
+    yield from make_store(request.param, tmp_path, request)
+
+
 @settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.filter_too_much])
 @given(
     owner=_text,
@@ -281,7 +286,7 @@ _text = st.text(min_size=1, max_size=255).filter(
     scopes=st.frozensets(_scope, max_size=10),
 )
 def test_stored_values_come_back_exactly_or_are_refused(
-    tmp_path: Path,
+    sql_store: SqlCredentialStore,
     owner: str,
     account_id: str,
     access: str,
@@ -289,7 +294,7 @@ def test_stored_values_come_back_exactly_or_are_refused(
     expires: float,
     scopes: frozenset[str],
 ) -> None:
-    store = SqlCredentialStore(f"sqlite:///{tmp_path / 'prop.db'}", cipher=TokenCipher([KEY]))
+    store = sql_store
     try:
         saved = store.save(
             owner,
@@ -309,3 +314,11 @@ def test_parse_scopes_is_a_frozenset_or_invalid_data(text: str) -> None:
     except InvalidData:
         return
     assert all(s and " " not in s for s in scopes)
+
+
+def test_a_stores_repr_hides_the_database_password() -> None:
+    store = SqlCredentialStore(
+        "postgresql+psycopg://pdc:Mn6Bv2Cx8Lk4Jh@127.0.0.1:1/db", cipher=TokenCipher([KEY]), create_tables=False
+    )
+    assert "Mn6Bv2Cx8Lk4Jh" not in repr(store) and KEY not in repr(store)
+    assert "encrypted=True" in repr(store)
