@@ -15,7 +15,7 @@ from pdconnect.install import check_subdomain
 from pdconnect.nonces import NonceStore
 from pdconnect.oauth.app import OAuthApp, RegionName
 from pdconnect.oauth.authorize import AuthorizeRequest, build_authorize_url, read_callback, read_state
-from pdconnect.oauth.errors import MissingScopes, OAuthError, TokenEndpointError
+from pdconnect.oauth.errors import IdTokenInvalid, MissingScopes, OAuthError, TokenEndpointError
 from pdconnect.oauth.http import DEFAULT_RETRY, DEFAULT_TIMEOUT, Requester, check_transport
 from pdconnect.oauth.id_token import AccountIdentity, verify_id_token
 from pdconnect.oauth.jwks import JwksCache
@@ -158,8 +158,12 @@ class PagerDutyOAuth:
         )
         tokens = self._token(request)
         if tokens.id_token is None:
-            # Without it there is no account, user or region: an authorization without openid.
-            raise MissingScopes(missing=self._requested - tokens.scopes or {OPENID}, granted=tokens.scopes)
+            # Without it there is no account, user or region.
+            if OPENID not in tokens.scopes:
+                raise MissingScopes(
+                    missing=missing_scopes(self._requested, tokens.scopes, kind=self.app.kind), granted=tokens.scopes
+                )
+            raise IdTokenInvalid("the token endpoint granted openid but sent no ID token")
         account = verify_id_token(tokens.id_token, app=self.app, keys=self.keys, now=self._clock())
         missing = missing_scopes(self._requested, tokens.scopes, kind=self.app.kind)
         if missing:

@@ -181,3 +181,18 @@ def test_a_jwks_that_cannot_be_fetched_is_its_own_error(
     start = oauth.authorize(owner_id="u", session_binding=binding)
     with pytest.raises(JwksUnavailable):
         oauth.finish(identity.approve(start.url), owner_id="u", session_binding=binding)
+
+
+def test_openid_granted_without_an_id_token_is_refused(
+    oauth: PagerDutyOAuth, identity: FakeIdentity, binding: str
+) -> None:
+    start = oauth.authorize(owner_id="u", session_binding=binding)
+    callback = identity.approve(start.url)
+    real = identity._answer
+
+    def without_id_token(scopes: str, *, with_id_token: bool) -> dict[str, Any]:
+        return real(scopes, with_id_token=False)
+
+    identity._answer = without_id_token  # type: ignore[method-assign]
+    with pytest.raises(IdTokenInvalid, match="no ID token"):
+        oauth.finish(callback, owner_id="u", session_binding=binding)
