@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -26,10 +26,10 @@ from pdconnect.oauth import (
     TokenEndpointError,
 )
 from pdconnect.retry import RetryPolicy
+from pdconnect.sandbox.identity import walk
 from pdconnect.sandbox.pytest_plugin import PagerDutySandbox
 from pdconnect.transport import RequestsTransport
 from tests.conftest import SECRET
-from tests.sandbox.identity.harness import parse
 
 REDIRECT = "https://vendor.example/pagerduty/oauth/callback"
 OAUTH_API = "/_sandbox/api/oauth"
@@ -52,21 +52,9 @@ class Vendor:
 
     def walk(self, url: str, user_id: str, decision: str = "approve") -> str:
         """Sign in as ``user_id`` on the authorize page and decide; the callback's query string."""
-        browser = self.browser()
-        page = browser.get(url, allow_redirects=False, timeout=10)
-        assert page.status_code == 200, page.text
-        fields = parse(page.text).forms[0]["fields"]
-        authorize = urljoin(url, "/oauth/authorize")
-        signed = browser.post(authorize, data={**fields, "user": user_id, "decision": "signin"}, allow_redirects=False)
-        assert signed.status_code == 303, signed.text
-        consent = browser.get(urljoin(url, signed.headers["Location"]), allow_redirects=False, timeout=10)
-        assert consent.status_code == 200, consent.text
-        fields = parse(consent.text).forms[0]["fields"]
-        answer = browser.post(authorize, data={**fields, "decision": decision}, allow_redirects=False, timeout=10)
-        assert answer.status_code == 302, answer.text
-        location = answer.headers["Location"]
-        assert location.startswith(REDIRECT)
-        return urlsplit(location).query
+        callback = walk.approve(self.sandbox.url, url, user_id=user_id, decision=decision, verify=self.sandbox.verify)
+        assert callback.startswith(REDIRECT)
+        return urlsplit(callback).query
 
 
 def make_client(
