@@ -735,6 +735,40 @@ class Outbox:
             if deleted < PURGE_BATCH:
                 return purged
 
+    def purge_dead(self, older_than: float, *, now: float | None = None) -> int:
+        """Delete dead (and requeued) events finished more than ``older_than`` seconds ago.
+
+        Dead letters are kept for people to look at and requeue, not forever: each holds its
+        routing key. A few thousand rows per transaction, as :meth:`purge_delivered`.
+        """
+        cutoff = _moment(now) - number(older_than, name="older_than", minimum=0.0, maximum=1e10)
+        table = self.events
+        return self._delete_in_batches(table.c.finished_at < cutoff, table.c.state.in_((DEAD, REQUEUED)))
+
+    def forget(self, routing_key: str) -> int:
+        """Delete every event of ``routing_key``, whatever its state, and its pause; returns how many.
+
+        For an integration that was removed: its queued events will never be wanted, and its
+        delivered and dead ones would keep its key in the database.
+        """
+        if not isinstance(routing_key, str) or not routing_key:
+            raise ConfigError("routing_key must be a non-empty string", setting="routing_key")
+        deleted = self._delete_in_batches(self.events.c.routing_key == routing_key)
+        with self.engine.begin() as conn:
+            conn.execute(sa.delete(self.pauses).where(self.pauses.c.routing_key == routing_key))
+        return deleted
+
+    def _delete_in_batches(self, *conditions: sa.ColumnElement[bool]) -> int:
+        table = self.events
+        batch = sa.select(table.c.id).where(*conditions).limit(PURGE_BATCH).scalar_subquery()
+        purged = 0
+        while True:
+            with self.engine.begin() as conn:
+                deleted = int(conn.execute(sa.delete(table).where(table.c.id.in_(batch))).rowcount or 0)
+            purged += deleted
+            if deleted < PURGE_BATCH:
+                return purged
+
     # -- looking and mending -----------------------------------------------------------------
 
     def stats(self, *, now: float | None = None) -> OutboxStats:

@@ -115,6 +115,16 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
         help="also events whose group has a later event delivered or queued (they would arrive after it)",
     )
     requeue.set_defaults(handler=_requeue)
+    purge = actions.add_parser("purge", help="delete dead-lettered events finished long ago")
+    _add_database(purge)
+    purge.add_argument(
+        "--dead-older-than",
+        type=number(float, minimum=0, maximum=1e10),
+        required=True,
+        metavar="SECONDS",
+        help="delete dead (and requeued) events finished more than this many seconds ago",
+    )
+    purge.set_defaults(handler=_purge)
 
 
 def _existing_outbox(args: argparse.Namespace) -> Outbox:
@@ -264,4 +274,11 @@ def _requeue(args: argparse.Namespace) -> int:
             "  a later event of each one's group was delivered or is queued, so it would arrive after it"
             " (a trigger after its resolve reopens the incident); --superseded requeues them anyway"
         )
+    return 0
+
+
+def _purge(args: argparse.Namespace) -> int:
+    with _existing_outbox(args) as outbox:
+        count = outbox.purge_dead(args.dead_older_than)
+    print(f"deleted {count} dead event(s)")
     return 0

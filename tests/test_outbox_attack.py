@@ -530,3 +530,60 @@ def test_a_second_process_creating_the_tables_waits_and_finds_them(postgres_engi
     finally:
         a.metadata.drop_all(postgres_engine, checkfirst=True)
         engine_b.dispose()
+
+
+# -- finding 4 (part): what is kept of an integration's events ----------------------------------
+
+
+def test_forget_deletes_every_event_and_the_pause_of_a_key(outbox: Outbox) -> None:
+    from tests.conftest import OTHER_SERVICE_KEY
+
+    outbox.enqueue_many([(SERVICE_KEY, trigger("a")), (SERVICE_KEY, trigger("b")), (OTHER_SERVICE_KEY, trigger("a"))])
+    first, second, other = outbox.claim("w", 10, lease=60)
+    outbox.record(
+        [
+            outcome_for(first, DEAD, status=400, error="refused"),
+            outcome_for(second, PENDING, status=429, next_attempt_at=1e10, pause_key_until=1e10),
+            outcome_for(other, DELIVERED, status=202),
+        ]
+    )
+    assert outbox.forget(SERVICE_KEY) == 2
+    table = outbox.events
+    with outbox.engine.connect() as conn:
+        keys = list(conn.execute(sa.select(table.c.routing_key)).scalars())
+        paused = list(conn.execute(sa.select(outbox.pauses.c.routing_key)).scalars())
+        bodies = b"".join(conn.execute(sa.select(table.c.body)).scalars())
+    assert keys == [OTHER_SERVICE_KEY] and paused == [] and SERVICE_KEY.encode() not in bodies
+
+
+@pytest.mark.parametrize("key", ["", None, 5, b"R0"])
+def test_forget_refuses_what_is_not_a_key(outbox: Outbox, key: Any) -> None:
+    with pytest.raises(ConfigError):
+        outbox.forget(key)
+
+
+def test_old_dead_events_are_purged_and_recent_ones_kept(outbox: Outbox, tmp_path: Path) -> None:
+    outbox.enqueue_many([(SERVICE_KEY, trigger("a")), (SERVICE_KEY, trigger("b"))])
+    old, recent = outbox.claim("w", 10, lease=60)
+    outbox.record([outcome_for(old, DEAD, status=400, error="refused")], now=1000.0)
+    outbox.record([outcome_for(recent, DEAD, status=400, error="refused")], now=5000.0)
+    assert outbox.purge_dead(3600, now=5000.0) == 1
+    assert [d.id for d in outbox.dead()] == [recent.id]
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "1e11", "x", ""])
+def test_the_purge_command_refuses_bad_ages(tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str) -> None:
+    url = f"sqlite:///{tmp_path / 'o.db'}"
+    Outbox(url).close()
+    assert main(["outbox", "purge", "--database", url, "--dead-older-than", value]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_the_purge_command_deletes_old_dead_events(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path / 'o.db'}"
+    with Outbox(url) as outbox:
+        outbox.enqueue(SERVICE_KEY, trigger())
+        kill(outbox)
+    assert main(["outbox", "purge", "--database", url, "--dead-older-than", "0"]) == 0
+    assert "deleted 1 dead event(s)" in capsys.readouterr().out
