@@ -54,7 +54,9 @@ def race(
 ) -> None:
     """Run ``threads`` callers of ``fresh_token``; each puts its token (or its error) on ``results``."""
     store = SqlCredentialStore(db_url, cipher=TokenCipher([key]), table_name=table, create_tables=False)
-    refresher = TokenRefresher(store, make_oauth(identity_url))
+    refresher = TokenRefresher(
+        store, make_oauth(identity_url), on_needs_reauthorization=lambda c: results.put(("hook", c.account_id))
+    )
 
     def one() -> None:
         try:

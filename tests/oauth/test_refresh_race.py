@@ -41,6 +41,7 @@ class RotatingEndpoint:
     """``/oauth/token`` answering refresh grants; each refresh token works once."""
 
     def __init__(self, arrivals: Any, arrived: Any, expected: int) -> None:
+        self.revoked = False
         self.valid: set[str] = set()
         self.granted: list[str] = []
         self.refused: list[str] = []
@@ -79,7 +80,7 @@ class RotatingEndpoint:
         with self._arrived:
             assert self._arrived.wait_for(lambda: self._arrivals.value >= self._expected, timeout=WAIT)
         with self._lock:
-            if refresh_token not in self.valid:
+            if self.revoked or refresh_token not in self.valid:
                 self.refused.append(refresh_token)
                 return 400, {"error": "invalid_grant", "error_description": "refresh token already used"}
             self.valid.discard(refresh_token)
@@ -113,12 +114,13 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[s
     store.engine.dispose()
 
 
-def test_refresh_happens_exactly_once_across_threads_and_processes(database: tuple[str, SqlCredentialStore]) -> None:
-    url, store = database
+def _race(url: str, store: SqlCredentialStore, *, revoked: bool) -> tuple[RotatingEndpoint, list[tuple[str, str]]]:
+    """Run the race; the endpoint and every message the callers put (their answers, the hook's calls)."""
     context = multiprocessing.get_context("spawn")
     arrivals, arrived = context.Value("i", 0), context.Condition()
     barrier, results = context.Barrier(TOTAL), context.Queue()
     endpoint = RotatingEndpoint(arrivals, arrived, TOTAL)
+    endpoint.revoked = revoked
     try:
         access, refresh = endpoint.issue()
         store.save("owner", ACCOUNT, TokenSet(access, refresh, 1.0, frozenset({"openid", "write"}), None))
@@ -143,12 +145,22 @@ def test_refresh_happens_exactly_once_across_threads_and_processes(database: tup
         ]
         for process in processes:
             process.start()
-        answers = [results.get(timeout=WAIT) for _ in range(TOTAL)]
+        messages: list[tuple[str, str]] = []
+        while sum(kind != "hook" for kind, _ in messages) < TOTAL:
+            messages.append(results.get(timeout=WAIT))
         for process in processes:
             process.join(timeout=WAIT)
             assert process.exitcode == 0
+        while not results.empty():  # hooks of callers that answered last (the processes have flushed)
+            messages.append(results.get(timeout=WAIT))
     finally:
         endpoint.close()
+    return endpoint, messages
+
+
+def test_refresh_happens_exactly_once_across_threads_and_processes(database: tuple[str, SqlCredentialStore]) -> None:
+    url, store = database
+    endpoint, answers = _race(url, store, revoked=False)
     assert [kind for kind, _ in answers] == ["ok"] * TOTAL, answers
     assert len(endpoint.granted) == 1, "more than one refresh reached the token endpoint"
     assert endpoint.refused == []
@@ -158,6 +170,18 @@ def test_refresh_happens_exactly_once_across_threads_and_processes(database: tup
     assert stored.access_token == endpoint.granted[0]
     assert stored.refresh_token == endpoint.newest_refresh
     assert stored.refresh_token in endpoint.valid
+
+
+def test_a_revoked_grant_is_refused_once_and_the_hook_fires_once(database: tuple[str, SqlCredentialStore]) -> None:
+    url, store = database
+    endpoint, messages = _race(url, store, revoked=True)
+    hooks = [m for m in messages if m[0] == "hook"]
+    errors = [m for m in messages if m[0] == "error"]
+    assert hooks == [("hook", ACCOUNT.account_id)], messages
+    assert len(errors) == TOTAL and all(text.startswith("NeedsReauthorization") for _, text in errors), errors
+    assert len(endpoint.refused) == 1, "the callers after the first should see the mark, not ask again"
+    stored = store.get("owner", ACCOUNT.account_id)
+    assert stored is not None and stored.needs_reauthorization
 
 
 def test_memory_store_refreshes_exactly_once_across_threads() -> None:
