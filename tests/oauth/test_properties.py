@@ -167,3 +167,76 @@ def test_challenges_are_43_url_safe_characters(verifier: str) -> None:
     assert is_verifier(verifier)
     value = challenge(verifier)
     assert len(value) == 43 and "=" not in value and "+" not in value and "/" not in value
+
+
+def _signed_claims_cache() -> Any:
+    from pdconnect.oauth.jwks import JwksCache
+    from pdconnect.transport import HttpResponse
+    from tests.oauth.fake_identity import public_jwk, rsa_key
+
+    class Keys:
+        def request(self, method: str, url: str, **kwargs: Any) -> HttpResponse:
+            return HttpResponse(200, json.dumps({"keys": [public_jwk(rsa_key(0), "key-1")]}).encode())
+
+    return JwksCache("https://identity.pagerduty.com/jwks", Keys(), clock=lambda: 1_800_000_000.0)  # type: ignore[arg-type]
+
+
+_CACHE = _signed_claims_cache()
+
+
+def _maybe(good: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.one_of(good, good, good, json_values, st.just(None))
+
+
+claims_strategy = st.fixed_dictionaries(
+    {
+        "iss": _maybe(
+            st.sampled_from(["https://identity.pagerduty.com/global/oauth/anonymous", "https://evil.example"])
+        ),
+        "aud": _maybe(
+            st.lists(
+                st.sampled_from(
+                    [
+                        "https://api.pagerduty.com",
+                        "https://api.eu.pagerduty.com",
+                        "pdconnect-test-client",
+                        "https://x.example",
+                    ]
+                ),
+                max_size=4,
+            )
+        ),
+        "exp": _maybe(st.integers(1_800_000_000 - 120, 1_800_000_000 + 7200) | st.floats()),
+        "iat": _maybe(st.integers(1_800_000_000 - 7200, 1_800_000_000 + 120)),
+        "subdomain": _maybe(st.from_regex(r"[a-z0-9-]{1,10}", fullmatch=True)),
+        "account_id": _maybe(st.from_regex(r"P[A-Z0-9]{6}", fullmatch=True)),
+        "user_id": _maybe(st.from_regex(r"P[A-Z0-9]{6}", fullmatch=True)),
+        "delegation_id": _maybe(st.from_regex(r"[A-Za-z0-9-]{1,36}", fullmatch=True)),
+    }
+)
+
+
+@settings(max_examples=150)
+@given(claims_strategy)
+def test_any_signed_claims_give_a_whole_identity_or_a_refusal(claims: dict[str, Any]) -> None:
+    import jwt as pyjwt
+
+    from pdconnect.oauth.id_token import verify_id_token
+    from tests.oauth.fake_identity import rsa_key
+
+    present = {k: v for k, v in claims.items() if v is not None}
+    token = pyjwt.api_jws.PyJWS().encode(
+        json.dumps(present, allow_nan=True).encode(), rsa_key(0), algorithm="RS256", headers={"kid": "key-1"}
+    )
+    try:
+        account = verify_id_token(token, app=make_app(), keys=_CACHE, now=1_800_000_000.0)
+    except IdTokenInvalid:
+        return
+    assert account.subdomain == present["subdomain"]
+    assert "pdconnect-test-client" in present["aud"]
+    assert account.rest_base_url in present["aud"]
+    assert (
+        account.region
+        == {"https://api.pagerduty.com": "us", "https://api.eu.pagerduty.com": "eu"}[account.rest_base_url]
+    )
+    assert present["exp"] > 1_800_000_000 - 60 and present["iat"] <= 1_800_000_000 + 60
