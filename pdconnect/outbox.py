@@ -970,7 +970,7 @@ _SURROGATE = re.compile(r"[\ud800-\udfff]")
 def _hide_statement_secrets(exc: sa.exc.StatementError) -> None:
     """Make ``exc`` show no parameters and only the first line of the driver's message."""
     exc.hide_parameters = True
-    exc.params = None  # type: ignore[assignment]
+    exc.params = None
     original = getattr(exc, "orig", None)
     if original is None:
         return
