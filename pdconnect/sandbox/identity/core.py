@@ -120,6 +120,7 @@ class Core:
         Call with the registry's lock held.
         """
         now = self.clock()
+        self.registry.count_issue(now)
         access = Token(
             value=ACCESS_PREFIX + secrets.token_urlsafe(32),
             kind="access",

@@ -29,6 +29,10 @@ DEFAULT_LIFETIMES = {
 APP_TOKEN_SECONDS = DAY
 #: "The authorization code is valid for 30 seconds" (06-OAuth-Functionality.md).
 CODE_SECONDS = 30
+#: How long a code is remembered after it expires, so a late replay is still recognised.
+CODE_MEMORY = 3600
+#: Expired codes and tokens are forgotten after this many new ones.
+PRUNE_EVERY = 1000
 #: Bounds for a configured lifetime: a second to ten years.
 MAX_LIFETIME = 10 * 365 * DAY
 LIFETIME_FIELDS = (
@@ -162,6 +166,14 @@ class Registry:
     authorizations: dict[str, Authorization] = field(default_factory=dict)
     tokens: dict[str, Token] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
+    issued: int = 0
+
+    def count_issue(self, now: float) -> None:
+        """Count one new code or token; every :data:`PRUNE_EVERY`, :meth:`prune`."""
+        with self.lock:
+            self.issued += 1
+            if self.issued % PRUNE_EVERY == 0:
+                self.prune(now)
 
     def clear(self) -> None:
         with self.lock:
@@ -176,7 +188,18 @@ class Registry:
                 if authorization.client_id == client_id and not authorization.revoked:
                     authorization.revoked = True
                     count += 1
-            for code in self.codes.values():
-                if code.client_id == client_id:
-                    code.used = True
+            for value in [v for v, code in self.codes.items() if code.client_id == client_id]:
+                del self.codes[value]
             return count
+
+    def prune(self, now: float) -> None:
+        """Forget tokens past their expiry, and codes an hour past theirs.
+
+        Used codes are kept that long so that a late replay still revokes what the first use
+        got (RFC 6749 10.5); an expired token reads the same as an unknown one.
+        """
+        with self.lock:
+            for value in [v for v, code in self.codes.items() if now >= code.expires_at + CODE_MEMORY]:
+                del self.codes[value]
+            for value in [v for v, token in self.tokens.items() if now >= token.expires_at]:
+                del self.tokens[value]

@@ -222,7 +222,8 @@ def _authorize(core: Core, sessions: authorize.Sessions, request: Request) -> Re
             auth = authorize.read(core, _query(request))
             signed_in = sessions.signed_in(core, request.cookies.get(authorize.SIGNIN_COOKIE))
             if signed_in is None:
-                text = signin_page(auth, registration.users_of(core))
+                users = [u for u in registration.users_of(core) if core.accounts(u.account_id) is not None]
+                text = signin_page(auth, users)
                 return Response(text, mimetype="text/html", headers=_NO_STORE)
             user, nonce = signed_in
             text = consent_page(
@@ -301,4 +302,5 @@ def _authorize_post(core: Core, sessions: authorize.Sessions, request: Request) 
             expires_at=core.clock() + auth.app.code_seconds,
         )
         core.registry.codes[code.value] = code
+        core.registry.count_issue(core.clock())
         return _back(auth, {"code": code.value})

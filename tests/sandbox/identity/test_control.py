@@ -29,6 +29,11 @@ def test_registering_an_app_shows_its_secret_once(harness: Harness) -> None:
     assert "client_secret" not in one
 
 
+@pytest.mark.parametrize("url", ["http://localhost:5000/cb", "http://127.0.0.1:5000/cb", "http://[::1]:5000/cb"])
+def test_plain_http_redirects_are_for_loopback(harness: Harness, url: str) -> None:
+    assert harness.client().post(APPS, json=GOOD_APP | {"redirect_urls": [url]}).status_code == 201
+
+
 def test_classic_defaults(harness: Harness) -> None:
     app = harness.client().post(APPS, json=GOOD_APP).get_json()["app"]
     assert app["kind"] == "classic" and app["scopes"] == ["read", "write"] and app["confidential"]
@@ -59,6 +64,9 @@ def test_classic_defaults(harness: Harness) -> None:
         ({"redirect_urls": ["https://vendor.example/c b"]}, 400),
         ({"redirect_urls": ["https://vendor.example/\r\nSet-Cookie:x"]}, 400),
         ({"redirect_urls": [42]}, 400),
+        ({"redirect_urls": ["http://vendor.example/cb"]}, 400),  # https, or http on loopback only
+        ({"redirect_urls": ["http://127.evil.example/cb"]}, 400),
+        ({"redirect_urls": ["ftp://vendor.example/cb"]}, 400),
         ({"scopes": ["admin"]}, 400),
         ({"scopes": []}, 400),
         ({"scopes": "read"}, 400),

@@ -143,7 +143,43 @@ def test_revoke_all_also_voids_outstanding_codes(harness: Harness) -> None:
     app = harness.app_for()
     code = harness.code(app)
     harness.client().post(f"/_sandbox/api/oauth/apps/{app.client_id}/revoke")
-    assert _error(harness.exchange(app, code)) == "invalid_grant"
+    answer = harness.exchange(app, code)
+    assert _error(answer) == "invalid_grant" and "unknown" in answer.get_json()["error_description"]
+
+
+def test_expired_tokens_and_old_codes_are_forgotten_but_a_late_replay_still_revokes(harness: Harness) -> None:
+    from pdconnect.sandbox.identity.model import CODE_MEMORY
+
+    app = harness.app_for(access_token_seconds=10)
+    code = harness.code(app)
+    tokens = harness.exchange(app, code).get_json()
+    registry = harness.identity.core.registry
+    harness.clock.advance(60)  # the code and the access token have expired
+    registry.prune(harness.clock.now)
+    assert tokens["access_token"] not in registry.tokens and tokens["refresh_token"] in registry.tokens
+    assert _error(harness.exchange(app, code)) == "invalid_grant"  # a late replay, still recognised
+    assert _error(harness.refresh(app, tokens["refresh_token"])) == "invalid_grant"  # and it revoked
+    harness.clock.advance(CODE_MEMORY)
+    registry.prune(harness.clock.now)
+    assert code not in registry.codes
+
+
+def test_pruning_runs_by_itself(harness: Harness) -> None:
+    from pdconnect.sandbox.identity.model import PRUNE_EVERY
+
+    app = harness.app_for(kind="scoped", app_token_seconds=1)
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": app.client_id,
+        "client_secret": app.client_secret or "",
+        "scope": "as_account-us.acme services.read",
+    }
+    first = harness.token(form).get_json()["access_token"]
+    harness.clock.advance(2)
+    registry = harness.identity.core.registry
+    registry.issued = PRUNE_EVERY - 1  # the next issue prunes
+    harness.token(form)
+    assert first not in registry.tokens and len(registry.tokens) == 1
 
 
 @pytest.mark.parametrize("kind", ["access_token", "refresh_token"])
