@@ -97,11 +97,17 @@ class _Deadline:
 
 
 class _DeadlineSocketReader(io.RawIOBase):
-    """The raw bytes of a socket, each read bounded by what is left of a :class:`_Deadline`."""
+    """The raw bytes of a socket, each read bounded by what is left of a :class:`_Deadline`.
+
+    It reads through a ``makefile`` of the socket, as ``http.client``'s own file does, so it
+    holds the socket open: ``http.client`` closes a ``Connection: close`` connection as soon
+    as the headers are in, and the real close must wait until the body has been read.
+    """
 
     def __init__(self, sock: socket.socket, deadline: _Deadline) -> None:
         super().__init__()
         self._sock = sock
+        self._raw = sock.makefile("rb", buffering=0)
         self._deadline = deadline
 
     def readable(self) -> bool:
@@ -109,7 +115,12 @@ class _DeadlineSocketReader(io.RawIOBase):
 
     def readinto(self, buffer: Any) -> int:
         self._sock.settimeout(self._deadline.left())
-        return self._sock.recv_into(buffer)
+        return self._raw.readinto(buffer) or 0
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+        super().close()
 
 
 class _DeadlineResponse(http.client.HTTPResponse):
