@@ -15,32 +15,45 @@ from __future__ import annotations
 
 from pdconnect.oauth.app import OAuthApp, RegionName
 from pdconnect.oauth.authorize import AuthorizeRequest
+from pdconnect.oauth.cipher import TokenCipher
 from pdconnect.oauth.client import Authorized, PagerDutyOAuth
+from pdconnect.oauth.credentials import Credential, CredentialStore, MemoryCredentialStore, SqlCredentialStore
 from pdconnect.oauth.errors import (
+    CredentialNotFound,
     IdTokenInvalid,
     JwksUnavailable,
     MissingScopes,
+    NeedsReauthorization,
     OAuthCancelled,
     OAuthError,
     OAuthRefused,
     TokenEndpointError,
 )
 from pdconnect.oauth.id_token import AccountIdentity
+from pdconnect.oauth.refresh import TokenRefresher
 from pdconnect.oauth.tokens import TokenSet
 
 __all__ = [
     "AccountIdentity",
     "AuthorizeRequest",
     "Authorized",
+    "Credential",
+    "CredentialNotFound",
+    "CredentialStore",
     "IdTokenInvalid",
     "JwksUnavailable",
+    "MemoryCredentialStore",
     "MissingScopes",
+    "NeedsReauthorization",
     "OAuthApp",
     "OAuthCancelled",
     "OAuthError",
     "OAuthRefused",
     "PagerDutyOAuth",
     "RegionName",
+    "SqlCredentialStore",
+    "TokenCipher",
     "TokenEndpointError",
+    "TokenRefresher",
     "TokenSet",
 ]

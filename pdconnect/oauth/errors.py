@@ -5,13 +5,21 @@ cancelled or refused authorization is a normal outcome, to show the user, never 
 state carried through the flow fails with pdconnect's :class:`~pdconnect.errors.StateError`
 family, as the handshakes do. Messages never contain a token, a code, a verifier, a client
 secret or a state.
+
+:class:`CredentialNotFound` and :class:`NeedsReauthorization` are about a *stored* connection,
+not a step of the protocol, so they are not :class:`OAuthError`: a vendor catches them around
+REST calls (:mod:`pdconnect.rest.errors` re-exports them) to ask its user to connect again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from pdconnect.errors import PdConnectError
+
+if TYPE_CHECKING:
+    from pdconnect.oauth.credentials import Credential
 
 
 class OAuthError(PdConnectError):
@@ -90,3 +98,26 @@ class IdTokenInvalid(OAuthError):
 
 class JwksUnavailable(IdTokenInvalid):
     """PagerDuty's signing keys (its JWKS document) could not be fetched or read."""
+
+
+class CredentialNotFound(PdConnectError, LookupError):
+    """The owner has no credential for this account (never connected, or disconnected)."""
+
+    def __init__(self, owner_id: str, account_id: str) -> None:
+        self.owner_id = owner_id
+        self.account_id = account_id
+        super().__init__("no PagerDuty connection for this account: connect PagerDuty first")
+
+
+class NeedsReauthorization(PdConnectError):
+    """The owner must authorize PagerDuty again: the tokens were revoked or expired for good.
+
+    ``credential`` is the marked credential (its ``needs_reauthorization_reason`` says why).
+    """
+
+    def __init__(self, credential: Credential) -> None:
+        self.credential = credential
+        reason = credential.needs_reauthorization_reason or "no reason given"
+        super().__init__(
+            f"the PagerDuty connection to {credential.account.subdomain!r} needs to be authorized again ({reason})"
+        )

@@ -22,8 +22,11 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from pdconnect.errors import PdConnectError
 from pdconnect.oauth.credentials import Credential, CredentialStore
+
+# CredentialNotFound and NeedsReauthorization were defined here first: re-exported, old imports work.
+from pdconnect.oauth.errors import CredentialNotFound as CredentialNotFound
+from pdconnect.oauth.errors import NeedsReauthorization as NeedsReauthorization
 from pdconnect.oauth.errors import OAuthRefused
 from pdconnect.oauth.tokens import TokenSet
 
@@ -31,29 +34,6 @@ logger = logging.getLogger("pdconnect.oauth")
 
 #: Refresh an access token that expires within this many seconds.
 DEFAULT_MARGIN = 300.0
-
-
-class CredentialNotFound(PdConnectError, LookupError):
-    """The owner has no credential for this account (never connected, or disconnected)."""
-
-    def __init__(self, owner_id: str, account_id: str) -> None:
-        self.owner_id = owner_id
-        self.account_id = account_id
-        super().__init__("no PagerDuty connection for this account: connect PagerDuty first")
-
-
-class NeedsReauthorization(PdConnectError):
-    """The owner must authorize PagerDuty again: the tokens were revoked or expired for good.
-
-    ``credential`` is the marked credential (its ``needs_reauthorization_reason`` says why).
-    """
-
-    def __init__(self, credential: Credential) -> None:
-        self.credential = credential
-        reason = credential.needs_reauthorization_reason or "no reason given"
-        super().__init__(
-            f"the PagerDuty connection to {credential.account.subdomain!r} needs to be authorized again ({reason})"
-        )
 
 
 class Refresher(Protocol):

@@ -3,8 +3,8 @@
 All derive from :class:`RestError`, a :class:`~pdconnect.errors.PdConnectError`. Messages
 name the request (method and path, never the host's query or a token) and carry what
 PagerDuty said, cut to one line; they never contain a token.
-:class:`~pdconnect.oauth.refresh.NeedsReauthorization` and
-:class:`~pdconnect.oauth.refresh.CredentialNotFound` come from the credential layer and are
+:class:`~pdconnect.oauth.errors.NeedsReauthorization` and
+:class:`~pdconnect.oauth.errors.CredentialNotFound` come from the credential layer and are
 re-exported here, as a vendor catches them around REST calls.
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 from pdconnect.errors import PdConnectError
-from pdconnect.oauth.refresh import CredentialNotFound, NeedsReauthorization
+from pdconnect.oauth.errors import CredentialNotFound, NeedsReauthorization
 
 __all__ = [
     "CredentialNotFound",
