@@ -14,7 +14,7 @@ import responses
 import sqlalchemy as sa
 
 from pdconnect import AlertEvent, EventsApi, RetryPolicy, Sender, integration_from_key
-from pdconnect.outbox import DEAD, DELIVERED, Outbox, outcome_for
+from pdconnect.outbox import DELIVERED, Outbox, outcome_for
 from pdconnect.sandbox.pytest_plugin import PagerDutySandbox
 from pdconnect.storage import MemoryIntegrationStore
 from pdconnect.transport import HttpResponse
@@ -240,13 +240,22 @@ def test_bad_settings() -> None:
 
 
 def test_delivered_rows_are_purged_later(outbox: Outbox, pagerduty_sandbox: PagerDutySandbox) -> None:
-    outbox.enqueue(pagerduty_sandbox.service_key(), AlertEvent.resolve("nothing-open"))
-    worker = Worker(outbox, keep_delivered=0, rate_limit_per_key=None)
+    """A delivered row is kept ``keep_delivered`` seconds, then the worker's purge deletes it.
+
+    Every step is decided by the test, not by when the loop's housekeeping happens to run:
+    the run keeps its delivery (a long ``keep_delivered``), and the purge is then run with an
+    explicit clock on each side of the retention.
+    """
+    entry = outbox.enqueue(pagerduty_sandbox.service_key(), AlertEvent.resolve("nothing-open"))
+    worker = Worker(outbox, keep_delivered=3600, rate_limit_per_key=None)
     worker.run(until_empty=True)
-    assert outbox.stats().delivered in (0, 1)
-    assert outbox.purge_delivered(0, now=time.time() + 1) + outbox.stats().delivered <= 1
-    assert worker.counters.delivered == 1
-    assert DELIVERED != DEAD
+    with outbox.engine.connect() as conn:
+        row = conn.execute(sa.select(outbox.events).where(outbox.events.c.id == entry.id)).one()
+    assert (row.state, worker.counters.delivered) == (DELIVERED, 1), (row.state, row.last_status, row.last_error)
+    assert outbox.purge_delivered(3600, now=row.finished_at + 3599) == 0, "kept within the retention"
+    assert outbox.purge_delivered(3600, now=row.finished_at + 3601) == 1, "purged after it"
+    assert outbox.stats().delivered == 0
+    assert outbox.states([entry.id]) == {}
 
 
 class _Announcements(logging.Handler):
