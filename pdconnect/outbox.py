@@ -745,17 +745,26 @@ class Outbox:
         table = self.events
         return self._delete_in_batches(table.c.finished_at < cutoff, table.c.state.in_((DEAD, REQUEUED)))
 
-    def forget(self, routing_key: str) -> int:
-        """Delete every event of ``routing_key``, whatever its state, and its pause; returns how many.
+    def forget(self, routing_key: str, *, owner_id: str | None = None) -> int:
+        """Delete every event of ``routing_key`` (of ``owner_id`` only, when given), whatever its
+        state, and the key's pause once no event of it is left; returns how many events.
 
         For an integration that was removed: its queued events will never be wanted, and its
-        delivered and dead ones would keep its key in the database.
+        delivered and dead ones would keep its key in the database. Pass ``owner_id`` when two
+        owners may have connected the same key, so the other's events stay.
         """
         if not isinstance(routing_key, str) or not routing_key:
             raise ConfigError("routing_key must be a non-empty string", setting="routing_key")
-        deleted = self._delete_in_batches(self.events.c.routing_key == routing_key)
+        if owner_id is not None and not isinstance(owner_id, str):
+            raise ConfigError("owner_id must be a string", setting="owner_id")
+        table = self.events
+        conditions = [table.c.routing_key == routing_key]
+        if owner_id is not None:
+            conditions.append(table.c.owner_id == owner_id)
+        deleted = self._delete_in_batches(*conditions)
         with self.engine.begin() as conn:
-            conn.execute(sa.delete(self.pauses).where(self.pauses.c.routing_key == routing_key))
+            left = sa.select(table.c.id).where(table.c.routing_key == routing_key).exists()
+            conn.execute(sa.delete(self.pauses).where(self.pauses.c.routing_key == routing_key, ~left))
         return deleted
 
     def _delete_in_batches(self, *conditions: sa.ColumnElement[bool]) -> int:

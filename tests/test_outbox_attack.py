@@ -587,3 +587,15 @@ def test_the_purge_command_deletes_old_dead_events(tmp_path: Path, capsys: pytes
         kill(outbox)
     assert main(["outbox", "purge", "--database", url, "--dead-older-than", "0"]) == 0
     assert "deleted 1 dead event(s)" in capsys.readouterr().out
+
+
+def test_forget_for_one_owner_keeps_the_other_owners_events_and_the_pause(outbox: Outbox) -> None:
+    mine, theirs = stored("me", "i1"), stored("them", "i2")
+    outbox.enqueue_many([(mine, trigger("a")), (theirs, trigger("b"))])
+    first, second = outbox.claim("w", 10, lease=60)
+    outbox.record([outcome_for(first, PENDING, status=429, next_attempt_at=1e10, pause_key_until=1e10)])
+    assert outbox.forget(SERVICE_KEY, owner_id="me") == 1
+    assert outbox.states([first.id, second.id]) == {second.id: "leased"}
+    assert outbox.stats().paused_keys == 1, "the other owner's events still use the key"
+    assert outbox.forget(SERVICE_KEY, owner_id="them") == 1
+    assert outbox.stats().paused_keys == 0
