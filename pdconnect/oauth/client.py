@@ -8,8 +8,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import requests
-
 from pdconnect.errors import StateInvalid
 from pdconnect.install import check_subdomain
 from pdconnect.nonces import NonceStore
@@ -35,11 +33,8 @@ _SECRET_FIELDS = frozenset({"code", "code_verifier", "refresh_token", "client_se
 
 
 def _default_transport() -> Transport:
-    # A plain session: RequestsTransport's own (whose reads run under a total deadline) loses
-    # the body of about half the answers that come with "Connection: close", as the sandbox's
-    # identity server sends them (its socket reader holds no reference on the socket, so
-    # http.client closes it under the read). Per-read timeouts apply instead, until that is fixed.
-    return RequestsTransport(requests.Session())
+    # Reads run under the attempt's total deadline, so a slow identity host cannot hold a request.
+    return RequestsTransport()
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import requests
-
 from pdconnect.errors import InvalidData
 from pdconnect.oauth.refresh import NeedsReauthorization, TokenRefresher
 from pdconnect.rest.answers import error_for, read_object
@@ -64,11 +62,8 @@ DEFAULT_TIMEOUT = (5.0, 15.0)
 
 
 def _default_transport() -> RequestsTransport:
-    # A plain session, as pdconnect.oauth.client does: RequestsTransport's own session reads
-    # under a total deadline with a socket reader that holds no reference on the socket, so
-    # an answer with "Connection: close" loses its body about half the time (EBADF). Per-read
-    # timeouts apply instead, until pdconnect.transport is fixed.
-    return RequestsTransport(requests.Session())
+    # Reads run under the attempt's total deadline, so a slow PagerDuty cannot hold a request.
+    return RequestsTransport()
 
 
 class AccountRestClient:
