@@ -22,6 +22,7 @@ response to take over the redirect. A failed, tampered or replayed callback rend
 friendly 400 page; it is never a 500.
 """
 
+from pdconnect.flask import oauth_views as _oauth_views  # noqa: F401  (registers the OAuth routes)
 from pdconnect.flask import views as _views  # noqa: F401  (registers the routes on the blueprint)
 from pdconnect.flask.alertmanager_views import alertmanager_token
 from pdconnect.flask.blueprint import blueprint
@@ -30,22 +31,28 @@ from pdconnect.flask.extension import (
     CSRF_HEADER,
     DEFAULTS,
     SESSION_BINDING_KEY,
+    ConnectedAccount,
     PagerDutyConnect,
     PagerDutyState,
     check_form_token,
     csrf_token,
     current_pagerduty,
     external_url,
+    pagerduty_accounts,
     pagerduty_button,
+    pagerduty_reconnect_banner,
     pagerduty_snippet,
     session_binding,
 )
 from pdconnect.flask.signals import (
+    account_connected,
+    account_disconnected,
     broken_announcer,
     cancelled,
     connected,
     failed,
     integration_broken,
+    needs_reauthorization,
     webhook_received,
 )
 from pdconnect.flask.views import send_test_alert
@@ -56,8 +63,11 @@ __all__ = [
     "CSRF_HEADER",
     "DEFAULTS",
     "SESSION_BINDING_KEY",
+    "ConnectedAccount",
     "PagerDutyConnect",
     "PagerDutyState",
+    "account_connected",
+    "account_disconnected",
     "alertmanager_token",
     "blueprint",
     "broken_announcer",
@@ -69,7 +79,10 @@ __all__ = [
     "external_url",
     "failed",
     "integration_broken",
+    "needs_reauthorization",
+    "pagerduty_accounts",
     "pagerduty_button",
+    "pagerduty_reconnect_banner",
     "pagerduty_snippet",
     "send_test_alert",
     "session_binding",

@@ -9,7 +9,7 @@ import os
 import re
 import time
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from flask import (
     Flask,
     current_app,
+    render_template,
     request,
     session,
     url_for,
@@ -34,16 +35,22 @@ from pdconnect.errors import (
 )
 from pdconnect.events import Severity
 from pdconnect.flask.blueprint import blueprint
-from pdconnect.flask.signals import webhook_received
+from pdconnect.flask.oauth_config import OAUTH_DEFAULTS, OAuthSettings, read_oauth_settings
+from pdconnect.flask.signals import needs_reauthorization, webhook_received
 from pdconnect.handshake import Handshake
 from pdconnect.integration import Region
 from pdconnect.nonces import NonceStore, SqlNonceStore
+from pdconnect.oauth.client import PagerDutyOAuth
+from pdconnect.oauth.connection import AccountConnections
+from pdconnect.oauth.credentials import Credential, CredentialStore, SqlCredentialStore
+from pdconnect.oauth.refresh import TokenRefresher
 from pdconnect.outbox import Outbox
 from pdconnect.retry import RetryPolicy
 from pdconnect.sender import Sender
 from pdconnect.state import binding_digest, new_session_binding
 from pdconnect.storage import IntegrationStore, SqlIntegrationStore, StoredIntegration
-from pdconnect.urls import CONNECT_BASE_URL, INSTALL_BASE_URL
+from pdconnect.transport import Transport
+from pdconnect.urls import CONNECT_BASE_URL, EVENTS_BASE_URLS, INSTALL_BASE_URL
 from pdconnect.webhooks import (
     MAX_BODY_BYTES,
     IncidentState,
@@ -111,6 +118,7 @@ DEFAULTS: dict[str, Any] = {
     "PDCONNECT_ALERTMANAGER_MAX_BYTES": 4 * 1024 * 1024,
     "PDCONNECT_ALERTMANAGER_DEFAULT_SEVERITY": "error",
     "PDCONNECT_ALERTMANAGER_AUTHENTICATE": None,
+    **OAUTH_DEFAULTS,
 }
 
 
@@ -129,6 +137,9 @@ class PagerDutyState:
     webhooks: WebhookReceiver = field(default_factory=WebhookReceiver, repr=False)
     webhook_secrets: WebhookSecretStore = field(default_factory=MemoryWebhookSecretStore, repr=False)
     incidents: IncidentStateStore | None = field(default=None, repr=False)
+    #: Per-account OAuth, when ``PDCONNECT_OAUTH_CLIENT_ID`` is set (else ``None``).
+    oauth: PagerDutyOAuth | None = field(default=None, repr=False)
+    connections: AccountConnections | None = field(default=None, repr=False)
     _outbox: Outbox | None = field(default=None, repr=False)
 
     def current_owner(self) -> str | None:
@@ -231,7 +242,11 @@ class PagerDutyConnect:
         sender: Sender | None = None,
         owner_loader: Callable[[], str | None] | None = None,
         clock: Callable[[], float] = time.time,
+        credential_store: CredentialStore | None = None,
+        transport: Transport | None = None,
     ) -> None:
+        self._credential_store = credential_store
+        self._transport = transport
         self._store = store
         self._nonce_store = nonce_store
         self._sender = sender
@@ -253,6 +268,7 @@ class PagerDutyConnect:
             app.config.setdefault(name, value)
         config = app.config
         _read_settings(config)
+        oauth_settings = read_oauth_settings(config)
         secrets = _signing_secrets(config)
         # itsdangerous signs with the last key of a list and verifies with all of them.
         secret = [key.encode("utf-8") if isinstance(key, str) else key for key in reversed(secrets)]
@@ -286,6 +302,7 @@ class PagerDutyConnect:
                 client_url=config["PDCONNECT_CLIENT_URL"],
                 vendor_key=config["PDCONNECT_VENDOR_KEY"],
                 events_base_url=config["PDCONNECT_EVENTS_BASE_URL"],
+                events_base_urls=_regional_events(oauth_settings, config),
                 retry=RetryPolicy(max_attempts=3, deadline=20.0),
             )
         )
@@ -321,6 +338,8 @@ class PagerDutyConnect:
             webhook_secrets=webhook_secrets,
             incidents=incidents,
         )
+        if oauth_settings is not None:
+            self._init_oauth(app, state, oauth_settings, secret=secret, nonces=nonce_store)
         self._states.append(state)
         app.extensions["pdconnect"] = state
         app.register_blueprint(blueprint, url_prefix=config["PDCONNECT_URL_PREFIX"])
@@ -328,6 +347,60 @@ class PagerDutyConnect:
         app.add_template_global(pagerduty_snippet, "pagerduty_snippet")
         app.add_template_global(csrf_token, "pdconnect_csrf_token")
         app.add_template_global(lambda: CSRF_FIELD, "pdconnect_csrf_field")
+        app.add_template_global(pagerduty_accounts, "pagerduty_accounts")
+        app.add_template_global(pagerduty_reconnect_banner, "pagerduty_reconnect_banner")
+
+    def _init_oauth(
+        self,
+        app: Flask,
+        state: PagerDutyState,
+        settings: OAuthSettings,
+        *,
+        secret: Sequence[bytes | str],
+        nonces: NonceStore,
+    ) -> None:
+        """Per-account OAuth: the client, the encrypted credential store, the refresher and the connection service."""
+        config = app.config
+        credentials = self._credential_store
+        if credentials is None:
+            engine = state.store.engine if isinstance(state.store, SqlIntegrationStore) else state.storage_url
+            credentials = SqlCredentialStore(
+                engine, cipher=settings.cipher, insecure_plaintext=settings.insecure_plaintext
+            )
+        oauth = PagerDutyOAuth(settings.app, secret=secret, nonces=nonces, transport=self._transport, clock=self._clock)
+
+        def announce(credential: Credential) -> None:
+            with app.app_context():
+                needs_reauthorization.send(app, credential=credential, owner_id=credential.owner_id)
+
+        refresher = TokenRefresher(credentials, oauth, on_needs_reauthorization=announce)
+        configured_hook = config["PDCONNECT_WEBHOOK_URL"]
+        state.oauth = oauth
+        state.connections = AccountConnections(
+            oauth,
+            credentials,
+            refresher,
+            state.webhook_secrets,
+            state.store,
+            webhook_url=configured_hook if configured_hook else _route_webhook_url,
+            subscribe=bool(config["PDCONNECT_WEBHOOK_SUBSCRIBE"]),
+            rest_transport=self._transport,
+        )
+
+
+def _route_webhook_url() -> str:
+    """The URL of this app's webhook route, on a configured or allowed host (needs a request)."""
+    return external_url("pdconnect.webhook")
+
+
+def _regional_events(settings: OAuthSettings | None, config: dict[str, Any]) -> dict[Region, str] | None:
+    """With OAuth, each region's Events API host from the app's ``events_bases`` (unless one host is forced)."""
+    if settings is None or config["PDCONNECT_EVENTS_BASE_URL"]:
+        return None
+    bases = dict(EVENTS_BASE_URLS)
+    for region, url in settings.app.events_bases.items():
+        bases[Region(region)] = url
+    return bases
 
 
 _OPTIONAL_TEXT = (
@@ -605,6 +678,20 @@ def _default_flow() -> str:
     return "install" if handshake.app_id else "connect"
 
 
+def oauth_start_url() -> str:
+    """Where the "Connect PagerDuty" button starts: OAuth, then the install flow when an app id is set too."""
+    pagerduty = current_pagerduty()
+    if pagerduty.handshake.app_id:
+        return str(url_for("pdconnect.oauth_start", then="install"))
+    return str(url_for("pdconnect.oauth_start"))
+
+
+def _button_href(flow: str | None) -> str:
+    if flow == "oauth" or (flow is None and current_pagerduty().connections is not None):
+        return oauth_start_url()
+    return str(url_for(f"pdconnect.{flow or _default_flow()}"))
+
+
 def pagerduty_button(
     flow: str | None = None,
     *,
@@ -615,13 +702,71 @@ def pagerduty_button(
 ) -> Markup:
     """The button for the current user, linking to this app's start of ``flow``.
 
-    ``flow`` is ``install`` or ``connect``; by default the install flow when an app id is
-    configured, else legacy Connect.
+    ``flow`` is ``oauth``, ``install`` or ``connect``. By default: with OAuth configured, OAuth
+    (continuing into the install flow when an app id is configured too: one button for both);
+    else the install flow when an app id is configured, else legacy Connect.
     """
-    href = url_for(f"pdconnect.{flow or _default_flow()}")
+    href = _button_href(flow)
     return button_html(href, size=size, theme=theme, label=label, include_css=include_css)
 
 
 def pagerduty_snippet(flow: str | None = None, **options: Any) -> str:
     """The self-contained snippet, with an absolute link to this app's start of ``flow``."""
+    if flow == "oauth" or (flow is None and current_pagerduty().connections is not None):
+        then = {"then": "install"} if current_pagerduty().handshake.app_id else {}
+        return embed_snippet(external_url("pdconnect.oauth_start", **then), **options)
     return embed_snippet(external_url(f"pdconnect.{flow or _default_flow()}"), **options)
+
+
+@dataclass(frozen=True)
+class ConnectedAccount:
+    """One of the owner's connected PagerDuty accounts, as pages show it (never with a token)."""
+
+    account_id: str
+    subdomain: str
+    region: str
+    scopes: tuple[str, ...]
+    needs_reauthorization: bool
+    reason: str | None
+    user_id: str
+
+    @classmethod
+    def of(cls, credential: Credential) -> ConnectedAccount:
+        return cls(
+            account_id=credential.account_id,
+            subdomain=credential.account.subdomain,
+            region=credential.account.region,
+            scopes=tuple(sorted(credential.scopes)),
+            needs_reauthorization=credential.needs_reauthorization,
+            reason=credential.needs_reauthorization_reason,
+            user_id=credential.account.user_id,
+        )
+
+
+def pagerduty_accounts(owner_id: str | None = None) -> list[ConnectedAccount]:
+    """The signed-in owner's (or ``owner_id``'s) OAuth-connected accounts; empty without OAuth or owner."""
+    pagerduty = current_pagerduty()
+    if pagerduty.connections is None:
+        return []
+    owner = owner_id if owner_id is not None else pagerduty.current_owner()
+    if owner is None:
+        return []
+    return [ConnectedAccount.of(c) for c in pagerduty.connections.accounts(owner)]
+
+
+#: The banner's template; an app overrides it with a template of the same name.
+RECONNECT_TEMPLATE = "pdconnect/reconnect_banner.html"
+
+
+def pagerduty_reconnect_banner() -> Markup:
+    """A "Reconnect PagerDuty" banner when any of the owner's connections needs re-authorisation, else nothing.
+
+    Rendered from ``pdconnect/reconnect_banner.html`` (autoescaped; override it in the app's
+    templates) with ``accounts`` (the :class:`ConnectedAccount` values to reconnect) and
+    ``reconnect_url``.
+    """
+    accounts = [a for a in pagerduty_accounts() if a.needs_reauthorization]
+    if not accounts:
+        return Markup("")
+    # The template is autoescaped: Markup marks its already-escaped output as such.
+    return Markup(render_template(RECONNECT_TEMPLATE, accounts=accounts, reconnect_url=oauth_start_url()))  # noqa: S704

@@ -30,6 +30,18 @@ webhook_received = _signals.signal("pdconnect-webhook-received")
 #: with ``broken_reason``) and ``owner_id``. Tell the owner to reconnect. Workers send it when
 #: given ``on_integration_broken=broken_announcer(app)``.
 integration_broken = _signals.signal("pdconnect-integration-broken")
+#: Sent after an OAuth authorization was stored; ``credential`` (a
+#: :class:`~pdconnect.oauth.credentials.Credential`, never showing its tokens), ``owner_id`` and
+#: ``subscribed`` (whether the account's webhook subscription is in place). Return a response
+#: to replace the redirect.
+account_connected = _signals.signal("pdconnect-account-connected")
+#: Sent after an OAuth connection was disconnected; ``owner_id``, ``account_id`` and ``result``
+#: (a :class:`~pdconnect.oauth.connection.Disconnected`, naming subscriptions left at PagerDuty).
+account_disconnected = _signals.signal("pdconnect-account-disconnected")
+#: Sent once when PagerDuty refused a connection's refresh token for good (revoked, expired):
+#: ``credential`` and ``owner_id``. Tell the owner to reconnect; ``pagerduty_reconnect_banner()``
+#: shows it on pages. Sent from whatever thread made the REST call, inside an app context.
+needs_reauthorization = _signals.signal("pdconnect-needs-reauthorization")
 
 
 def broken_announcer(app: Flask) -> Callable[[StoredIntegration], None]:

@@ -47,7 +47,10 @@ from pdconnect.flask.extension import check_form_token, current_pagerduty, exter
 from pdconnect.flask.signals import cancelled, connected, failed, integration_broken
 from pdconnect.flask.webhook_views import subscribe, unsubscribe
 from pdconnect.install import check_subdomain
-from pdconnect.integration import Integration, Region, integration_from_key
+from pdconnect.integration import Integration, Origin, Region, integration_from_key
+from pdconnect.oauth.connection import InstallAccountMismatch
+from pdconnect.oauth.errors import IdTokenInvalid, JwksUnavailable, MissingScopes, OAuthRefused, TokenEndpointError
+from pdconnect.oauth.refresh import CredentialNotFound, NeedsReauthorization
 from pdconnect.outcomes import Cancelled, RejectedEntry
 from pdconnect.storage import StoredIntegration
 from pdconnect.text import text_problem
@@ -68,6 +71,22 @@ _EXPLANATIONS: list[tuple[type[PdConnectError], str, str]] = [
     (StateOwnerMismatch, "This link belongs to another account", "It was started by another user. Start again."),
     (StateInvalid, "This link is not valid", "It was changed, or was not made by this site. Start again."),
     (CallbackError, "PagerDuty's answer could not be read", "Start again; if it keeps happening, contact support."),
+    (
+        InstallAccountMismatch,
+        "That is not the PagerDuty account you connected",
+        "Install in the PagerDuty account you authorized, or connect that account first.",
+    ),
+    (
+        MissingScopes,
+        "PagerDuty did not grant the access this app needs",
+        "Start again and approve every permission listed on PagerDuty's page.",
+    ),
+    (OAuthRefused, "PagerDuty refused the authorization", "Start again; if it keeps happening, contact support."),
+    (JwksUnavailable, "PagerDuty could not be reached", "PagerDuty's sign-in service did not answer. Try again soon."),
+    (IdTokenInvalid, "PagerDuty's answer could not be verified", "Start again; if it keeps happening, tell us."),
+    (TokenEndpointError, "PagerDuty could not be reached", "PagerDuty's sign-in service did not answer. Try again."),
+    (NeedsReauthorization, "PagerDuty needs you to reconnect", "Connect PagerDuty again to restore access."),
+    (CredentialNotFound, "PagerDuty is not connected", "Connect PagerDuty first."),
     (HandshakeFailed, "PagerDuty reported an error", "Start again; if it keeps happening, contact support."),
     (
         UnsafeURLError,
@@ -127,10 +146,13 @@ def _render_error(
 
     Its context is documented in the Flask guide; keep the two in step.
     """
-    handshake = current_pagerduty().handshake
+    pagerduty = current_pagerduty()
+    handshake = pagerduty.handshake
     can_install = can_restart and bool(handshake.app_id)
     can_connect = can_restart and bool(handshake.vendor_key)
     start_again = "pdconnect.install" if can_install else "pdconnect.connect" if can_connect else None
+    if can_restart and pagerduty.connections is not None:
+        start_again = "pdconnect.oauth_start"
     back = current_app.config["PDCONNECT_REDIRECT_TO"]
     back_url = _redirect_target()
     page = render_template(
@@ -142,12 +164,23 @@ def _render_error(
         error_type=error_type,
         can_connect=can_connect,
         can_install=can_install,
-        start_again_url=url_for(start_again) if start_again else None,
+        start_again_url=_start_url(start_again),
         back=back,
         back_url=back_url,
     )
     return make_response(page, status)
 
+
+def _start_url(endpoint: str | None) -> str | None:
+    if endpoint is None:
+        return None
+    if endpoint == "pdconnect.oauth_start" and current_pagerduty().handshake.app_id:
+        return str(url_for(endpoint, then="install"))
+    return str(url_for(endpoint))
+
+
+#: Endpoints whose URL carries secrets (integration keys, an OAuth code): their pages are shown at a clean URL.
+_SECRET_URL_ENDPOINTS = ("pdconnect.callback", "pdconnect.oauth_callback")
 
 #: Where a failed callback's page waits, one-shot, for the clean URL it is redirected to.
 _PROBLEM_KEY = "pdconnect_problem"
@@ -157,7 +190,7 @@ def _error_page(error: PdConnectError, status: int = 400) -> ResponseReturnValue
     title, advice = _explain(error)
     if _wants_json():
         return {"error": {"type": type(error).__name__, "message": str(error)}}, status
-    if request.endpoint == "pdconnect.callback":
+    if request.endpoint in _SECRET_URL_ENDPOINTS:
         # The callback's URL carries integration keys: show the page at a clean URL, so
         # browser history never keeps them. The message names no key (errors.py's rule).
         session[_PROBLEM_KEY] = {
@@ -307,8 +340,17 @@ def callback(state: str | None = None) -> ResponseReturnValue:
     if isinstance(outcome, Cancelled):
         replacement = _take_over(cancelled.send(app, owner_id=outcome.owner_id, flow=outcome.flow))
         return replacement or _done("PagerDuty setup was cancelled.", "info")
+    integrations = outcome.integrations
+    if pagerduty.connections is not None and outcome.flow is Origin.INSTALL:
+        # The install's config is unsigned: only an account the owner authorized through OAuth
+        # (the signed ID token's subdomain) is accepted, and its region is the account's.
+        try:
+            integrations = tuple(pagerduty.connections.install_integrations(outcome.owner_id, integrations))
+        except InstallAccountMismatch as exc:
+            logger.warning("pdconnect: an install for another account than the OAuth connection's was refused")
+            return _failed(exc, 403)
     try:
-        stored, rejected = _save_each(outcome.integrations, outcome.rejected)
+        stored, rejected = _save_each(integrations, outcome.rejected)
     except InvalidData as exc:  # no value the table could hold: the data's fault, not an outage
         return _failed(exc)
     except SQLAlchemyError:
@@ -365,7 +407,7 @@ def _refused_message(rejected: tuple[RejectedEntry, ...]) -> str:
 @blueprint.after_request
 def _no_keys_left_behind(response: Response) -> Response:
     """The callback's URL carries integration keys: keep its page out of caches and Referer headers."""
-    if request.endpoint in ("pdconnect.callback", "pdconnect.problem"):
+    if request.endpoint in (*_SECRET_URL_ENDPOINTS, "pdconnect.problem"):
         response.headers["Cache-Control"] = "no-store"
         response.headers["Referrer-Policy"] = "no-referrer"
     return response
