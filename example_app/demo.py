@@ -30,6 +30,8 @@ from pdconnect.sandbox import Sandbox, SandboxServer
 
 DEMO_APP_ID = "PACMEMO"
 DEMO_VENDOR_KEY = "ac3e0d3a1b2c4d5e6f70"
+#: The sandbox account whose REST API key the demo uses (single-account mode).
+DEMO_ACCOUNT = "acme"
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -88,9 +90,10 @@ def start_acme(
         "PDCONNECT_CONNECT_BASE_URL": sandbox.url,
         "PDCONNECT_INSTALL_BASE_URL": sandbox.url,
         "PDCONNECT_EVENTS_BASE_URL": sandbox.url,
-        # The sandbox's REST API takes any token: connecting a service subscribes Acme's
-        # webhook endpoint to it, so acknowledgements and resolves show up in Acme.
-        "PDCONNECT_REST_API_TOKEN": "acme-demo-rest-token",
+        # Single-account mode: a REST API key of the sandbox's "acme" account, made for this run.
+        # Connecting a service subscribes Acme's webhook endpoint to it with this key, so
+        # acknowledgements and resolves show up in Acme.
+        "PDCONNECT_REST_API_TOKEN": sandbox.sandbox.create_api_key(DEMO_ACCOUNT, description="Acme Monitoring demo").id,
         "PDCONNECT_REST_API_URL": sandbox.url,
     }
     if database_url:
