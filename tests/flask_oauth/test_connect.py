@@ -8,13 +8,15 @@ API key, so a subscription made in the wrong account, or with the wrong token, s
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
 
+import pytest
 import sqlalchemy as sa
 from flask import Flask
 
 from pdconnect.flask import account_connected, cancelled
 from pdconnect.oauth.credentials import Credential
-from tests.flask_oauth.conftest import HOOK_URL, Site, flashes
+from tests.flask_oauth.conftest import HOOK_URL, Site, flashes, problem_page
 
 
 def test_a_full_connect_stores_the_credential_encrypted_and_subscribes_in_that_account(site: Site) -> None:
@@ -76,3 +78,89 @@ def test_deny_is_the_cancelled_signal_and_a_friendly_message(site: Site) -> None
     assert any("cancelled" in message for message in flashes(browser))
     assert site.connections().accounts("owner-1") == []
     assert site.subscriptions("acme") == []
+
+
+# -- the state and the code, under attack ------------------------------------------------------
+
+
+def test_a_callback_in_another_browser_session_is_refused_and_keeps_nothing(site: Site) -> None:
+    alex = site.user("acme", "Alex")
+    mine, theirs = site.browser("owner-1"), site.browser("owner-1")
+    callback = site.consent(site.start(mine), alex)
+    page = problem_page(theirs, theirs.get(callback))
+    assert page.status_code == 400
+    assert "another browser session" in page.get_data(as_text=True)
+    assert site.connections().accounts("owner-1") == []
+
+
+def test_a_callback_for_another_owner_is_refused(site: Site) -> None:
+    alex = site.user("acme", "Alex")
+    browser = site.browser("owner-1")
+    callback = site.consent(site.start(browser), alex)
+    browser.get("/login/owner-2")  # same browser session, another user signed in
+    page = problem_page(browser, browser.get(callback))
+    assert page.status_code == 400
+    assert site.connections().accounts("owner-1") == [] and site.connections().accounts("owner-2") == []
+
+
+def test_a_replayed_callback_is_refused(site: Site) -> None:
+    alex = site.user("acme", "Alex")
+    browser = site.browser("owner-1")
+    callback = site.consent(site.start(browser), alex)
+    assert browser.get(callback).status_code == 303
+    before = site.connections().accounts("owner-1")[0]
+    page = problem_page(browser, browser.get(callback))
+    assert page.status_code == 400
+    assert "already used" in page.get_data(as_text=True)
+    assert site.connections().accounts("owner-1")[0].version == before.version
+
+
+def test_a_code_replayed_under_a_fresh_state_is_refused_by_pagerduty(site: Site) -> None:
+    alex = site.user("acme", "Alex")
+    browser = site.browser("owner-1")
+    first = site.consent(site.start(browser), alex)
+    assert browser.get(first).status_code == 303
+    code = parse_qs(urlsplit(first).query)["code"][0]
+    fresh_state = parse_qs(urlsplit(site.start(browser)).query)["state"][0]
+    page = problem_page(browser, browser.get(f"/pagerduty/oauth/callback?{urlencode({'code': code, 'state': fresh_state})}"))
+    assert page.status_code == 400
+    assert "PagerDuty refused the authorization" in page.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "state=",
+        "code=abc",
+        "code=abc&state=garbage",
+        "code=abc&state=" + "A" * 5000,
+        "error=server_error&state=x",
+        "code=%ff%fe&state=x",
+        "code=a&code=b&state=x",
+        "state=%00",
+    ],
+)
+def test_hostile_callbacks_are_4xx_pages_never_500(site: Site, query: str) -> None:
+    browser = site.browser("owner-1")
+    site.start(browser)
+    response = browser.get(f"/pagerduty/oauth/callback?{query}")
+    if response.status_code == 303:
+        response = browser.get(response.headers["Location"])
+    assert 400 <= response.status_code < 500, response.get_data(as_text=True)
+
+
+def test_the_oauth_routes_need_a_signed_in_owner(site: Site) -> None:
+    anonymous = site.app.test_client()
+    assert anonymous.get("/pagerduty/oauth/start").status_code == 401
+    assert anonymous.get("/pagerduty/oauth/callback?code=a&state=b").status_code == 401
+    assert anonymous.post("/pagerduty/oauth/disconnect", data={"account_id": "x"}).status_code == 401
+
+
+def test_the_identity_host_down_is_a_503(site: Site) -> None:
+    alex = site.user("acme", "Alex")
+    browser = site.browser("owner-1")
+    callback = site.consent(site.start(browser), alex)
+    site.sandbox.set_faults(spec="503=1,target=identity")
+    page = problem_page(browser, browser.get(callback))
+    assert page.status_code == 503
