@@ -1,25 +1,34 @@
 """Every public type's ``repr()`` hides the secrets it carries (issue 9).
 
-Walks every name exported by :mod:`pdconnect`, :mod:`pdconnect.flask`, :mod:`pdconnect.webhooks`
-and :mod:`pdconnect.sandbox`, plus the outbox's and worker's public types, and builds each one
-carrying secrets (integration keys, webhook secrets, REST and OAuth tokens, signing keys,
-database passwords, lease tokens). ``repr()`` may show a secret's last four characters, as
+Walks every name exported by :mod:`pdconnect`, :mod:`pdconnect.flask`, :mod:`pdconnect.webhooks`,
+:mod:`pdconnect.sandbox`, :mod:`pdconnect.oauth` and :mod:`pdconnect.sandbox.identity`, plus the
+public types defined in the outbox, the worker, every module of :mod:`pdconnect.oauth` and
+:mod:`pdconnect.rest` and the sandbox identity server's records (issue 10), and builds each one
+carrying secrets (integration keys, webhook secrets, REST and OAuth tokens, client secrets,
+authorization codes, PKCE verifiers, Fernet keys, signing keys, database passwords, lease
+tokens). The errors of the OAuth and REST modules are built too, from what they carry, and
+their ``str()`` and ``repr()`` checked the same way. ``repr()`` may show a secret's last four characters, as
 python-pagerduty does, and nothing more of it. A public type without a builder here fails
 the walk, so a new one cannot slip by.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
+import json
+import pkgutil
+import re
 import tempfile
+import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 KEY = "e93facc04764012d7bfb002500d5d1a6"
@@ -33,28 +42,81 @@ LEASE_TOKEN = "Zx9Cv4Bn8Mq2Wq7Et"
 BEARER = "Gh5Jk1Lz7Qa3Sw9De"
 VENDOR_KEY = "2fc7c9f3c8030e74aae6"
 URL = f"postgresql+psycopg://pdc:{PASSWORD}@127.0.0.1:1/db"  # never connected to
-SECRETS = [KEY, WEBHOOK_SECRET, REST_TOKEN, OAUTH_TOKEN, SIGNING_KEY, FLASK_SECRET, PASSWORD, LEASE_TOKEN, BEARER]
+REFRESH_TOKEN = "pdus+_1Kq7Wd3Mz9Tb5Nc"
+ID_TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJQVTEifQ.c2lnbmF0dXJlLXNlY3JldA"
+CLIENT_SECRET = "cs-Yp4Ru8Ie2Wo6Qa0Zx"
+AUTH_CODE = "code-Fv3Gb7Hn1Jm5Kl9"
+VERIFIER = "pkce-Tg6Yh2Uj8Ik4Ol0Pz"
+STATE = "state-Bw5Nq1Mx7Lc3Kv9Jd"
+SECRETS = [
+    KEY,
+    WEBHOOK_SECRET,
+    REST_TOKEN,
+    OAUTH_TOKEN,
+    SIGNING_KEY,
+    FLASK_SECRET,
+    PASSWORD,
+    LEASE_TOKEN,
+    BEARER,
+    REFRESH_TOKEN,
+    ID_TOKEN,
+    CLIENT_SECRET,
+    AUTH_CODE,
+    VERIFIER,
+    STATE,
+]
+# Two real Fernet keys (what PDCONNECT_TOKEN_KEYS holds), fixed so a leak is reproducible.
+FERNET_KEYS = ["KNtZbHuOlCFNJefq_HLCF-SdBKuKD808eult5kNCMM0=", "ywI4Uc7yeN4uwi6HT7E4TIVD2g9p-qMlroJOUER91uE="]
+SECRETS += FERNET_KEYS
 
-MODULES = [
+#: Modules whose every exported name is walked, wherever it is defined.
+EXPORTING = [
     "pdconnect",
     "pdconnect.flask",
     "pdconnect.webhooks",
     "pdconnect.sandbox",
-    "pdconnect.outbox",
-    "pdconnect.worker",
-    "pdconnect.alertmanager_bridge",
+    "pdconnect.oauth",
+    "pdconnect.sandbox.identity",
 ]
 
 
-def _public_types() -> Iterator[tuple[str, type]]:
+def _submodules(package: str) -> list[str]:
+    path = importlib.import_module(package).__path__
+    return sorted(f"{package}.{info.name}" for info in pkgutil.iter_modules(path))
+
+
+#: Modules whose public types defined in them are walked (new modules of these packages too).
+DEFINING = [
+    "pdconnect.outbox",
+    "pdconnect.worker",
+    "pdconnect.alertmanager_bridge",
+    *_submodules("pdconnect.oauth"),
+    *_submodules("pdconnect.rest"),
+    "pdconnect.sandbox.identity.model",
+    "pdconnect.sandbox.identity.keys",
+    "pdconnect.sandbox.identity.core",
+]
+MODULES = [*EXPORTING, *DEFINING]
+
+
+def _public_classes(*, errors: bool) -> Iterator[tuple[str, type]]:
+    """``(dotted name, class)`` of every public class (or every error class), each class once."""
+    seen: set[type] = set()
     for module_name in MODULES:
         module = importlib.import_module(module_name)
         names = getattr(module, "__all__", None) or [n for n in vars(module) if not n.startswith("_")]
         for name in names:
             value = getattr(module, name)
-            defined_here = module_name in MODULES[:4] or getattr(value, "__module__", None) == module_name
-            if inspect.isclass(value) and defined_here and not issubclass(value, BaseException):
+            defined_here = module_name in EXPORTING or getattr(value, "__module__", None) == module_name
+            if not (inspect.isclass(value) and defined_here) or value in seen:
+                continue
+            if issubclass(value, BaseException) == errors:
+                seen.add(value)
                 yield f"{module_name}.{name}", value
+
+
+def _public_types() -> Iterator[tuple[str, type]]:
+    return _public_classes(errors=False)
 
 
 def leaked(secret: str, text: str) -> str | None:
@@ -365,6 +427,303 @@ def _b_sandbox_client() -> Any:
     return SandboxClient("http://127.0.0.1:1")
 
 
+# -- OAuth, credentials and the per-account REST client (issue 10) ---------------------------
+
+
+def _oauth_app() -> Any:
+    from pdconnect.oauth import OAuthApp
+
+    return OAuthApp(
+        client_id="cid-1",
+        client_secret=CLIENT_SECRET,
+        redirect_uri="https://vendor.example/pagerduty/oauth/callback",
+        kind="classic",
+        scopes=("read", "write"),
+    )
+
+
+def _oauth() -> Any:
+    from pdconnect import MemoryNonceStore
+    from pdconnect.oauth import PagerDutyOAuth
+
+    return PagerDutyOAuth(_oauth_app(), secret=SIGNING_KEY, nonces=MemoryNonceStore())
+
+
+def _tokens() -> Any:
+    from pdconnect.oauth import TokenSet
+
+    return TokenSet(
+        access_token=OAUTH_TOKEN,
+        refresh_token=REFRESH_TOKEN,
+        expires_at=9e9,
+        scopes=frozenset({"openid", "read", "write"}),
+        id_token=ID_TOKEN,
+    )
+
+
+def _account() -> Any:
+    from pdconnect.oauth import AccountIdentity
+
+    return AccountIdentity(
+        subdomain="acme",
+        account_id="PACC001",
+        user_id="PUSR001",
+        delegation_id="PDEL001",
+        region="us",
+        rest_base_url="https://api.pagerduty.com",
+        events_base_url="https://events.pagerduty.com",
+    )
+
+
+def _credential(**changes: Any) -> Any:
+    from pdconnect.oauth.credentials import new_credential
+
+    credential = new_credential("org-1", _account(), _tokens())
+    return dataclasses.replace(credential, **changes) if changes else credential
+
+
+def _memory_credentials() -> Any:
+    from pdconnect.oauth import MemoryCredentialStore
+
+    store = MemoryCredentialStore()
+    store.save("org-1", _account(), _tokens())
+    return store
+
+
+def _refresher() -> Any:
+    from pdconnect.oauth import TokenRefresher
+
+    return TokenRefresher(_memory_credentials(), _oauth())
+
+
+@builder("pdconnect.oauth.OAuthApp")
+def _b_oauth_app() -> Any:
+    return [_oauth_app(), dataclasses.replace(_oauth_app(), client_secret=None)]
+
+
+@builder("pdconnect.oauth.PagerDutyOAuth")
+def _b_oauth() -> Any:
+    return _oauth()
+
+
+@builder("pdconnect.oauth.TokenSet")
+def _b_tokens() -> Any:
+    return [_tokens(), dataclasses.replace(_tokens(), refresh_token=None, id_token=None)]
+
+
+@builder("pdconnect.oauth.AuthorizeRequest")
+def _b_authorize_request() -> Any:
+    from pdconnect.oauth import AuthorizeRequest
+
+    made = _oauth().authorize(owner_id="org-1", session_binding=SIGNING_KEY[::-1])
+    return [made, AuthorizeRequest(url=f"https://identity.pagerduty.com/oauth/authorize?state={STATE}", state=STATE)]
+
+
+@builder("pdconnect.oauth.authorize.Callback")
+def _b_callback() -> Any:
+    from pdconnect.oauth.authorize import Callback
+
+    return Callback(code=AUTH_CODE, state=STATE)
+
+
+@builder("pdconnect.oauth.Authorized")
+def _b_authorized() -> Any:
+    from pdconnect.oauth import Authorized
+
+    return Authorized(owner_id="org-1", tokens=_tokens(), account=_account(), return_to="/settings")
+
+
+@builder("pdconnect.oauth.TokenCipher")
+def _b_cipher() -> Any:
+    from pdconnect.oauth import TokenCipher
+
+    return [TokenCipher(FERNET_KEYS), TokenCipher([key.encode() for key in FERNET_KEYS[:1]])]
+
+
+@builder("pdconnect.oauth.Credential")
+def _b_credential() -> Any:
+    from datetime import UTC, datetime
+
+    marked = _credential(
+        needs_reauthorization_since=datetime.now(UTC),
+        needs_reauthorization_reason="PagerDuty refused the refresh token (invalid_grant)",
+    )
+    return [_credential(), marked, str(marked)]
+
+
+@builder("pdconnect.oauth.credentials.CredentialLock")
+def _b_lock() -> Any:
+    from pdconnect.oauth.credentials import CredentialLock
+
+    return [CredentialLock(_credential(), lambda c, t: None, lambda c, r: None), CredentialLock(None, print, print)]
+
+
+@builder("pdconnect.oauth.MemoryCredentialStore")
+def _b_memory_credentials() -> Any:
+    return _memory_credentials()
+
+
+@builder("pdconnect.oauth.SqlCredentialStore")
+def _b_sql_credentials() -> Any:
+    from pdconnect.oauth import SqlCredentialStore, TokenCipher
+
+    return [
+        SqlCredentialStore(URL, cipher=TokenCipher(FERNET_KEYS), create_tables=False),
+        SqlCredentialStore(URL, insecure_plaintext=True, create_tables=False),
+    ]
+
+
+@builder("pdconnect.oauth.TokenRefresher")
+def _b_refresher() -> Any:
+    return _refresher()
+
+
+@builder("pdconnect.oauth.state.OpenedState")
+def _b_opened_state() -> Any:
+    from pdconnect.oauth.state import OpenedState
+
+    return OpenedState(nonce=STATE, owner_id="org-1", verifier=VERIFIER, return_to="/settings", issued_at=0.0)
+
+
+@builder("pdconnect.oauth.state.OAuthStates")
+def _b_states() -> Any:
+    from pdconnect import MemoryNonceStore
+    from pdconnect.oauth.state import OAuthStates
+
+    return OAuthStates([SIGNING_KEY, FLASK_SECRET], nonces=MemoryNonceStore())
+
+
+@builder("pdconnect.oauth.tokens.TokenRequest")
+def _b_token_request() -> Any:
+    from pdconnect.oauth.tokens import TokenRequest
+
+    form = {"grant_type": "authorization_code", "code": AUTH_CODE, "code_verifier": VERIFIER}
+    form |= {"client_secret": CLIENT_SECRET, "refresh_token": REFRESH_TOKEN}
+    return TokenRequest(grant_type="authorization_code", form=form, requested=frozenset({"read"}))
+
+
+@builder("pdconnect.oauth.http.Requester", "pdconnect.oauth.jwks.JwksCache")
+def _b_requester() -> Any:
+    oauth = _oauth()
+    return [oauth._requester, oauth.keys]
+
+
+@builder("pdconnect.rest.client.AccountRestClient")
+def _b_rest_client() -> Any:
+    from pdconnect.rest.client import AccountRestClient
+
+    return AccountRestClient(_refresher(), "org-1", "PACC001")
+
+
+@builder("pdconnect.rest.subscriptions.NewSubscription")
+def _b_new_subscription() -> Any:
+    from pdconnect.rest.subscriptions import NewSubscription, WebhookSubscription
+
+    made = NewSubscription(WebhookSubscription(id="PSUB1", url="https://vendor.example/hook"), WEBHOOK_SECRET)
+    return [made, str(made)]
+
+
+@builder("pdconnect.oauth.connection.AccountConnections")
+def _b_connections() -> Any:
+    from pdconnect import MemoryIntegrationStore
+    from pdconnect.oauth.connection import AccountConnections
+    from pdconnect.webhooks import MemoryWebhookSecretStore
+
+    refresher = _refresher()
+    secrets = MemoryWebhookSecretStore()
+    secrets.register("PSUB1", WEBHOOK_SECRET)
+    return AccountConnections(
+        _oauth(),
+        refresher.store,
+        refresher,
+        secrets,
+        MemoryIntegrationStore(),
+        webhook_url=f"https://vendor.example/pagerduty/webhooks?token={BEARER}",
+    )
+
+
+@builder("pdconnect.sandbox.identity.Identity", "pdconnect.sandbox.identity.core.Core")
+def _b_identity() -> Any:
+    from pdconnect.sandbox.identity import AccountInfo, Identity
+
+    identity = Identity(base_url=lambda: "http://127.0.0.1:1", accounts=lambda s: AccountInfo(id=s, region="us"))
+    _seed_identity(identity.core.registry)
+    return [identity, identity.core]
+
+
+def _seed_identity(registry: Any) -> Any:
+    """A registry holding an app with its secret, a code, an authorisation and its two tokens."""
+    from pdconnect.sandbox.identity.model import Authorization, Code, IdentityUser, OAuthApp, Token
+
+    app = OAuthApp(
+        client_id="cid-1",
+        client_secret=CLIENT_SECRET,
+        account_id="acme",
+        name="Acme",
+        kind="classic",
+        redirect_urls=("https://vendor.example/cb",),
+        scopes=frozenset({"read", "write"}),
+        access_token_seconds=3600,
+        refresh_token_seconds=86400,
+        window_seconds=86400,
+    )
+    registry.apps[app.client_id] = app
+    registry.users["PUSR001"] = IdentityUser(id="PUSR001", account_id="acme", name="Ann", email="a@x", role="admin")
+    registry.codes[AUTH_CODE] = Code(
+        value=AUTH_CODE,
+        client_id="cid-1",
+        redirect_uri="https://vendor.example/cb",
+        account_id="acme",
+        user_id="PUSR001",
+        scopes=frozenset({"read"}),
+        challenge=VERIFIER,
+        nonce=None,
+        expires_at=9e9,
+    )
+    registry.authorizations["PDEL001"] = Authorization(
+        delegation_id="PDEL001",
+        client_id="cid-1",
+        account_id="acme",
+        user_id="PUSR001",
+        scopes=frozenset(),
+        created_at=0,
+    )
+    for value, kind in ((OAUTH_TOKEN, "access"), (REFRESH_TOKEN, "refresh")):
+        registry.tokens[value] = Token(
+            value=value, kind=kind, delegation_id="PDEL001", scopes=frozenset(), expires_at=9e9
+        )
+    return registry
+
+
+@builder("pdconnect.sandbox.identity.model.Registry")
+def _b_registry() -> Any:
+    from pdconnect.sandbox.identity.model import Registry
+
+    registry = _seed_identity(Registry())
+    return [registry, *registry.apps.values(), *registry.codes.values(), *registry.tokens.values()]
+
+
+@builder("pdconnect.sandbox.identity.OAuthApp")
+def _b_sandbox_app() -> Any:
+    from pdconnect.sandbox.identity.model import Registry
+
+    return list(_seed_identity(Registry()).apps.values())
+
+
+@builder("pdconnect.sandbox.identity.model.Code")
+def _b_sandbox_code() -> Any:
+    from pdconnect.sandbox.identity.model import Registry
+
+    return list(_seed_identity(Registry()).codes.values())
+
+
+@builder("pdconnect.sandbox.identity.model.Token")
+def _b_sandbox_token() -> Any:
+    from pdconnect.sandbox.identity.model import Registry
+
+    return list(_seed_identity(Registry()).tokens.values())
+
+
 # Types with nothing secret in them (values, enums, protocols, settings): their repr must work.
 NO_SECRETS: dict[str, Callable[[], Any] | None] = {
     "pdconnect.AlertEvent": lambda: _event(),
@@ -379,12 +738,23 @@ NO_SECRETS: dict[str, Callable[[], Any] | None] = {
     "pdconnect.worker.WorkerCounters": lambda: __import__("pdconnect.worker").worker.WorkerCounters(),
     "pdconnect.worker.KeyRateLimiter": lambda: __import__("pdconnect.worker").worker.KeyRateLimiter(60),
     "pdconnect.sandbox.Sandbox": lambda: __import__("pdconnect.sandbox").sandbox.Sandbox(),
+    "pdconnect.oauth.AccountIdentity": lambda: _account(),
+    "pdconnect.rest.subscriptions.WebhookSubscription": lambda: __import__(
+        "pdconnect.rest.subscriptions"
+    ).rest.subscriptions.WebhookSubscription(id="PSUB1", url="https://vendor.example/hook"),
     # Reviewed, nothing secret: counts, file paths, and what PagerDuty's webhooks tell.
     "pdconnect.outbox.OutboxStats": None,
     "pdconnect.sandbox.TlsFiles": None,
     "pdconnect.webhooks.IncidentInfo": None,
     "pdconnect.webhooks.IncidentState": None,
     "pdconnect.webhooks.Reference": None,
+    "pdconnect.oauth.connection.Disconnected": None,
+    "pdconnect.sandbox.identity.AccountInfo": None,
+    "pdconnect.sandbox.identity.Grant": None,
+    "pdconnect.sandbox.identity.UserInfo": None,
+    "pdconnect.sandbox.identity.model.IdentityUser": None,
+    "pdconnect.sandbox.identity.model.Authorization": None,
+    "pdconnect.sandbox.identity.keys.SigningKeys": None,
 }
 
 
@@ -450,3 +820,194 @@ def test_a_webhook_secret_of_any_text_stays_out_of_reprs(secret: str) -> None:
     escaped = repr(secret)[1:-1]  # as a repr would quote it, control characters escaped
     for text in shown:
         assert secret not in text and escaped not in text, text
+
+
+# -- the OAuth and REST errors: built from what they carry, as the code raises them -----------------
+
+ERROR_MODULES = ("pdconnect.oauth", "pdconnect.rest")
+
+
+def _raised(call: Callable[[], object]) -> BaseException:
+    try:
+        call()
+    except Exception as exc:
+        return exc
+    raise AssertionError(f"{call} raised nothing")
+
+
+def _response(status: int, message: str, *, token: str = OAUTH_TOKEN) -> Any:
+    from pdconnect.transport import HttpResponse
+
+    echoed = {"error": {"message": message, "code": 2010, "errors": [f"{message} (again)", token]}}
+    return HttpResponse(status=status, body=json.dumps(echoed).encode())
+
+
+def _rest_error(status: int) -> BaseException:
+    from pdconnect.rest.answers import error_for
+
+    said = f"token {OAUTH_TOKEN} refresh {REFRESH_TOKEN} is not allowed"
+    return error_for(_response(status, said), "GET", "/services", scope="services.read", credential=_credential())
+
+
+def _token_answer(status: int, body: bytes) -> BaseException:
+    from pdconnect.oauth.tokens import read_token_answer
+
+    hide = [AUTH_CODE, VERIFIER, CLIENT_SECRET, REFRESH_TOKEN]
+    return _raised(lambda: read_token_answer(status, body, now=0.0, requested=frozenset(), hide=hide))
+
+
+def _e_oauth_refused() -> list[BaseException]:
+    echo = f"code {AUTH_CODE} verifier {VERIFIER} secret {CLIENT_SECRET} refresh {REFRESH_TOKEN}"
+    body = json.dumps({"error": "invalid_grant", "error_description": echo}).encode()
+    return [_token_answer(400, body), _token_answer(401, body.replace(b"invalid_grant", b"invalid_client"))]
+
+
+def _e_token_endpoint() -> list[BaseException]:
+    return [
+        _token_answer(500, f'{{"access_token": "{OAUTH_TOKEN}", "refresh_token": "{REFRESH_TOKEN}"}}'.encode()),
+        _token_answer(200, f'{{"access_token": "{OAUTH_TOKEN}", "token_type": "mac"}}'.encode()),
+        _token_answer(200, f'{{"access_token": "{OAUTH_TOKEN}", "token_type": "bearer", "expires_in": "x"}}'.encode()),
+        _token_answer(
+            200,
+            f'{{"access_token": "{OAUTH_TOKEN}", "token_type": "bearer", "expires_in": 60, "id_token": "{VERIFIER}"}}'.encode(),
+        ),
+        _token_answer(200, f'{{"access_token": "{OAUTH_TOKEN}\\n{REFRESH_TOKEN}", "token_type": "bearer"}}'.encode()),
+        _token_answer(200, OAUTH_TOKEN.encode()),
+    ]
+
+
+def _e_id_token() -> list[BaseException]:
+    from pdconnect.oauth.id_token import verify_id_token
+
+    oauth = _oauth()
+    return [
+        _raised(lambda token=token: verify_id_token(token, app=oauth.app, keys=oauth.keys, now=0.0))
+        for token in (ID_TOKEN, OAUTH_TOKEN, f"{ID_TOKEN}.{REFRESH_TOKEN}")
+    ]
+
+
+def _e_reauthorization() -> list[BaseException]:
+    from pdconnect.oauth import NeedsReauthorization
+
+    store = _memory_credentials()
+    marked = store.mark_needs_reauthorization(
+        "org-1", "PACC001", f"PagerDuty refused {REFRESH_TOKEN} and {OAUTH_TOKEN} (invalid_grant)"
+    )
+    return [NeedsReauthorization(marked)]
+
+
+def _e_decryption() -> list[BaseException]:
+    from pdconnect.oauth import TokenCipher
+
+    sealed = TokenCipher(FERNET_KEYS[:1]).encrypt(OAUTH_TOKEN)
+    return [
+        _raised(lambda: TokenCipher(FERNET_KEYS[1:]).decrypt(sealed)),
+        _raised(lambda: TokenCipher(FERNET_KEYS).decrypt(OAUTH_TOKEN)),
+    ]
+
+
+def _e_unsafe_rest_url() -> list[BaseException]:
+    from pdconnect.rest.paths import rest_url
+
+    return [
+        _raised(lambda path=path: rest_url(_credential(), path))
+        for path in (f"https://evil.example/?token={OAUTH_TOKEN}", f"/services?{REFRESH_TOKEN}", f"//{BEARER}")
+    ]
+
+
+def _e_webhook_setup() -> list[BaseException]:
+    from pdconnect.oauth.connection import WebhookSetupFailed
+
+    cause = _rest_error(403)
+    assert isinstance(cause, Exception)
+    return [WebhookSetupFailed(_credential(), cause)]  # type: ignore[arg-type]
+
+
+ERROR_BUILDERS: dict[str, Callable[[], list[BaseException]]] = {
+    "pdconnect.oauth.OAuthError": lambda: [_e_oauth_refused()[0]],
+    "pdconnect.oauth.OAuthCancelled": lambda: [__import__("pdconnect.oauth").oauth.OAuthCancelled(STATE)],
+    "pdconnect.oauth.OAuthRefused": _e_oauth_refused,
+    "pdconnect.oauth.TokenEndpointError": _e_token_endpoint,
+    "pdconnect.oauth.IdTokenInvalid": _e_id_token,
+    "pdconnect.oauth.JwksUnavailable": lambda: [__import__("pdconnect.oauth").oauth.JwksUnavailable("no keys")],
+    "pdconnect.oauth.MissingScopes": lambda: [
+        __import__("pdconnect.oauth").oauth.MissingScopes(missing=["write"], granted=["openid"])
+    ],
+    "pdconnect.oauth.CredentialNotFound": lambda: [_raised(lambda: _refresher().fresh_token("org-2", "PACC001"))],
+    "pdconnect.oauth.NeedsReauthorization": _e_reauthorization,
+    "pdconnect.oauth.cipher.TokenDecryptionError": _e_decryption,
+    "pdconnect.rest.errors.RestError": lambda: [_rest_error(400), _rest_error(302)],
+    "pdconnect.rest.errors.RestUnavailable": lambda: [_rest_error(429), _rest_error(503)],
+    "pdconnect.rest.errors.NotFound": lambda: [_rest_error(404)],
+    "pdconnect.rest.errors.Forbidden": lambda: [_rest_error(403)],
+    "pdconnect.rest.errors.UnsafeRestURL": _e_unsafe_rest_url,
+    "pdconnect.oauth.connection.WebhookSetupFailed": _e_webhook_setup,
+    "pdconnect.oauth.connection.InstallAccountMismatch": lambda: [
+        __import__("pdconnect.oauth.connection").oauth.connection.InstallAccountMismatch("other", ["acme"])
+    ],
+}
+
+ERRORS = sorted(
+    (name, cls) for name, cls in _public_classes(errors=True) if name.startswith(tuple(f"{m}." for m in ERROR_MODULES))
+)
+
+
+@pytest.mark.parametrize(("name", "cls"), ERRORS, ids=[name for name, _ in ERRORS])
+def test_errors_hide_every_secret(name: str, cls: type) -> None:
+    """``str``, ``repr``, ``args`` and the traceback of each error, as the code raises it."""
+    assert name in ERROR_BUILDERS, f"build {name} from what it carries in test_repr_secrets.py"
+    for error in ERROR_BUILDERS[name]():
+        assert isinstance(error, cls), f"{name}: the builder made {error!r}"
+        said = "\n".join([str(error), repr(error), repr(error.args), *traceback.format_exception(error)])
+        for secret in SECRETS:
+            assert leaked(secret, said) is None, f"{name}: {said}"
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        [FERNET_KEYS[0][:-2] + "!="],  # one character off
+        [FERNET_KEYS[0], FERNET_KEYS[1][1:]],  # the second one cut
+        [FERNET_KEYS[0] + FERNET_KEYS[1]],  # two run together
+        [f" {FERNET_KEYS[0]}\x00"],
+        [FERNET_KEYS[0].encode() + b"\xff"],
+    ],
+)
+def test_a_wrong_token_key_is_refused_without_quoting_it(keys: list[Any]) -> None:
+    from pdconnect.errors import ConfigError
+    from pdconnect.oauth import TokenCipher
+
+    with pytest.raises(ConfigError) as raised:
+        TokenCipher(keys)
+    said = "\n".join([str(raised.value), repr(raised.value), *traceback.format_exception(raised.value)])
+    for key in FERNET_KEYS:
+        assert leaked(key, said) is None, said
+
+
+TOKENS = st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=12, max_size=200)
+
+
+@example(access=OAUTH_TOKEN, refresh=f"Secret-{OAUTH_TOKEN}")  # one token inside the other:
+@example(access=f"Secret-{REFRESH_TOKEN}", refresh=REFRESH_TOKEN)  # the longer one is cut first
+@given(access=TOKENS, refresh=TOKENS)
+def test_reprs_and_rest_errors_do_not_depend_on_the_tokens(access: str, refresh: str) -> None:
+    """Whatever the tokens, the reprs and a REST error echoing them read the same as for fixed ones."""
+    from pdconnect.oauth import MemoryCredentialStore, NeedsReauthorization
+    from pdconnect.rest.answers import error_for
+
+    def said(access: str, refresh: str) -> list[str]:
+        tokens = dataclasses.replace(_tokens(), access_token=access, refresh_token=refresh)
+        store = MemoryCredentialStore()
+        credential = store.save("org-1", _account(), tokens)
+        marked = store.mark_needs_reauthorization("org-1", "PACC001", f"refused {refresh} / {access}")
+        assert marked is not None
+        echo = f"the token {access} (refresh {refresh}) is not allowed"
+        shown = [repr(tokens), repr(credential), repr(marked), str(NeedsReauthorization(marked))]
+        for status in (400, 403, 404, 503):
+            error = error_for(
+                _response(status, echo, token=access), "GET", "/services", scope="services.read", credential=credential
+            )
+            shown += [str(error), repr(error.errors)]
+        return [re.sub(r"\d{4}-\d\d-\d\dT[\d:.+]+", "<time>", text) for text in shown]
+
+    assert said(access, refresh) == said(OAUTH_TOKEN, REFRESH_TOKEN)

@@ -296,9 +296,9 @@ def refreshed(credential: Credential, tokens: TokenSet) -> Credential:
 def reauthorization_reason(credential: Credential, reason: object) -> str:
     """``reason`` cleaned to store and show: one line, no token, at most 500 characters."""
     if isinstance(reason, str):
-        for token in (credential.access_token, credential.refresh_token):
-            if token:
-                reason = reason.replace(token, "****")
+        # Longest first: a token inside the other would otherwise leave the rest of that one.
+        for token in sorted(filter(None, (credential.access_token, credential.refresh_token)), key=len, reverse=True):
+            reason = reason.replace(token, "****")
     return clean_reason(reason)
 
 

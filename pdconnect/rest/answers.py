@@ -31,7 +31,8 @@ def pagerduty_said(response: HttpResponse, credential: Credential) -> tuple[str 
     error = data.get("error") if isinstance(data, dict) else None
     if not isinstance(error, dict):
         return None, ()
-    tokens = [t for t in (credential.access_token, credential.refresh_token) if t]
+    # Longest first: a token inside the other would otherwise leave the rest of that one.
+    tokens = sorted(filter(None, (credential.access_token, credential.refresh_token)), key=len, reverse=True)
 
     def clean(text: object) -> str | None:
         if not isinstance(text, str) or not text.strip():

@@ -156,7 +156,7 @@ class Token:
         return f"Token(kind={self.kind!r}, value='…{self.value[-4:]}', delegation_id={self.delegation_id!r})"
 
 
-@dataclass
+@dataclass(repr=False)
 class Registry:
     """Everything the identity server knows, behind one lock (the sandbox serves many threads)."""
 
@@ -167,6 +167,13 @@ class Registry:
     tokens: dict[str, Token] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
     issued: int = 0
+
+    def __repr__(self) -> str:
+        # Codes and tokens are the keys of their tables: a repr shows how many, never which.
+        return (
+            f"Registry(apps={len(self.apps)}, users={len(self.users)}, codes={len(self.codes)}, "
+            f"authorizations={len(self.authorizations)}, tokens={len(self.tokens)})"
+        )
 
     def count_issue(self, now: float) -> None:
         """Count one new code or token; every :data:`PRUNE_EVERY`, :meth:`prune`."""
