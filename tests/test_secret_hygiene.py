@@ -1,7 +1,7 @@
 """No secret in logs or errors when the database fails (issue 9).
 
 Every store that writes a secret (an integration key, a webhook secret, a routing key, a
-handshake's nonce) is made to fail mid-write, on SQLite (its table dropped) and on
+handshake's nonce, a customer's OAuth access and refresh tokens) is made to fail mid-write, on SQLite (its table dropped) and on
 PostgreSQL (a constraint refusing every row, whose ``DETAIL:`` line quotes the row). All log
 records at DEBUG, SQLAlchemy's own statement log included, and ``str()``/``repr()``/the
 traceback of the raised error and its whole cause chain must not contain the secret.
@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from pdconnect import AlertEvent, SqlIntegrationStore, SqlNonceStore, integration_from_key
 from pdconnect.database import DatabaseURLError, create_engine, engine_for, parse_url, shown_url
+from pdconnect.oauth import AccountIdentity, SqlCredentialStore, TokenCipher, TokenSet
 from pdconnect.outbox import Outbox, outcome_for
 from pdconnect.webhooks import SqlWebhookSecretStore
 from tests.conftest import unique_table
@@ -32,6 +33,19 @@ KEY = "e93facc04764012d7bfb002500d5d1a6"
 WEBHOOK_SECRET = "whsec-9f8e7d6c5b4a39281706f5e4d3c2b1a0"
 NONCE = "nonce-4b1d0c0ffee0ddba11fa11ab1e5eed5"
 PASSWORD = "Pw-d0nt-sh0w-me-8c1e"
+ACCESS_TOKEN = "pdus+_0XsHmA9v1Yk4QbWc7Rn2Jt"
+REFRESH_TOKEN = "pdus+_1ZpLq8Uf3Ge6Td0Sa5Vx9Mh"
+ROTATED_REFRESH_TOKEN = "pdus+_1Rr2Oo4Tt6Aa8Tt0Ee2Dd4Qw"
+TOKEN_KEY = TokenCipher.generate_key()
+ACCOUNT = AccountIdentity(
+    subdomain="acme",
+    account_id="PACC001",
+    user_id="PUSR001",
+    delegation_id="PDEL001",
+    region="us",
+    rest_base_url="https://api.pagerduty.com",
+    events_base_url="https://events.pagerduty.com",
+)
 
 
 @dataclass(frozen=True)
@@ -91,6 +105,92 @@ CASES = [
         _paused,
     ),
 ]
+
+
+def _tokens(access: str = ACCESS_TOKEN, refresh: str = REFRESH_TOKEN) -> TokenSet:
+    return TokenSet(
+        access_token=access, refresh_token=refresh, expires_at=9e9, scopes=frozenset({"write"}), id_token=None
+    )
+
+
+def _credentials(engine: sa.Engine | str, table: str, *, encrypted: bool) -> SqlCredentialStore:
+    if encrypted:
+        return SqlCredentialStore(engine, cipher=TokenCipher([TOKEN_KEY]), table_name=table)
+    return SqlCredentialStore(engine, insecure_plaintext=True, table_name=table)
+
+
+def _connected(store: SqlCredentialStore) -> SqlCredentialStore:
+    store.save("org-1", ACCOUNT, _tokens())
+    return store
+
+
+def _refreshed_under_the_lock(store: SqlCredentialStore) -> object:
+    """What a refresh does: the rotated tokens stored while the row is held."""
+    with store.locked("org-1", ACCOUNT.account_id) as held:
+        return held.replace(_tokens(refresh=ROTATED_REFRESH_TOKEN))
+
+
+def _compare_and_swap(store: SqlCredentialStore) -> object:
+    # The credential as read before the table broke: the write itself must fail, not the read.
+    return store.replace(_SEEN[store.table.name], _tokens(refresh=ROTATED_REFRESH_TOKEN), 1)
+
+
+_SEEN: dict[str, Any] = {}
+
+
+def _seen(store: SqlCredentialStore) -> SqlCredentialStore:
+    _SEEN[store.table.name] = _connected(store).get("org-1", ACCOUNT.account_id)
+    return store
+
+
+for _encrypted in (True, False):
+    _how = "encrypted" if _encrypted else "in plaintext"
+    CASES += [
+        Case(
+            f"oauth access token, {_how}",
+            ACCESS_TOKEN,
+            lambda engine, t, e=_encrypted: _credentials(engine, t, encrypted=e),
+            lambda store: [store.table.name],
+            lambda store: store.save("org-1", ACCOUNT, _tokens()),
+        ),
+        Case(
+            f"oauth refresh token, {_how}",
+            REFRESH_TOKEN,
+            lambda engine, t, e=_encrypted: _credentials(engine, t, encrypted=e),
+            lambda store: [store.table.name],
+            lambda store: store.save("org-1", ACCOUNT, _tokens()),
+        ),
+        Case(
+            f"oauth reconnect, {_how}",
+            REFRESH_TOKEN,
+            lambda engine, t, e=_encrypted: _connected(_credentials(engine, t, encrypted=e)),
+            lambda store: [store.table.name],
+            lambda store: store.save("org-1", ACCOUNT, _tokens()),
+        ),
+        Case(
+            f"oauth rotated refresh token under the lock, {_how}",
+            ROTATED_REFRESH_TOKEN,
+            lambda engine, t, e=_encrypted: _connected(_credentials(engine, t, encrypted=e)),
+            lambda store: [store.table.name],
+            _refreshed_under_the_lock,
+        ),
+        Case(
+            f"oauth rotated refresh token by compare-and-swap, {_how}",
+            ROTATED_REFRESH_TOKEN,
+            lambda engine, t, e=_encrypted: _seen(_credentials(engine, t, encrypted=e)),
+            lambda store: [store.table.name],
+            _compare_and_swap,
+        ),
+        Case(
+            f"oauth needs re-authorisation, its reason naming the token, {_how}",
+            REFRESH_TOKEN,
+            lambda engine, t, e=_encrypted: _connected(_credentials(engine, t, encrypted=e)),
+            lambda store: [store.table.name],
+            lambda store: store.mark_needs_reauthorization(
+                "org-1", ACCOUNT.account_id, f"PagerDuty refused {REFRESH_TOKEN} (invalid_grant)"
+            ),
+        ),
+    ]
 
 
 def _seeded(outbox: Outbox) -> Outbox:
@@ -341,3 +441,82 @@ def test_a_pasted_key_the_database_refuses_is_a_503_and_never_logged(
     assert response.status_code == 503
     assert any(r.levelname == "ERROR" and r.exc_info for r in capture_all.records), "the failure was logged"
     _assert_hidden(KEY, capture_all.text + response.get_data(as_text=True))
+
+
+# -- OAuth tokens at rest ---------------------------------------------------------------------------
+
+
+def _every_cell(store: SqlCredentialStore) -> list[str]:
+    with store.engine.connect() as conn:
+        return [str(cell) for row in conn.execute(sa.select(store.table)) for cell in row]
+
+
+def _the_whole_life_of_a_credential(store: SqlCredentialStore, access: str, refresh: str, rotated: str) -> None:
+    """Connect, refresh (both ways), reconnect, mark, rotate the key: every way tokens are written."""
+    saved = store.save("org-1", ACCOUNT, _tokens(access, refresh))
+    replaced = store.replace(saved, _tokens(access[::-1], rotated), saved.version)
+    assert replaced is not None
+    with store.locked("org-1", ACCOUNT.account_id) as held:
+        held.replace(_tokens(access, refresh))
+    store.save("org-1", ACCOUNT, _tokens(access, rotated))
+    store.mark_needs_reauthorization("org-1", ACCOUNT.account_id, f"refused {rotated} and {access}")
+    store.rotate_keys()
+
+
+def _assert_sealed(store: SqlCredentialStore, said: str, *secrets: str) -> None:
+    cells = _every_cell(store)
+    assert any(cell.startswith("fernet:") for cell in cells), "the tokens are stored, encrypted"
+    for secret in secrets:
+        _assert_hidden(secret, said)
+        for cell in cells:
+            _assert_hidden(secret, cell)
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+def test_oauth_tokens_are_never_in_clear_in_a_column_or_a_record(
+    database: str, tmp_path: Path, capture_all: pytest.LogCaptureFixture, request: pytest.FixtureRequest
+) -> None:
+    if database == "sqlite":
+        engine: Any = f"sqlite:///{tmp_path / 'tokens.db'}"
+    else:
+        engine = sa.create_engine(request.getfixturevalue("postgres_engine").url)  # a vendor's own engine
+    store = _credentials(engine, unique_table("pdc_hyg_tokens"), encrypted=True)
+    try:
+        capture_all.clear()
+        _the_whole_life_of_a_credential(store, ACCESS_TOKEN, REFRESH_TOKEN, ROTATED_REFRESH_TOKEN)
+        assert "sqlalchemy.engine" in {r.name.rsplit(".", 1)[0] for r in capture_all.records}
+        said = "\n".join([capture_all.text, *(repr(r.args) for r in capture_all.records)])
+        _assert_sealed(store, said, ACCESS_TOKEN, ACCESS_TOKEN[::-1], REFRESH_TOKEN, ROTATED_REFRESH_TOKEN)
+    finally:
+        if database == "postgres":
+            store.table.drop(store.engine, checkfirst=True)
+            store.engine.dispose()
+
+
+# PagerDuty's tokens start "pdus+"; "+" is not in a Fernet token's alphabet, so a token found in a
+# cell is one stored in clear, never a coincidence of the ciphertext.
+_TOKENS = st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=8, max_size=400).map(
+    lambda rest: "pdus+" + rest
+)
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(access=_TOKENS, refresh=_TOKENS, rotated=_TOKENS)
+def test_any_tokens_are_stored_sealed_and_never_logged(
+    access: str,
+    refresh: str,
+    rotated: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    capture_all: pytest.LogCaptureFixture,
+) -> None:
+    url = f"sqlite:///{tmp_path_factory.mktemp('tokens') / 'tokens.db'}"
+    store = _credentials(url, "pdc_hyg_tokens", encrypted=True)
+    capture_all.clear()
+    _the_whole_life_of_a_credential(store, access, refresh, rotated)
+    said = "\n".join([capture_all.text, *(repr(r.args) for r in capture_all.records)])
+    cells = _every_cell(store)
+    assert any(cell.startswith("fernet:") for cell in cells)
+    for secret in (access, access[::-1], refresh, rotated):
+        assert secret not in said
+        assert not any(secret in cell for cell in cells), "a token in clear in a column"
+    store.engine.dispose()
