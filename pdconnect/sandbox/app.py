@@ -635,10 +635,11 @@ class SandboxApp:
             }
         return _json(state)
 
-    def _role_of(self, user: User) -> str | None:
+    def _role_of(self, user: User) -> str:
+        """The user's role now: the identity server's (it can be changed there), else the seeded one."""
         identity = self.sandbox.identity
-        role: str | None = identity.role_of(user.account, user.id) if identity is not None else None
-        return role
+        role = identity.role_of(user.account, user.id) if identity is not None else None
+        return role if isinstance(role, str) else user.role
 
     def _identity_users(self, accounts: list[Account]) -> list[dict[str, Any]]:
         """The identity server's users (with their roles), account by account."""

@@ -148,6 +148,20 @@ class SandboxClient:
             key = self._api_keys[account] = self.new_api_key(account)
         return key
 
+    def create_user(
+        self, account: str = "acme", *, name: str = "Test User", role: str = "responder", email: str | None = None
+    ) -> dict[str, Any]:
+        """Add a user with ``role`` (observer, responder, manager, admin or owner) to the identity server."""
+        address = email if email is not None else f"{name.split()[0].lower()}.{role}@{account}.example"
+        body = {"account": account, "name": name, "email": address, "role": role}
+        return dict(self._api("POST", "/_sandbox/api/oauth/users", json=body)["user"])
+
+    def set_role(self, user_id: str, role: str) -> dict[str, Any]:
+        """Change a user's role; their tokens act with the new role at once."""
+        return dict(
+            self._api("PUT", f"/_sandbox/api/oauth/users/{quote(user_id, safe='')}", json={"role": role})["user"]
+        )
+
     def rest_base(self, account: str = "acme") -> str:
         """The REST (and events) base URL of ``account``'s region: the sandbox's, or ``<sandbox>/eu``."""
         for found in self.state()["accounts"]:

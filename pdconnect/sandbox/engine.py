@@ -106,6 +106,10 @@ def check_name(value: object, what: str, *, maximum: int = MAX_NAME) -> str:
     return name
 
 
+#: The responders every new account starts with, and their roles: two who can act on
+#: incidents, one manager who may also create webhook subscriptions through OAuth.
+SEED_USERS = (("Alex Responder", "responder"), ("Sam Oncall", "responder"), ("Kim Manager", "manager"))
+
 RESPONDER_ACTIONS = (
     "acknowledge",
     "unacknowledge",
@@ -202,6 +206,9 @@ class Sandbox:
         #: The identity server (OAuth apps, users and roles, tokens): ``identity.bearer(token)``
         #: resolves the REST API's Bearer tokens. Tests may pass their own.
         self.identity = identity if identity is not None else _default_identity(self)
+        with self.store.lock:
+            for user in self.store.all(User):  # users loaded from a database file
+                self._mirror_user(user)
         if self.settings.seed and not self.store.count(Account):
             with self.store.transaction():
                 self.seed()
@@ -279,15 +286,17 @@ class Sandbox:
             self.store.put(account)
             self.store.put(Team(id=new_id(), account=subdomain, name="Operations"))
             users = []
-            for display in ("Alex Responder", "Sam Oncall", "Kim Manager"):
+            for display, role in SEED_USERS:
                 user = User(
                     id=new_id(),
                     account=subdomain,
                     name=display,
                     email=f"{display.split()[0].lower()}@{subdomain}.example",
+                    role=role,
                 )
                 self.store.put(user)
                 users.append(user)
+                self._mirror_user(user)
             self.store.put(
                 EscalationPolicy(id=new_id(), account=subdomain, name="Default", levels=[users[0].id, users[1].id])
             )
@@ -295,6 +304,16 @@ class Sandbox:
                 EscalationPolicy(id=new_id(), account=subdomain, name="Management", levels=[users[2].id, users[0].id])
             )
             return account
+
+    def _mirror_user(self, user: User) -> None:
+        """Make ``user`` a user of the identity server too, under the same id and with its role.
+
+        So an OAuth sign-in as a seeded responder acts with that responder's role, and the
+        ID token's ``user_id`` names the user the incident pages show.
+        """
+        if self.identity is None or self.identity.role_of(user.account, user.id) is not None:
+            return
+        self.identity.add_user(user.account, name=user.name, email=user.email, role=user.role, user_id=user.id)
 
     def account_info(self, subdomain: str) -> Any:
         """What the identity server needs to know of an account (an ``AccountInfo``: id and region), or ``None``."""

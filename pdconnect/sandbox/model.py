@@ -86,12 +86,13 @@ class Team:
 
 @dataclass
 class User:
-    """A responder in an account."""
+    """A responder in an account, with the role it has when it signs in to an OAuth app."""
 
     id: str
     account: str
     name: str
     email: str
+    role: str = "responder"  # observer | responder | manager | admin | owner
 
 
 @dataclass

@@ -11,6 +11,15 @@ pages, act as a responder and list received events) with the running server atta
         sender.trigger(key, "Disk full", source="db-1", severity="critical", dedup_key="db-1/disk")
         assert pagerduty_sandbox.incident_for("db-1/disk")["status"] == "triggered"
 
+The sandbox's REST API takes an account's own credentials only:
+``pagerduty_sandbox.api_key("acme")`` is that account's default REST API key (made on first
+use after each reset), ``pagerduty_sandbox.subscribe(url, account=...)`` creates a webhook
+subscription with it, and ``create_account(..., region="eu")``, ``new_api_key(read_only=True)``
+and ``create_user(role=...)`` make the rest::
+
+    def test_subscribe(pagerduty_sandbox):
+        client = SubscriptionClient(pagerduty_sandbox.api_key(), base_url=pagerduty_sandbox.url)
+
 Disable it with ``-p no:pdconnect``.
 """
 
