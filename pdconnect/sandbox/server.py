@@ -17,7 +17,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -35,23 +35,87 @@ from pdconnect.sandbox.tls import TlsFiles, server_context
 #: PagerDuty's 512 KB, so a slightly oversized event still gets PagerDuty's own 400.
 #: UNCONFIRMED: what PagerDuty answers to a body of megabytes is not documented.
 MAX_BODY = 2 * 1024 * 1024
-#: Seconds a connection may take to send what it announced (a request, or the rest of a
-#: body) before it is answered 408 and closed; also how long an idle keep-alive lasts.
+#: Seconds a client has for its whole request (request line, headers and body), counted from
+#: its first byte, before it is answered 408 and closed; also how long an idle keep-alive lasts.
 READ_TIMEOUT = 30.0
+#: The longest chunk-size line or trailer line of a chunked body, and the most trailer lines.
+_MAX_CHUNK_LINE = 4096
+_MAX_TRAILERS = 100
+
+
+class _RequestDeadline(io.RawIOBase):
+    """A connection's raw bytes, every read bounded by what is left of one request's deadline.
+
+    A socket timeout alone bounds each ``recv()``: a client sending a byte a second would never
+    trip it. So the deadline is set when a request's first bytes arrive (:meth:`next_request`
+    clears it) and each read may wait only for the time left; once none is, reads raise
+    :class:`TimeoutError` and :attr:`expired` says so. Between requests a read waits up to
+    ``timeout`` (an idle keep-alive), and writes always get the full ``timeout``.
+    """
+
+    def __init__(self, sock: socket.socket, timeout: float, clock: Callable[[], float]) -> None:
+        super().__init__()
+        self._sock = sock
+        self._timeout = timeout
+        self._clock = clock
+        self._deadline: float | None = None
+        self.expired = False
+
+    def next_request(self) -> None:
+        self._deadline = None
+        self.expired = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._deadline is None:
+            read = self._sock.recv_into(buffer)
+            self._deadline = self._clock() + self._timeout
+            return read
+        left = self._deadline - self._clock()
+        if left <= 0:
+            self.expired = True
+            raise TimeoutError("the request did not arrive in time")
+        self._sock.settimeout(left)
+        try:
+            return self._sock.recv_into(buffer)
+        except TimeoutError:
+            self.expired = True
+            raise
+        finally:
+            self._sock.settimeout(self._timeout)
 
 
 class _Handler(WSGIRequestHandler):
-    """Reads each body in full first (bounded in size and time), applies connection-level
-    faults to the events endpoints, and keeps the console quiet.
+    """Reads each request in full first (bounded in size, and in time from its first byte),
+    applies connection-level faults to the events endpoints, and keeps the console quiet.
 
-    Without the bounds a client announcing a ``Content-Length`` it never sends would hold a
-    server thread forever, and one announcing gigabytes would be read to the end.
+    Without the bounds a client announcing a ``Content-Length`` it never sends, or sending its
+    headers a byte at a time, would hold a server thread forever, and one announcing gigabytes
+    would be read to the end.
     """
 
     _decision: Decision | None = None
+    _reader: _RequestDeadline
     #: Set per server by :class:`SandboxServer`.
-    timeout: ClassVar[float | None] = READ_TIMEOUT
+    timeout: ClassVar[float] = READ_TIMEOUT
     max_body: ClassVar[int] = MAX_BODY
+    clock: ClassVar[Callable[[], float]] = staticmethod(time.monotonic)
+
+    def setup(self) -> None:
+        super().setup()
+        plain = self.rfile
+        self._reader = _RequestDeadline(self.connection, self.timeout, type(self).clock)
+        self.rfile = io.BufferedReader(self._reader)
+        plain.close()  # the socket stays open: only the makefile's hold on it is given back
+
+    def handle_one_request(self) -> None:
+        """One request under one deadline; 408 and closed if it passes before the request is in."""
+        self._reader.next_request()
+        super().handle_one_request()  # a read that times out ends it with close_connection set
+        if self._reader.expired:
+            self._refuse(408, f"The request did not arrive within {self.timeout:g} seconds.")
 
     def run_wsgi(self) -> None:
         self._decision = None
@@ -61,7 +125,7 @@ class _Handler(WSGIRequestHandler):
         body = self._read_body()
         if body is None:
             return
-        self.rfile = io.BytesIO(body) if not self.headers.get("Transfer-Encoding") else stream
+        self.rfile = io.BytesIO(body)
         try:
             self._run(urlsplit(self.path).path)
         finally:
@@ -82,15 +146,34 @@ class _Handler(WSGIRequestHandler):
         super().run_wsgi()
 
     def _read_body(self) -> bytes | None:
-        """The whole body its ``Content-Length`` announces, or ``None`` when it was answered here.
+        """The whole body, or ``None`` when the request was answered (or its client left) here.
 
-        A chunked body is left to Werkzeug (the application bounds its size; the socket's
-        timeout its pace). Answers 400 to a malformed length, 413 to one over
-        :attr:`max_body` before reading a byte, and 408 to a body that does not arrive in time.
+        ``Content-Length`` and a lone ``Transfer-Encoding: chunked`` are the only framings
+        read (RFC 9112 §6.1): any other transfer coding, or both headers at once, is a 400
+        before a byte of the body is read, since a server and the client behind a proxy could
+        frame the message differently. A malformed length is a 400, one over :attr:`max_body`
+        a 413 unread; a chunked body counts against :attr:`max_body` as it arrives, and is
+        then handed on as if it had come with its ``Content-Length``. A body that does not
+        arrive in time raises :class:`TimeoutError` (answered 408 by the caller).
         """
-        if self.headers.get("Transfer-Encoding"):
-            return b""
+        codings = self.headers.get_all("Transfer-Encoding") or []
         lengths = self.headers.get_all("Content-Length") or []
+        if codings:
+            coding = codings[0].strip(" \t") if len(codings) == 1 else ""
+            if not coding.isascii() or coding.lower() != "chunked":  # names are case-insensitive, only ASCII
+                self._refuse(400, "The only Transfer-Encoding accepted is chunked.")
+                return None
+            if lengths:
+                self._refuse(400, "A request may not have both Transfer-Encoding and Content-Length.")
+                return None
+            if self.request_version == "HTTP/1.0":
+                self._refuse(400, "Transfer-Encoding is not allowed in an HTTP/1.0 request.")
+                return None
+            body = self._read_chunked()
+            if body is not None:
+                del self.headers["Transfer-Encoding"]
+                self.headers["Content-Length"] = str(len(body))
+            return body
         if not lengths:
             return b""
         if len(set(lengths)) != 1 or not lengths[0].strip().isdigit() or not lengths[0].strip().isascii():
@@ -100,6 +183,56 @@ class _Handler(WSGIRequestHandler):
         if size > self.max_body:
             self._refuse(413, f"The body is larger than {self.max_body} bytes.")
             return None
+        return self._read_exactly(size)
+
+    def _read_chunked(self) -> bytes | None:
+        """A chunked body, decoded; ``None`` when it was answered 400 or 413, or the client left."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            line = self._read_line()
+            if line is None:
+                return None
+            digits = line.split(b";", 1)[0]
+            if not digits or len(digits) > 16 or not all(c in b"0123456789abcdefABCDEF" for c in digits):
+                self._refuse(400, "A chunk size is not a hexadecimal number.")
+                return None
+            length = int(digits, 16)
+            if length == 0:
+                break
+            size += length
+            if size > self.max_body:
+                self._refuse(413, f"The body is larger than {self.max_body} bytes.")
+                return None
+            chunk = self._read_exactly(length + 2)
+            if chunk is None:
+                return None
+            if not chunk.endswith(b"\r\n"):
+                self._refuse(400, "A chunk does not end where its size says.")
+                return None
+            chunks.append(chunk[:-2])
+        for _ in range(_MAX_TRAILERS + 1):  # trailer fields are read and dropped
+            line = self._read_line()
+            if line is None:
+                return None
+            if not line:
+                return b"".join(chunks)
+        self._refuse(400, "A chunked body has too many trailer lines.")
+        return None
+
+    def _read_line(self) -> bytes | None:
+        """One CRLF-terminated line of a chunked body, without its CRLF; ``None`` if answered 400."""
+        line = self.rfile.readline(_MAX_CHUNK_LINE + 1)
+        if not line:
+            self.close_connection = True  # the client closed its side: nobody to answer
+            return None
+        if len(line) > _MAX_CHUNK_LINE or not line.endswith(b"\r\n") or b"\r" in line[:-2]:
+            self._refuse(400, "A chunked body is malformed.")
+            return None
+        return line[:-2]
+
+    def _read_exactly(self, size: int) -> bytes | None:
+        """``size`` bytes of the body; ``None`` when the client closed or failed before sending them."""
         chunks: list[bytes] = []
         remaining = size
         try:
@@ -111,8 +244,7 @@ class _Handler(WSGIRequestHandler):
                 chunks.append(chunk)
                 remaining -= len(chunk)
         except TimeoutError:
-            self._refuse(408, f"The body did not arrive within {self.timeout} seconds.")
-            return None
+            raise
         except OSError:
             self.close_connection = True
             return None
@@ -136,12 +268,10 @@ class _Handler(WSGIRequestHandler):
     def _events_fast_path(self, app: SandboxApp, path: str, decision: Decision) -> bool:
         """Answer an events request without the WSGI layer: it is the only hot path.
 
-        Falls back to WSGI (returns False) for anything unusual: a chunked body, or a ``Host``
-        the application refuses (it answers that).
+        Falls back to WSGI (returns False) for a ``Host`` the application refuses (it answers
+        that).
         """
-        if self.headers.get("Transfer-Encoding") or app.host_check.refusal(
-            self.headers.get("Host"), scheme=self._scheme
-        ):
+        if app.host_check.refusal(self.headers.get("Host"), scheme=self._scheme):
             return False
         answer = app.events_answer(path, self.rfile.read(), decision)
         self._write_json(answer.status, answer.body, answer.headers)
@@ -178,8 +308,12 @@ class SandboxServer:
 
     It answers only requests whose ``Host`` names loopback, ``host`` itself or one of
     ``allowed_hosts``, on its own port (421 otherwise: DNS rebinding). ``read_timeout`` is
-    how many seconds a client may take to send a request or its body (408 and closed after
-    that); a body over ``max_body`` bytes is answered 413 without being read.
+    how many seconds a client has for its whole request, request line, headers and body,
+    counted from its first byte by ``clock`` (408 and closed after that, however steadily the
+    bytes trickle in), and how long an idle keep-alive connection is kept open; a body over
+    ``max_body`` bytes is answered 413 without being read (a chunked one as soon as it passes
+    that). Only ``Content-Length`` and a lone ``Transfer-Encoding: chunked`` frame a body;
+    any other framing is a 400.
     """
 
     def __init__(
@@ -192,6 +326,7 @@ class SandboxServer:
         allowed_hosts: Iterable[str] = (),
         read_timeout: float = READ_TIMEOUT,
         max_body: int = MAX_BODY,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if isinstance(read_timeout, bool) or not isinstance(read_timeout, int | float):
             raise TypeError("read_timeout must be a number of seconds")
@@ -206,7 +341,8 @@ class SandboxServer:
         self.sandbox = sandbox if sandbox is not None else Sandbox()
         self.tls = tls
         self.app = SandboxApp(self.sandbox, allowed_hosts=names)
-        handler = type("_Handler", (_Handler,), {"timeout": float(read_timeout), "max_body": max_body})
+        bounds = {"timeout": float(read_timeout), "max_body": max_body, "clock": staticmethod(clock)}
+        handler = type("_Handler", (_Handler,), bounds)
         context = server_context(tls) if tls is not None else None
         self._server: BaseWSGIServer = make_server(
             host, port, self.app, threaded=True, request_handler=handler, ssl_context=context

@@ -89,9 +89,22 @@ def test_two_different_lengths_are_a_400(server: SandboxServer) -> None:
         assert _status(_until_closed(conn)) == 400
 
 
-def test_headers_that_never_end_are_dropped(server: SandboxServer) -> None:
+def test_headers_that_never_end_are_a_408_and_the_connection_closes(server: SandboxServer) -> None:
     with _connect(server) as conn:
         conn.sendall(f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n".encode())
+        answer = _until_closed(conn)
+    assert _status(answer) == 408
+    assert b"Connection: close" in answer
+
+
+def test_a_request_line_that_never_ends_is_a_408(server: SandboxServer) -> None:
+    with _connect(server) as conn:
+        conn.sendall(b"GET /_sandbox/api/st")
+        assert _status(_until_closed(conn)) == 408
+
+
+def test_an_idle_connection_that_sends_nothing_is_closed_without_an_answer(server: SandboxServer) -> None:
+    with _connect(server) as conn:
         assert _until_closed(conn) == b""
 
 
