@@ -2,7 +2,9 @@
 
 Offer your users an "Alert with PagerDuty" button, complete the handshake safely, and send
 your product's alerts to the services they connected. The names here are the ones a vendor
-uses day to day; everything else lives in its own module (errors in :mod:`pdconnect.errors`).
+uses day to day; everything else lives in its own module (errors in :mod:`pdconnect.errors`;
+per-account OAuth in :mod:`pdconnect.oauth`, kept out of here so that ``import pdconnect`` loads
+no JOSE or crypto library).
 """
 
 from pdconnect.button import ButtonSize, ButtonTheme, button_css, button_html, embed_snippet
