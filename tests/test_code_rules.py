@@ -187,3 +187,17 @@ def test_import_pdconnect_loads_no_jose_crypto_or_web_framework() -> None:
     )
     assert "pdconnect" in loaded
     assert not loaded & {"jwt", "cryptography", "flask", "werkzeug"}, sorted(loaded & {"jwt", "cryptography", "flask"})
+
+
+@pytest.mark.parametrize("name", ["CredentialNotFound", "NeedsReauthorization"])
+def test_credential_errors_are_one_class_under_every_import_path(name: str) -> None:
+    """They moved to ``pdconnect.oauth.errors``; the paths vendors already import from keep working."""
+    import pdconnect.oauth
+    import pdconnect.oauth.errors
+    import pdconnect.oauth.refresh
+    import pdconnect.rest.errors
+
+    home = getattr(pdconnect.oauth.errors, name)
+    assert home.__module__ == "pdconnect.oauth.errors"
+    for module in (pdconnect.oauth, pdconnect.oauth.refresh, pdconnect.rest.errors):
+        assert getattr(module, name) is home
