@@ -1,9 +1,9 @@
 """Acme Monitoring: a small monitoring product built on pdconnect's public API only.
 
-Users sign in with a name, connect PagerDuty (install flow, legacy Connect or a pasted key),
-and create monitors (an HTTP check or a metric threshold). A failing monitor opens an incident
-on the PagerDuty services it is connected to, with the details a responder needs; recovery
-resolves it. ``python3 dev.py demo`` runs it beside the PagerDuty sandbox.
+Users sign in with a name, connect their PagerDuty account (OAuth then the install flow,
+legacy Connect or a pasted key), and create monitors (an HTTP check or a metric threshold). A
+failing monitor opens an incident on the PagerDuty services it is connected to, with the
+details a responder needs; recovery resolves it. ``python3 dev.py demo`` runs it beside the PagerDuty sandbox.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from flask.globals import request_ctx
 from flask.typing import ResponseReturnValue
 from markupsafe import Markup
 
-from example_app import alertmanager, db
+from example_app import accounts, alertmanager, db
 from example_app.config import load_config, read_settings
 from example_app.monitoring import Monitoring
 from example_app.views import RowIdConverter, bp, current_owner
@@ -89,6 +89,7 @@ def create_app(
     app.url_map.converters["id"] = RowIdConverter
     app.register_blueprint(bp)
     alertmanager.install(app, engine)
+    accounts.install(app)
 
     @app.template_global()
     def csrf() -> Markup:

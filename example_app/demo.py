@@ -4,8 +4,10 @@
     python3 dev.py demo --check              # start both, check they answer, stop
 
 Open the address it prints, sign in with any name, connect PagerDuty (the sandbox's pages
-stand in for PagerDuty's), make a monitor fail, and watch the incident open in the sandbox;
-acknowledge it there, recover the monitor, and see it resolved.
+stand in for PagerDuty's: sign in as a user of an account, approve Acme, pick services), make
+a monitor fail, and watch the incident open in the sandbox; acknowledge it there, recover the
+monitor, and see it resolved. Each Acme user connects their own PagerDuty account through
+OAuth; ``--single-account`` runs instead with one REST API key of the sandbox's "acme" account.
 """
 
 from __future__ import annotations
@@ -26,11 +28,13 @@ from flask import Flask
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from example_app import create_app
+from pdconnect.oauth import TokenCipher
 from pdconnect.sandbox import Sandbox, SandboxServer
 
 DEMO_APP_ID = "PACMEMO"
 DEMO_VENDOR_KEY = "ac3e0d3a1b2c4d5e6f70"
-#: The sandbox account whose REST API key the demo uses (single-account mode).
+#: The sandbox account that registers Acme's OAuth app (or, in single-account mode, whose REST
+#: API key Acme uses).
 DEMO_ACCOUNT = "acme"
 
 
@@ -55,6 +59,8 @@ class RunningDemo:
     app: Flask
     server: BaseWSGIServer
     thread: threading.Thread
+    #: The client id of Acme's OAuth app in the sandbox (``None`` in single-account mode).
+    oauth_client_id: str | None = None
 
     def stop(self) -> None:
         self.server.shutdown()
@@ -74,8 +80,14 @@ def start_acme(
     worker: bool = True,
     extra: dict[str, Any] | None = None,
     clock: Callable[[], float] | None = None,
+    oauth: bool = True,
 ) -> RunningDemo:
-    """Start Acme Monitoring on ``port``, configured to use ``sandbox`` as its PagerDuty."""
+    """Start Acme Monitoring on ``port``, configured to use ``sandbox`` as its PagerDuty.
+
+    With ``oauth`` (the default) Acme is registered in the sandbox as an OAuth app and every
+    customer account connects with its own token (OAuth, then the install flow); without it
+    the demo runs in single-account mode, with one REST API key of the sandbox's ``acme`` account.
+    """
     deferred = _Deferred()
     server = make_server("127.0.0.1", port, deferred, threaded=True, request_handler=_QuietHandler)
     url = f"http://127.0.0.1:{server.socket.getsockname()[1]}"
@@ -89,13 +101,8 @@ def start_acme(
         "PDCONNECT_VENDOR_KEY": DEMO_VENDOR_KEY,
         "PDCONNECT_CONNECT_BASE_URL": sandbox.url,
         "PDCONNECT_INSTALL_BASE_URL": sandbox.url,
-        "PDCONNECT_EVENTS_BASE_URL": sandbox.url,
-        # Single-account mode: a REST API key of the sandbox's "acme" account, made for this run.
-        # Connecting a service subscribes Acme's webhook endpoint to it with this key, so
-        # acknowledgements and resolves show up in Acme.
-        "PDCONNECT_REST_API_TOKEN": sandbox.sandbox.create_api_key(DEMO_ACCOUNT, description="Acme Monitoring demo").id,
-        "PDCONNECT_REST_API_URL": sandbox.url,
     }
+    environ.update(_oauth_settings(sandbox, url) if oauth else _single_account_settings(sandbox))
     if database_url:
         environ["ACME_DATABASE_URL"] = database_url
     options = {"clock": clock} if clock is not None else {}
@@ -103,7 +110,48 @@ def start_acme(
     deferred.app = app
     thread = threading.Thread(target=server.serve_forever, name="acme", daemon=True)
     thread.start()
-    return RunningDemo(url=url, app=app, server=server, thread=thread)
+    client_id = environ.get("PDCONNECT_OAUTH_CLIENT_ID")
+    return RunningDemo(url=url, app=app, server=server, thread=thread, oauth_client_id=client_id)
+
+
+def _oauth_settings(sandbox: SandboxServer, url: str) -> dict[str, str]:
+    """Per-account OAuth: Acme's OAuth app in the sandbox, a token key, each region's hosts.
+
+    A Classic app (Scoped ones are private to the account that registers them), so users of
+    every sandbox account can connect theirs. The token-encryption key is made for this run
+    only: a real deployment keeps its keys in a secret store.
+    """
+    registered = sandbox.sandbox.identity.register_app(
+        DEMO_ACCOUNT, name="Acme Monitoring", redirect_urls=[f"{url}/pagerduty/oauth/callback"], kind="classic"
+    )
+    eu = f"{sandbox.url}/eu"
+    return {
+        "PDCONNECT_OAUTH_CLIENT_ID": registered.client_id,
+        "PDCONNECT_OAUTH_CLIENT_SECRET": registered.client_secret or "",
+        "PDCONNECT_OAUTH_KIND": "classic",
+        "PDCONNECT_OAUTH_SCOPES": "write",
+        "PDCONNECT_OAUTH_IDENTITY_URL": sandbox.url,
+        "PDCONNECT_OAUTH_REDIRECT_URL": f"{url}/pagerduty/oauth/callback",
+        # The sandbox serves an EU account's REST and events API under /eu, as PagerDuty does
+        # on its own EU hosts: the ID token's aud names the base, which names the region.
+        "PDCONNECT_OAUTH_REST_BASES": f"{sandbox.url}=us,{eu}=eu",
+        "PDCONNECT_OAUTH_EVENTS_BASES": f"us={sandbox.url},eu={eu}",
+        "PDCONNECT_TOKEN_KEYS": TokenCipher.generate_key(),
+    }
+
+
+def _single_account_settings(sandbox: SandboxServer) -> dict[str, str]:
+    """Single-account mode: a REST API key of the sandbox's "acme" account, made for this run.
+
+    Connecting a service subscribes Acme's webhook endpoint to it with this key, so
+    acknowledgements and resolves show up in Acme; only services of "acme" can be subscribed.
+    """
+    key = sandbox.sandbox.create_api_key(DEMO_ACCOUNT, description="Acme Monitoring demo")
+    return {
+        "PDCONNECT_EVENTS_BASE_URL": sandbox.url,
+        "PDCONNECT_REST_API_TOKEN": key.id,
+        "PDCONNECT_REST_API_URL": sandbox.url,
+    }
 
 
 def _free(port: int) -> int:
@@ -120,6 +168,11 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=5000, help="Acme's port (another if taken)")
     parser.add_argument("--sandbox-port", type=int, default=8787, help="the sandbox's port (another if taken)")
     parser.add_argument("--check", action="store_true", help="start, check both answer, and stop")
+    parser.add_argument(
+        "--single-account",
+        action="store_true",
+        help="no OAuth: one REST API key of the sandbox's acme account for every user (single-account mode)",
+    )
     args = parser.parse_args()
 
     # SIGTERM (a service manager, `kill`) stops the demo as Ctrl-C does: through the cleanup below.
@@ -134,7 +187,12 @@ def _run(args: argparse.Namespace) -> None:
         data = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="acme-demo-", ignore_cleanup_errors=True)))
         sandbox = SandboxServer(Sandbox(db_path=str(data / "sandbox.db")), port=_free(args.sandbox_port)).start()
         cleanup.callback(sandbox.stop)
-        acme = start_acme(sandbox, port=_free(args.port), database_url=f"sqlite:///{data / 'acme.db'}")
+        acme = start_acme(
+            sandbox,
+            port=_free(args.port),
+            database_url=f"sqlite:///{data / 'acme.db'}",
+            oauth=not args.single_account,
+        )
         cleanup.callback(acme.stop)
         # Callbacks run last-in first-out: once stopping, a second Ctrl-C or SIGTERM is ignored,
         # so it cannot cut short the stops and the folder's removal.

@@ -164,6 +164,7 @@ def pagerduty_settings(new_token: str | None = None) -> ResponseReturnValue:
     page = render_template(
         "settings.html",
         integrations=current_pagerduty().integrations(),
+        oauth=current_pagerduty().connections is not None,
         token_created_at=token_created_at(engine(), owner),
         new_token=new_token,
     )

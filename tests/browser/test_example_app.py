@@ -26,8 +26,13 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def acme(pagerduty_sandbox: PagerDutySandbox, tmp_path: Path, clock: FakeClock) -> Iterator[RunningDemo]:
+    """Acme in single-account mode: legacy Connect, the install flow and pasted keys (test_oauth_walk.py: OAuth)."""
     running = start_acme(
-        pagerduty_sandbox.server, database_url=f"sqlite:///{tmp_path / 'acme.db'}", scheduler=False, clock=clock
+        pagerduty_sandbox.server,
+        database_url=f"sqlite:///{tmp_path / 'acme.db'}",
+        scheduler=False,
+        clock=clock,
+        oauth=False,
     )
     yield running
     running.stop()

@@ -13,8 +13,13 @@ from pdconnect.sandbox.pytest_plugin import PagerDutySandbox
 
 @pytest.fixture
 def acme(pagerduty_sandbox: PagerDutySandbox, tmp_path: Path) -> Iterator[RunningDemo]:
+    """Acme in single-account mode (the install flow needs no OAuth first); test_app_oauth.py covers OAuth."""
     running = start_acme(
-        pagerduty_sandbox.server, database_url=f"sqlite:///{tmp_path / 'acme.db'}", scheduler=False, worker=False
+        pagerduty_sandbox.server,
+        database_url=f"sqlite:///{tmp_path / 'acme.db'}",
+        scheduler=False,
+        worker=False,
+        oauth=False,
     )
     yield running
     running.stop()

@@ -47,7 +47,7 @@ def acme_db(
     url = f"sqlite:///{tmp_path / 'acme.db'}"
     if request.param == "older database":
         _legacy_schema(url)
-    running = start_acme(pagerduty_sandbox.server, database_url=url, scheduler=False, worker=False)
+    running = start_acme(pagerduty_sandbox.server, database_url=url, scheduler=False, worker=False, oauth=False)
     running.app.config["ACME_TEST_LEGACY"] = request.param == "older database"
     yield running
     running.stop()
