@@ -175,7 +175,7 @@ def read_oauth_settings(config: Mapping[str, Any]) -> OAuthSettings | None:
     if client_id is None:
         token_cipher_from_config(config.get(TOKEN_KEYS_SETTING), environ={})  # a wrong key is wrong anyway
         for name, default in OAUTH_DEFAULTS.items():
-            ignored = name in (TOKEN_KEYS_SETTING, "PDCONNECT_INSECURE_PLAINTEXT_TOKENS")
+            ignored = name in ("PDCONNECT_OAUTH_CLIENT_ID", TOKEN_KEYS_SETTING, "PDCONNECT_INSECURE_PLAINTEXT_TOKENS")
             if not ignored and config.get(name, default) != default:
                 raise ConfigError(f"{name} is set but PDCONNECT_OAUTH_CLIENT_ID is not", setting=name)
         return None

@@ -178,8 +178,9 @@ def test_revoke_all_signals_needs_reauthorization_once_shows_the_banner_and_reco
 
     with needs_reauthorization.connected_to(receiver, site.app), site.app.app_context():
         for _ in range(3):
-            with site.connections().rest_client("owner-1", account.account_id) as client, pytest.raises(
-                NeedsReauthorization
+            with (
+                site.connections().rest_client("owner-1", account.account_id) as client,
+                pytest.raises(NeedsReauthorization),
             ):
                 client.list_services()
     assert [kw["owner_id"] for kw in seen] == ["owner-1"]

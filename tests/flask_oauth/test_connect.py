@@ -41,7 +41,9 @@ def test_a_full_connect_stores_the_credential_encrypted_and_subscribes_in_that_a
     # Encrypted at rest: the row holds neither token.
     engine = site.connections().credentials.engine
     with engine.connect() as conn:
-        raw = " ".join(str(v) for row in conn.execute(sa.text("SELECT * FROM pdconnect_oauth_credentials")) for v in row)
+        raw = " ".join(
+            str(v) for row in conn.execute(sa.text("SELECT * FROM pdconnect_oauth_credentials")) for v in row
+        )
     assert credential.access_token not in raw and str(credential.refresh_token) not in raw
     # The subscription is in acme, made with acme's token, and nowhere else.
     acme = [s for s in site.subscriptions("acme") if s["delivery_method"]["url"] == HOOK_URL]
@@ -122,7 +124,9 @@ def test_a_code_replayed_under_a_fresh_state_is_refused_by_pagerduty(site: Site)
     assert browser.get(first).status_code == 303
     code = parse_qs(urlsplit(first).query)["code"][0]
     fresh_state = parse_qs(urlsplit(site.start(browser)).query)["state"][0]
-    page = problem_page(browser, browser.get(f"/pagerduty/oauth/callback?{urlencode({'code': code, 'state': fresh_state})}"))
+    page = problem_page(
+        browser, browser.get(f"/pagerduty/oauth/callback?{urlencode({'code': code, 'state': fresh_state})}")
+    )
     assert page.status_code == 400
     assert "PagerDuty refused the authorization" in page.get_data(as_text=True)
 
