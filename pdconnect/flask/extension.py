@@ -394,8 +394,8 @@ def _route_webhook_url() -> str:
 
 
 def _regional_events(settings: OAuthSettings | None, config: dict[str, Any]) -> dict[Region, str] | None:
-    """With OAuth, each region's Events API host from the app's ``events_bases`` (unless one host is forced)."""
-    if settings is None or config["PDCONNECT_EVENTS_BASE_URL"]:
+    """With OAuth, each region's Events API host from the app's ``events_bases``."""
+    if settings is None:
         return None
     bases = dict(EVENTS_BASE_URLS)
     for region, url in settings.app.events_bases.items():

@@ -163,7 +163,7 @@ def read_oauth_settings(config: Mapping[str, Any]) -> OAuthSettings | None:
     is needed, an unknown kind or scope, an unusable URL, a client secret or other OAuth
     setting without a client id, ``PDCONNECT_REST_API_TOKEN`` beside OAuth (the vendor-wide
     token is the single-account mode, OAuth the per-account one: both at once would subscribe
-    with the wrong token), ``PDCONNECT_EVENTS_BASE_URL`` beside ``PDCONNECT_OAUTH_EVENTS_BASES``,
+    with the wrong token), ``PDCONNECT_EVENTS_BASE_URL`` beside OAuth (one host for both regions),
     and no ``PDCONNECT_TOKEN_KEYS`` unless ``PDCONNECT_INSECURE_PLAINTEXT_TOKENS`` is true.
     """
     for name in _TEXT:
@@ -196,10 +196,12 @@ def read_oauth_settings(config: Mapping[str, Any]) -> OAuthSettings | None:
     issuers = parse_list(issuers_value, name="PDCONNECT_OAUTH_ISSUERS") if issuers_value is not None else ISSUERS
     rest_bases = _rest_bases(config.get("PDCONNECT_OAUTH_REST_BASES"))
     events_bases = _events_bases(config.get("PDCONNECT_OAUTH_EVENTS_BASES"))
-    if events_bases is not None and config.get("PDCONNECT_EVENTS_BASE_URL"):
+    if config.get("PDCONNECT_EVENTS_BASE_URL"):
+        # One host for every region would send an EU account's events to the US host, which
+        # refuses its keys: with OAuth, each account's region picks its Events API host.
         raise ConfigError(
-            "PDCONNECT_EVENTS_BASE_URL sends every region's events to one host; with "
-            "PDCONNECT_OAUTH_EVENTS_BASES set, remove it (each account's region picks its host)",
+            "PDCONNECT_EVENTS_BASE_URL sends every region's events to one host; with OAuth, remove it "
+            "(each account's region picks its host; point regions elsewhere with PDCONNECT_OAUTH_EVENTS_BASES)",
             setting="PDCONNECT_EVENTS_BASE_URL",
         )
     extra: dict[str, Any] = {}

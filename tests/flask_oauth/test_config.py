@@ -118,6 +118,8 @@ def test_without_a_client_id_oauth_is_off() -> None:
             },
             "PDCONNECT_EVENTS_BASE_URL",
         ),
+        # One host for both regions: an EU account's events would go to the US host.
+        ({"PDCONNECT_EVENTS_BASE_URL": "https://events.example"}, "PDCONNECT_EVENTS_BASE_URL"),
     ],
 )
 def test_hostile_settings_are_a_config_error_naming_the_setting(changes: dict[str, Any], setting: str) -> None:

@@ -168,3 +168,42 @@ def test_the_identity_host_down_is_a_503(site: Site) -> None:
     site.sandbox.set_faults(spec="503=1,target=identity")
     page = problem_page(browser, browser.get(callback))
     assert page.status_code == 503
+
+
+def test_a_subscription_deleted_at_pagerduty_is_made_again_on_reconnect(site: Site) -> None:
+    alex = site.user("acme", "Alex")
+    browser = site.browser("owner-1")
+    site.connect(browser, alex)
+    (first,) = [s["id"] for s in site.subscriptions("acme") if s["delivery_method"]["url"] == HOOK_URL]
+    assert site.sandbox.rest("DELETE", f"/webhook_subscriptions/{first}", account="acme").status_code == 204
+    site.connect(browser, alex)
+    (second,) = [s["id"] for s in site.subscriptions("acme") if s["delivery_method"]["url"] == HOOK_URL]
+    secrets = site.connections().secrets
+    assert second != first and secrets.secrets_for(first) == [] and len(secrets.secrets_for(second)) == 1
+
+
+def test_a_subscription_whose_secret_was_lost_is_replaced_not_doubled(site: Site) -> None:
+    alex = site.user("acme", "Alex")
+    browser = site.browser("owner-1")
+    site.connect(browser, alex)
+    (first,) = [s["id"] for s in site.subscriptions("acme") if s["delivery_method"]["url"] == HOOK_URL]
+    site.connections().secrets.remove(first)  # nothing could verify its webhooks any more
+    site.connect(browser, alex)
+    (second,) = [s["id"] for s in site.subscriptions("acme") if s["delivery_method"]["url"] == HOOK_URL]
+    assert second != first and len(site.connections().secrets.secrets_for(second)) == 1
+
+
+def test_an_observer_connects_but_is_told_incident_updates_need_a_manager(site: Site) -> None:
+    olga = site.user("acme", "Olga", role="observer")
+    browser = site.browser("owner-1")
+    seen: list[dict[str, Any]] = []
+
+    def receiver(sender: Flask, **kwargs: Any) -> None:
+        seen.append(kwargs)
+
+    with account_connected.connected_to(receiver, site.app):
+        assert site.connect(browser, olga).status_code == 303
+    assert seen[0]["subscribed"] is False
+    assert any("needs a Manager, Admin or Owner role" in m for m in flashes(browser))
+    assert [c.account.subdomain for c in site.connections().accounts("owner-1")] == ["acme"]
+    assert site.subscriptions("acme") == []
