@@ -319,11 +319,10 @@ class AccountConnections:
             check_subdomain(subdomain)
         except ValueError:
             raise InstallAccountMismatch(None, names) from None
-        claimed = subdomain.lower()
         for credential in held:
-            if credential.account.subdomain == claimed:
+            if credential.account.subdomain == subdomain:
                 return credential
-        raise InstallAccountMismatch(claimed, names)
+        raise InstallAccountMismatch(subdomain, names)
 
     def check_install(self, owner_id: str, install_config_account_subdomain: str | None) -> None:
         """Accept an install's ``config`` only for an account the owner connected; else :class:`InstallAccountMismatch`.
