@@ -13,6 +13,8 @@ See ``docs/oauth.md``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pdconnect.oauth.app import OAuthApp, RegionName
 from pdconnect.oauth.authorize import AuthorizeRequest
 from pdconnect.oauth.cipher import TokenCipher
@@ -34,13 +36,16 @@ from pdconnect.oauth.refresh import TokenRefresher
 from pdconnect.oauth.tokens import TokenSet
 
 __all__ = [
+    "AccountConnections",
     "AccountIdentity",
     "AuthorizeRequest",
     "Authorized",
     "Credential",
     "CredentialNotFound",
     "CredentialStore",
+    "Disconnected",
     "IdTokenInvalid",
+    "InstallAccountMismatch",
     "JwksUnavailable",
     "MemoryCredentialStore",
     "MissingScopes",
@@ -56,4 +61,17 @@ __all__ = [
     "TokenEndpointError",
     "TokenRefresher",
     "TokenSet",
+    "WebhookSetupFailed",
 ]
+
+#: Names of :mod:`pdconnect.oauth.connection`, imported on first use: that module builds on
+#: :mod:`pdconnect.rest`, which itself imports from this package.
+_CONNECTION_NAMES = frozenset({"AccountConnections", "Disconnected", "InstallAccountMismatch", "WebhookSetupFailed"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CONNECTION_NAMES:
+        from pdconnect.oauth import connection
+
+        return getattr(connection, name)
+    raise AttributeError(f"module 'pdconnect.oauth' has no attribute {name!r}")
