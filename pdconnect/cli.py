@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from pdconnect.button import DEFAULT_LABEL, ButtonSize, ButtonTheme, embed_snippet
+from pdconnect.database import shown_url
 from pdconnect.errors import PdConnectError
 from pdconnect.keys import classify_key, normalize_key
 from pdconnect.version import __version__
@@ -167,7 +168,7 @@ def _db_init(args: argparse.Namespace) -> int:
     SqlDeliveryLog(store.engine)
     IncidentStateStore(store.engine)
     Outbox(store.engine, table_prefix=args.outbox_table_prefix)
-    print(f"pdconnect tables ready in {store.engine.url.render_as_string(hide_password=True)}")
+    print(f"pdconnect tables ready in {shown_url(store.engine.url)}")
     return 0
 
 

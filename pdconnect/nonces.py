@@ -15,7 +15,7 @@ from typing import Protocol, runtime_checkable
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from pdconnect.database import engine_for
+from pdconnect.database import create_all, engine_for
 from pdconnect.errors import InvalidData
 
 #: The longest nonce a store records (the SQL column's width); pdconnect's own are 22 characters.
@@ -104,7 +104,7 @@ class SqlNonceStore:
             sa.Column("expires_at", sa.Float, nullable=False, index=True),
         )
         if create_table:
-            metadata.create_all(self.engine, checkfirst=True)
+            create_all(metadata, self.engine)
         self._now = clock
         self._calls = 0
         self._lock = threading.Lock()

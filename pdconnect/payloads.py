@@ -112,6 +112,11 @@ class _Checker:
         if len(value) > MAX_DEDUP_KEY_LENGTH:
             self.fail(f"{name} is {len(value)} characters long; PagerDuty allows at most {MAX_DEDUP_KEY_LENGTH}")
             return None
+        if "\x00" in value:
+            # UNCONFIRMED what PagerDuty does with a NUL; no database column of the outbox can hold
+            # one on PostgreSQL, so the inline and the outbox path refuse it alike.
+            self.fail(f"{name} must not contain a NUL character")
+            return None
         return value
 
     def action(self, value: object, name: str) -> EventAction | None:

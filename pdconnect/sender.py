@@ -109,7 +109,7 @@ class PreparedEvent:
     def __repr__(self) -> str:
         return (
             f"PreparedEvent(kind={self.kind.value}, action={self.action}, key={redact(self.routing_key)!r}, "
-            f"dedup_key={self.dedup_key!r}, url={self.url!r}, bytes={len(self.body)})"
+            f"dedup_key={self.dedup_key!r}, url={masked_url(self.url)!r}, bytes={len(self.body)})"
         )
 
 

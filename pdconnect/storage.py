@@ -33,7 +33,7 @@ from typing import Any, Protocol, runtime_checkable
 import sqlalchemy as sa
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
-from pdconnect.database import create_all, engine_for
+from pdconnect.database import create_all, engine_for, shown_url
 from pdconnect.errors import InvalidData
 from pdconnect.integration import EventsApi, Integration, Origin, Region
 from pdconnect.keys import KeyType, redact
@@ -414,9 +414,7 @@ class SqlIntegrationStore:
                     raise
 
     def __repr__(self) -> str:
-        return (
-            f"SqlIntegrationStore({self.engine.url.render_as_string(hide_password=True)!r}, table={self.table.name!r})"
-        )
+        return f"SqlIntegrationStore({shown_url(self.engine.url)!r}, table={self.table.name!r})"
 
     # -- rows <-> records --------------------------------------------------------------------
 

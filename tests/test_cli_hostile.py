@@ -35,6 +35,7 @@ OPTIONS: list[tuple[str, str, str, Any]] = [
     ("worker", "--timeout", "2.5", 2.5),
     ("worker", "--max-backoff", "60", 60.0),
     ("outbox dead", "--limit", "10", 10),
+    ("outbox purge", "--dead-older-than", "86400", 86400.0),
     ("sandbox", "--port", "0", 0),
     ("sandbox", "--rate-limit", "30", 30),
     ("sandbox", "--read-timeout", "2.5", 2.5),
@@ -71,6 +72,7 @@ HOSTILE = [
 REQUIRED = {
     "worker": ["--database", "sqlite:///never-made.db"],
     "outbox dead": ["--database", "sqlite:///never-made.db"],
+    "outbox purge": ["--database", "sqlite:///never-made.db"],
     "sandbox": [],
     "alertmanager": ["--database", "sqlite:///never-made.db"],
 }
@@ -279,7 +281,7 @@ def test_missing_arguments_are_one_line_and_status_2(argv: list[str]) -> None:
 
 
 @pytest.mark.parametrize("command", ["", "snippet", "check-key", "db init", "sandbox", "worker", "outbox status",
-                                     "outbox dead", "outbox requeue", "alertmanager"])  # fmt: skip
+                                     "outbox dead", "outbox requeue", "outbox purge", "alertmanager"])  # fmt: skip
 def test_every_help_is_status_0(command: str) -> None:
     status, out, _ = _run([*command.split(), "--help"])
     assert status == 0 and "usage:" in out

@@ -34,7 +34,7 @@ from typing import Any, Protocol, runtime_checkable
 import sqlalchemy as sa
 from sqlalchemy.exc import DataError, IntegrityError
 
-from pdconnect.database import engine_for
+from pdconnect.database import create_all, engine_for, shown_url
 from pdconnect.errors import ConfigError, InvalidData, UnsafeURLError
 from pdconnect.oauth.cipher import TOKEN_KEYS_SETTING, TokenDecryptionError
 from pdconnect.oauth.id_token import AccountIdentity
@@ -461,10 +461,10 @@ class SqlCredentialStore:
 
     def create_tables(self) -> None:
         """Create the table if it does not exist (safe to run again, and from several processes)."""
-        self.metadata.create_all(self.engine, checkfirst=True)
+        create_all(self.metadata, self.engine)
 
     def __repr__(self) -> str:
-        url = self.engine.url.render_as_string(hide_password=True)
+        url = shown_url(self.engine.url)
         return f"SqlCredentialStore({url!r}, table={self.table.name!r}, encrypted={self.cipher is not None})"
 
     # -- rows <-> credentials ----------------------------------------------------------------

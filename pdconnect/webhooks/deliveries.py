@@ -33,7 +33,7 @@ from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
-from pdconnect.database import engine_for
+from pdconnect.database import create_all, engine_for, shown_url
 
 KEEP_FOR = 72 * 3600.0
 STALE_AFTER = 60.0
@@ -133,10 +133,10 @@ class SqlDeliveryLog:
             sa.Index(f"{table_name}_began", "began_at"),
         )
         if create_tables:
-            self.metadata.create_all(self.engine, checkfirst=True)
+            create_all(self.metadata, self.engine)
 
     def __repr__(self) -> str:
-        return f"SqlDeliveryLog({self.engine.url.render_as_string(hide_password=True)!r}, table={self.table.name!r})"
+        return f"SqlDeliveryLog({shown_url(self.engine.url)!r}, table={self.table.name!r})"
 
     def _insert(self, conn: sa.Connection, key: str, now: float) -> bool:
         values = {"webhook_id": key, "began_at": now}

@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from pdconnect.database import engine_for
+from pdconnect.database import create_all, engine_for, shown_url
 from pdconnect.timestamps import as_utc
 from pdconnect.webhooks.model import IncidentStatus, WebhookEvent
 
@@ -114,10 +114,10 @@ class IncidentStateStore:
             sa.Index(f"{table_name}_key", "owner_id", "incident_key"),
         )
         if create_tables:
-            self.metadata.create_all(self.engine, checkfirst=True)
+            create_all(self.metadata, self.engine)
 
     def __repr__(self) -> str:
-        url = self.engine.url.render_as_string(hide_password=True)
+        url = shown_url(self.engine.url)
         return f"IncidentStateStore({url!r}, table={self.table.name!r})"
 
     def apply(self, event: WebhookEvent) -> IncidentState | None:

@@ -20,7 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import sqlalchemy as sa
 
-from pdconnect.database import engine_for
+from pdconnect.database import create_all, engine_for, shown_url
 from pdconnect.storage import KeyCipher
 
 MAX_SECRET_LENGTH = 1024
@@ -130,10 +130,10 @@ class SqlWebhookSecretStore:
             sa.Index(f"{table_name}_integration", "owner_id", "integration_id"),
         )
         if create_tables:
-            self.metadata.create_all(self.engine, checkfirst=True)
+            create_all(self.metadata, self.engine)
 
     def __repr__(self) -> str:
-        url = self.engine.url.render_as_string(hide_password=True)
+        url = shown_url(self.engine.url)
         return f"SqlWebhookSecretStore({url!r}, table={self.table.name!r})"
 
     def _record(self, row: sa.Row[Any]) -> RegisteredSecret:
