@@ -199,6 +199,8 @@ def _run(args: argparse.Namespace) -> None:
         cleanup.callback(_ignore_stop_signals)
         print(f"PagerDuty sandbox:  {sandbox.url}")
         print(f"Acme Monitoring:    {acme.url}   <- open this, sign in with any name")
+        if acme.oauth_client_id is not None:
+            print("Connect PagerDuty as Kim Manager of acme (a manager: allowed to subscribe to webhooks).")
         print(f"(demo data in {data}, removed when the demo stops)", flush=True)
         if args.check:
             for url in (acme.url + "/signin", sandbox.url + "/"):

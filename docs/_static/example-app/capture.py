@@ -21,6 +21,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import requests
 from playwright.sync_api import Page, ViewportSize, expect, sync_playwright
 
 HERE = Path(__file__).resolve().parent
@@ -70,16 +71,16 @@ class Walk:
         self.sign_in(page, "alice")
         self.shot("01-dashboard")
 
+        # One button: PagerDuty's sign-in and consent (OAuth), then the install flow's picker.
         page.get_by_role("link", name="PagerDuty", exact=True).click()
-        page.locator("a.pdconnect-button--dark").click()
+        page.get_by_role("link", name="Connect PagerDuty").click()
+        page.get_by_label("Sign in as").select_option(label="Kim Manager (manager) · kim@acme.example")
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("heading", name="Authorize an app")).to_be_visible()
+        self.shot("02-oauth-consent")
+        page.get_by_role("button", name="Approve").click()
         page.get_by_label("Account subdomain").fill("acme")
         page.get_by_role("button", name="Log in").click()
-        page.get_by_label("Existing service").select_option(label="Database")
-        self.shot("02-connect-pick-service")
-        page.get_by_role("button", name="Connect").click()
-        expect(page.locator(".flash")).to_have_text("Connected to PagerDuty: Database.")
-
-        page.locator("a.pdconnect-button--light").click()
         page.get_by_label("Checkout API").check()
         page.get_by_label("Database").check()
         self.shot("03-install-pick-services")
@@ -135,6 +136,14 @@ class Walk:
         page.goto(acme.url + "/settings/pagerduty")
         expect(page.locator("[data-broken]")).to_have_count(1)
         self.shot("09-settings-reconnect")
+
+        # The customer revokes Acme's access in PagerDuty; the next REST call finds out.
+        assert self.acme.oauth_client_id is not None
+        revoke = f"{self.server.url}/_sandbox/api/oauth/apps/{self.acme.oauth_client_id}/revoke"
+        requests.post(revoke, timeout=10).raise_for_status()  # the control API's "Revoke All Tokens"
+        page.get_by_role("button", name="Check access").click()
+        expect(page.locator("[data-pdconnect-reconnect]")).to_be_visible()
+        self.shot("10-settings-revoked")
 
     def _delivered(self, event_type: str) -> Callable[[], bool]:
         def settled() -> bool:
