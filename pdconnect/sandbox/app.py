@@ -306,10 +306,9 @@ class SandboxApp:
                     return _fault_response(family, decision)(environ, start_response)
             if request.method not in ("GET", "HEAD", "OPTIONS") and request.path not in EVENT_PATHS:
                 _refuse_cross_site(request)
-            identity = self.sandbox.identity
-            answer = identity.handle(request) if identity is not None else None
+            answer = self.sandbox.identity.handle(request)
             if answer is not None:
-                return answer(environ, start_response)  # type: ignore[no-any-return]
+                return answer(environ, start_response)
             if family == "rest":
                 return self.rest(request)(environ, start_response)
             endpoint, args = adapter.match()
@@ -637,20 +636,15 @@ class SandboxApp:
 
     def _role_of(self, user: User) -> str:
         """The user's role now: the identity server's (it can be changed there), else the seeded one."""
-        identity = self.sandbox.identity
-        role = identity.role_of(user.account, user.id) if identity is not None else None
-        return role if isinstance(role, str) else user.role
+        role = self.sandbox.identity.role_of(user.account, user.id)
+        return role if role is not None else user.role
 
     def _identity_users(self, accounts: list[Account]) -> list[dict[str, Any]]:
         """The identity server's users (with their roles), account by account."""
-        identity = self.sandbox.identity
-        if identity is None:
-            return []
         found: list[dict[str, Any]] = []
         for account in accounts:
-            for user in identity.users(account.id):
-                record = dataclasses.asdict(user) if dataclasses.is_dataclass(user) else dict(vars(user))
-                found.append({"account": account.id, **record})
+            for user in self.sandbox.identity.users(account.id):
+                found.append({**dataclasses.asdict(user), "account": account.id})
         return found
 
     def on_api_received(self, request: Request) -> Response:

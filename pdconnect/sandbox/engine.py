@@ -22,7 +22,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pdconnect.sandbox import subscriptions as subs
@@ -61,6 +61,9 @@ from pdconnect.sandbox.webhooks import (
     matching_subscriptions,
 )
 from pdconnect.urls import add_query_params, is_loopback_host, safe_link_href
+
+if TYPE_CHECKING:  # the identity package imports this module: only its names, for types
+    from pdconnect.sandbox.identity import AccountInfo, Identity
 
 #: The answer to a request PagerDuty rate-limits (UNCONFIRMED: the body PagerDuty sends is
 #: not documented; this is the shape go-pagerduty's tests use).
@@ -182,7 +185,7 @@ class Sandbox:
         db_path: str | None = None,
         faults: FaultPlan | None = None,
         clock: Callable[[], float] = time.monotonic,
-        identity: Any = None,
+        identity: Identity | None = None,
     ) -> None:
         self.settings = settings if settings is not None else SandboxSettings()
         self._initial_settings = dataclasses.replace(self.settings)
@@ -205,7 +208,7 @@ class Sandbox:
         self._rebuild_indexes()
         #: The identity server (OAuth apps, users and roles, tokens): ``identity.bearer(token)``
         #: resolves the REST API's Bearer tokens. Tests may pass their own.
-        self.identity = identity if identity is not None else _default_identity(self)
+        self.identity: Identity = identity if identity is not None else _default_identity(self)
         with self.store.lock:
             for user in self.store.all(User):  # users loaded from a database file
                 self._mirror_user(user)
@@ -249,8 +252,7 @@ class Sandbox:
             self.limiter.reset()
             self.faults.set(FaultPlan())
             self._rebuild_indexes()
-            if self.identity is not None:
-                self.identity.reset()
+            self.identity.reset()
             if seed:
                 self.seed()
         self.webhooks.reload()
@@ -311,12 +313,12 @@ class Sandbox:
         So an OAuth sign-in as a seeded responder acts with that responder's role, and the
         ID token's ``user_id`` names the user the incident pages show.
         """
-        if self.identity is None or self.identity.role_of(user.account, user.id) is not None:
+        if self.identity.role_of(user.account, user.id) is not None:
             return
         self.identity.add_user(user.account, name=user.name, email=user.email, role=user.role, user_id=user.id)
 
-    def account_info(self, subdomain: str) -> Any:
-        """What the identity server needs to know of an account (an ``AccountInfo``: id and region), or ``None``."""
+    def account_info(self, subdomain: str) -> AccountInfo | None:
+        """What the identity server needs to know of an account (its id and region), or ``None``."""
         from pdconnect.sandbox.identity import AccountInfo
 
         account = self.store.get(Account, subdomain)
@@ -1180,12 +1182,10 @@ class Sandbox:
             return self.store.changed.wait_for(predicate, timeout)
 
 
-def _default_identity(sandbox: Sandbox) -> Any:
+def _default_identity(sandbox: Sandbox) -> Identity:
     """The sandbox's identity server, over its accounts and base URL."""
-    try:
-        from pdconnect.sandbox.identity import Identity
-    except ImportError:  # pragma: no cover - only until the identity package is on main
-        return None
+    from pdconnect.sandbox.identity import Identity  # imported here: it imports this module
+
     return Identity(base_url=lambda: sandbox.base_url, accounts=sandbox.account_info, clock=time.time)
 
 

@@ -96,8 +96,8 @@ class FaultPlan:
                 raise FaultSpecError(f"{name} must be at most {limit:g}")
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
             raise FaultSpecError("seed must be a whole number")
-        targets = self.targets
-        if isinstance(targets, str) or not isinstance(targets, list | tuple) or not targets:
+        targets: object = self.targets  # from JSON or a caller: anything
+        if not isinstance(targets, list | tuple) or not targets:
             raise FaultSpecError(f"targets must be a non-empty list of {', '.join(FAMILIES)}")
         if any(not isinstance(t, str) or t not in FAMILIES for t in targets):
             raise FaultSpecError(f"targets must be among {', '.join(FAMILIES)}")

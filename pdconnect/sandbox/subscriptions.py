@@ -14,9 +14,10 @@ from __future__ import annotations
 import base64
 import re
 import secrets
-from typing import Any
+from collections.abc import Callable
 
 from pdconnect.sandbox.model import Account, Service, Subscription, Team
+from pdconnect.sandbox.store import SandboxStore
 
 #: PagerDuty: "a maximum of 10 webhook subscriptions per service" (``pagerduty-oauth.md`` section 6).
 MAX_PER_SERVICE = 10
@@ -98,7 +99,7 @@ def check_custom_headers(value: object) -> list[dict[str, str]]:
     return headers
 
 
-def check_filter(store: Any, account: str, filter_type: object, filter_id: object) -> tuple[str, str | None]:
+def check_filter(store: SandboxStore, account: str, filter_type: object, filter_id: object) -> tuple[str, str | None]:
     """The filter as ``(type, id)`` if it names something of ``account``, else :class:`SubscriptionRefused`.
 
     A service or team of another account is refused with the same words as one that does
@@ -122,7 +123,7 @@ def check_filter(store: Any, account: str, filter_type: object, filter_id: objec
     return str(filter_type), filter_id
 
 
-def check_room(store: Any, filter_type: str, filter_id: str | None, *, moving: str | None = None) -> None:
+def check_room(store: SandboxStore, filter_type: str, filter_id: str | None, *, moving: str | None = None) -> None:
     """Refuse an 11th subscription on one service (``moving``: the id of one being updated onto it)."""
     if filter_type != "service_reference":
         return
@@ -137,7 +138,7 @@ def check_room(store: Any, filter_type: str, filter_id: str | None, *, moving: s
         )
 
 
-def owned(store: Any, subscription_id: str, account: str) -> Subscription:
+def owned(store: SandboxStore, subscription_id: str, account: str) -> Subscription:
     """The subscription if ``account`` owns it; a 404 :class:`SubscriptionRefused` otherwise.
 
     Another account's subscription answers exactly as a missing one: whether PagerDuty says
@@ -150,7 +151,7 @@ def owned(store: Any, subscription_id: str, account: str) -> Subscription:
     return subscription
 
 
-def account_of(store: Any, account: str) -> Account:
+def account_of(store: SandboxStore, account: str) -> Account:
     found = store.get(Account, account)
     if found is None:
         raise SubscriptionRefused(f"No account {account[:64]!r}.", status=404)
@@ -158,9 +159,9 @@ def account_of(store: Any, account: str) -> Account:
     return found
 
 
-def rotation_headers(subscription: Subscription, signature: Any, body: bytes) -> str:
+def rotation_headers(subscription: Subscription, signature: Callable[[str, bytes], str], body: bytes) -> str:
     """``X-PagerDuty-Signature`` for ``body``: the current secret's ``v1=``, then the previous one's while rotating."""
-    header: str = signature(subscription.secret, body)
+    header = signature(subscription.secret, body)
     if subscription.previous_secret:
         header += "," + signature(subscription.previous_secret, body)
     return header

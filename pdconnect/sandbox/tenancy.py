@@ -23,9 +23,13 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pdconnect.sandbox.model import Account, ApiKey
+from pdconnect.sandbox.store import SandboxStore
+
+if TYPE_CHECKING:  # the identity package imports the engine, which imports this package's modules
+    from pdconnect.sandbox.identity import Identity
 
 # UNCONFIRMED: the codes come from PagerDuty's "Errors" page of the REST API reference as
 # remembered, not from a source stored here; the statuses are documented.
@@ -149,8 +153,8 @@ def authenticate(
     header: str | None,
     *,
     region: str,
-    store: Any,
-    identity: Any,
+    store: SandboxStore,
+    identity: Identity,
     clock: Callable[[], float] = time.time,
 ) -> Caller:
     """The :class:`Caller` an ``Authorization`` header names at the ``region``'s base, or a 401."""
@@ -162,7 +166,7 @@ def authenticate(
         if key is None or account is None or account.region != region:
             raise unauthorized()
         return Caller(account=account.id, kind="api_key", read_only=key.read_only)
-    grant = identity.bearer(value) if identity is not None else None
+    grant = identity.bearer(value)
     if grant is None or _expired(grant.expires_at, clock()):
         raise unauthorized()
     with store.lock:
