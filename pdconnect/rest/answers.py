@@ -22,8 +22,14 @@ def read_object(data: dict[str, Any], key: str, method: str, path: str) -> dict[
     return value
 
 
-def pagerduty_said(response: HttpResponse, credential: Credential) -> tuple[str | None, tuple[str, ...]]:
-    """PagerDuty's error message and errors, one line each, without any of the credential's tokens."""
+def pagerduty_said(
+    response: HttpResponse, credential: Credential, *, sent_token: str | None = None
+) -> tuple[str | None, tuple[str, ...]]:
+    """PagerDuty's error message and errors, one line each, without the credential's tokens or ``sent_token``.
+
+    ``sent_token`` is the token the request carried: by the time the answer is read, another
+    caller may have refreshed, and the credential read then no longer holds it.
+    """
     try:
         data = json.loads(response.body)
     except (ValueError, UnicodeDecodeError, RecursionError):
@@ -32,7 +38,9 @@ def pagerduty_said(response: HttpResponse, credential: Credential) -> tuple[str 
     if not isinstance(error, dict):
         return None, ()
     # Longest first: a token inside the other would otherwise leave the rest of that one.
-    tokens = sorted(filter(None, (credential.access_token, credential.refresh_token)), key=len, reverse=True)
+    tokens = sorted(
+        filter(None, {credential.access_token, credential.refresh_token, sent_token}), key=len, reverse=True
+    )
 
     def clean(text: object) -> str | None:
         if not isinstance(text, str) or not text.strip():
@@ -61,8 +69,16 @@ def covers(granted: frozenset[str], needed: str) -> bool:
     return False
 
 
-def error_for(response: HttpResponse, method: str, path: str, *, scope: str, credential: Credential) -> RestError:
-    message, errors = pagerduty_said(response, credential)
+def error_for(
+    response: HttpResponse,
+    method: str,
+    path: str,
+    *,
+    scope: str,
+    credential: Credential,
+    sent_token: str | None = None,
+) -> RestError:
+    message, errors = pagerduty_said(response, credential, sent_token=sent_token)
     status = response.status
     said = f": {message}" if message else ""
     if status == 403:

@@ -285,9 +285,8 @@ class AccountRestClient:
                 self._revoked(token)
         if 200 <= response.status < 300:
             return response
-        raise error_for(
-            response, method, path, scope=scope, credential=self.credentials.credential(self.owner_id, self.account_id)
-        )
+        current = self.credentials.credential(self.owner_id, self.account_id)
+        raise error_for(response, method, path, scope=scope, credential=current, sent_token=token)
 
     def _revoked(self, token: str) -> None:
         """A refreshed token was refused too: the grant is gone; mark it (once) and raise."""
