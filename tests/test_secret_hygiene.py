@@ -520,3 +520,35 @@ def test_any_tokens_are_stored_sealed_and_never_logged(
         assert secret not in said
         assert not any(secret in cell for cell in cells), "a token in clear in a column"
     store.engine.dispose()
+
+
+_NEAR_TOKENS = [
+    f"{ACCESS_TOKEN} x",
+    f"{ACCESS_TOKEN}\n",
+    f"{ACCESS_TOKEN}\r\nX-Injected: 1",
+    ACCESS_TOKEN * 400,  # longer than any token PagerDuty issues
+    f"{ACCESS_TOKEN}é",
+    f"{ACCESS_TOKEN}\x00",
+    f"{ACCESS_TOKEN}\ud800",
+    "",
+]
+
+
+@pytest.mark.parametrize("field", ["access_token", "refresh_token"])
+@pytest.mark.parametrize("value", _NEAR_TOKENS, ids=[repr(v[:40]) for v in _NEAR_TOKENS])
+@pytest.mark.parametrize("encrypted", [True, False], ids=["encrypted", "plaintext"])
+def test_a_token_the_store_refuses_is_not_quoted_and_not_stored(
+    field: str, value: str, encrypted: bool, tmp_path: Path, capture_all: pytest.LogCaptureFixture
+) -> None:
+    from pdconnect.errors import InvalidData
+
+    store = _credentials(f"sqlite:///{tmp_path / 'refused.db'}", "pdc_hyg_refused", encrypted=encrypted)
+    given = {"access": ACCESS_TOKEN, "refresh": REFRESH_TOKEN} | {field.removesuffix("_token"): value}
+    capture_all.clear()
+    with pytest.raises(InvalidData) as raised:
+        store.save("org-1", ACCOUNT, _tokens(**given))
+    said = _everything_said(capture_all, raised.value)
+    assert field in str(raised.value), "the message names the field"
+    for secret in (ACCESS_TOKEN, REFRESH_TOKEN):
+        _assert_hidden(secret, said)
+    assert store.get("org-1", ACCOUNT.account_id) is None and _every_cell(store) == []
