@@ -40,6 +40,7 @@ from pdconnect.flask.signals import needs_reauthorization, webhook_received
 from pdconnect.handshake import Handshake
 from pdconnect.integration import Region
 from pdconnect.nonces import NonceStore, SqlNonceStore
+from pdconnect.oauth.cipher import TokenDecryptionError
 from pdconnect.oauth.client import PagerDutyOAuth
 from pdconnect.oauth.connection import AccountConnections
 from pdconnect.oauth.credentials import Credential, CredentialStore, SqlCredentialStore
@@ -744,14 +745,25 @@ class ConnectedAccount:
 
 
 def pagerduty_accounts(owner_id: str | None = None) -> list[ConnectedAccount]:
-    """The signed-in owner's (or ``owner_id``'s) OAuth-connected accounts; empty without OAuth or owner."""
+    """The signed-in owner's (or ``owner_id``'s) OAuth-connected accounts; empty without OAuth or owner.
+
+    Empty too, with an error logged, when the stored tokens cannot be decrypted with any of
+    ``PDCONNECT_TOKEN_KEYS``, so that the vendor's pages still render.
+    """
     pagerduty = current_pagerduty()
     if pagerduty.connections is None:
         return []
     owner = owner_id if owner_id is not None else pagerduty.current_owner()
     if owner is None:
         return []
-    return [ConnectedAccount.of(c) for c in pagerduty.connections.accounts(owner)]
+    try:
+        credentials = pagerduty.connections.accounts(owner)
+    except TokenDecryptionError as exc:
+        # A key was dropped before the rows were re-encrypted: every page showing the banner
+        # would be a 500. Say it where operators look, and show no connection.
+        logger.error("pdconnect: the owner's PagerDuty connections cannot be read: %s", exc)
+        return []
+    return [ConnectedAccount.of(c) for c in credentials]
 
 
 #: The banner's template; an app overrides it with a template of the same name.

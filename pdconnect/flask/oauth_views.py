@@ -148,11 +148,11 @@ def oauth_disconnect() -> ResponseReturnValue:
     account_id = data.get("account_id") if isinstance(data, dict) or hasattr(data, "get") else None
     if not isinstance(account_id, str) or not account_id or len(account_id) > 255:
         return _page("Which account?", "The form did not say which PagerDuty account to disconnect.", 400)
-    if connections.credentials.get(owner, account_id) is None:
+    result = connections.disconnect(owner, account_id)
+    if not (result.forgotten or result.removed or result.left_at_pagerduty):
         if _wants_json():
             return {"error": {"type": "NotFound", "message": "no such PagerDuty connection"}}, 404
         return _done("That PagerDuty account is not connected (any more).", "error")
-    result = connections.disconnect(owner, account_id)
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     replacement = _take_over(account_disconnected.send(app, owner_id=owner, account_id=account_id, result=result))
     if replacement is not None:
@@ -165,9 +165,9 @@ def oauth_disconnect() -> ResponseReturnValue:
         }
     if result.left_at_pagerduty:
         flash(
-            f"Disconnected {result.subdomain}, but its webhook subscription could not be deleted in PagerDuty "
+            f"Disconnected {result.subdomain or 'the account'}, but its webhook subscription could not be deleted in PagerDuty "
             f"({result.reason}); delete it there under Integrations > Generic Webhooks.",
             "error",
         )
         return redirect(_redirect_target())
-    return _done(f"Disconnected the PagerDuty account {result.subdomain}.")
+    return _done(f"Disconnected the PagerDuty account {result.subdomain or result.account_id}.")

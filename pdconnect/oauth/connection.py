@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pdconnect.errors import PdConnectError
 from pdconnect.install import check_subdomain
 from pdconnect.integration import Integration, Region
+from pdconnect.oauth.cipher import TokenDecryptionError
 from pdconnect.oauth.client import Authorized
 from pdconnect.oauth.credentials import Credential, CredentialStore
 from pdconnect.oauth.refresh import NeedsReauthorization, TokenRefresher
@@ -263,9 +264,16 @@ class AccountConnections:
 
         A subscription that cannot be deleted (the grant was revoked: 401; PagerDuty down) is
         reported in :attr:`Disconnected.left_at_pagerduty`; the secrets and tokens are
-        forgotten anyway, since the owner asked to disconnect.
+        forgotten anyway, since the owner asked to disconnect. So is a credential whose tokens
+        no configured key decrypts. ``forgotten`` is ``False`` when there was nothing to forget.
         """
-        credential = self.credentials.get(owner_id, account_id)
+        unreadable = False
+        try:
+            credential = self.credentials.get(owner_id, account_id)
+        except TokenDecryptionError:
+            # The key that encrypted it is gone: nothing can be deleted at PagerDuty with it,
+            # but the owner asked to disconnect, so it is forgotten here all the same.
+            credential, unreadable = None, True
         key = subscription_key(account_id)
         known = sorted({s.subscription_id for s in self.secrets.for_integration(owner_id, key)})
         removed: list[str] = []
@@ -282,7 +290,8 @@ class AccountConnections:
                     else:
                         removed.append(subscription_id)
         elif known:
-            left, reason = list(known), "no token to delete it with"
+            left = list(known)
+            reason = "the stored token cannot be decrypted" if unreadable else "no token to delete it with"
         for subscription_id in known:
             self.secrets.remove(subscription_id)
         forgotten = self.credentials.delete(owner_id, account_id)

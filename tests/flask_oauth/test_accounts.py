@@ -213,3 +213,35 @@ def test_two_owners_with_two_accounts_one_eu_see_nothing_of_each_other(site: Sit
     assert site.connections().credentials.get("owner-1", globex.account_id) is None
     us.post("/pagerduty/oauth/disconnect", data={"account_id": globex.account_id, "pdconnect_csrf": csrf(us)})
     assert _hooks(site, "globex") == [globex_hook]
+
+
+def test_a_credential_under_a_removed_key_does_not_break_the_owner_s_pages(
+    site: Site, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    site.connect(site.browser("owner-1"), site.user("acme", "Alex"))
+    # The key that encrypted it was dropped from PDCONNECT_TOKEN_KEYS before the rows were rotated.
+    rekeyed = make_flask(tmp_path, site.sandbox, oauth_config(site.sandbox, site.registered))
+    browser = rekeyed.test_client()
+    browser.get("/login/owner-1")
+    page = browser.get("/")
+    assert page.status_code == 200
+    assert any("cannot be decrypted" in r.getMessage() for r in caplog.records if r.levelname == "ERROR")
+
+
+def test_reconnecting_or_disconnecting_under_a_removed_key_is_never_a_500(site: Site, tmp_path: Path) -> None:
+    alex = site.user("acme", "Alex")
+    site.connect(site.browser("owner-1"), alex)
+    with site.app.app_context():
+        (account,) = site.connections().accounts("owner-1")
+    rekeyed = Site(
+        make_flask(tmp_path, site.sandbox, oauth_config(site.sandbox, site.registered)), site.sandbox, site.registered
+    )
+    browser = rekeyed.browser("owner-1")
+    gone = browser.post(
+        "/pagerduty/oauth/disconnect", data={"account_id": account.account_id, "pdconnect_csrf": csrf(browser)}
+    )
+    assert gone.status_code < 500
+    again = rekeyed.connect(browser, alex)
+    assert again.status_code < 500
+    if again.status_code == 303 and again.headers["Location"] == "/pagerduty/problem":
+        assert browser.get("/pagerduty/problem").status_code < 500
