@@ -165,8 +165,8 @@ def oauth_disconnect() -> ResponseReturnValue:
         }
     if result.left_at_pagerduty:
         flash(
-            f"Disconnected {result.subdomain or 'the account'}, but its webhook subscription could not be deleted in PagerDuty "
-            f"({result.reason}); delete it there under Integrations > Generic Webhooks.",
+            f"Disconnected {result.subdomain or 'the account'}, but its webhook subscription could not be "
+            f"deleted in PagerDuty ({result.reason}); delete it there under Integrations > Generic Webhooks.",
             "error",
         )
         return redirect(_redirect_target())

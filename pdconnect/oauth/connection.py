@@ -206,11 +206,20 @@ class AccountConnections:
         """Store a finished authorization and subscribe the webhook URL in that account.
 
         A reconnect (the same owner and account again) replaces the tokens, clears a "needs
-        re-authorisation" mark and keeps the subscription PagerDuty still has. Raises
+        re-authorisation" mark and keeps the subscription PagerDuty still has; it also replaces
+        a stored credential that no configured key decrypts. Raises
         :class:`WebhookSetupFailed` (with the stored credential) when the subscription could
         not be made; the connection itself stands.
         """
-        credential = self.credentials.save(authorized.owner_id, authorized.account, authorized.tokens)
+        owner, account = authorized.owner_id, authorized.account
+        try:
+            credential = self.credentials.save(owner, account, authorized.tokens)
+        except TokenDecryptionError:
+            # The stored row is under a key no longer configured, and the store reads it to
+            # replace it: its tokens are useless anyway, so the new authorization takes its place.
+            logger.warning("replacing account %s's credential, which no configured key decrypts", account.account_id)
+            self.credentials.delete(owner, account.account_id)
+            credential = self.credentials.save(owner, account, authorized.tokens)
         logger.info("connected PagerDuty account %s for owner %s", credential.account_id, credential.owner_id)
         if not self.subscribe:
             return credential

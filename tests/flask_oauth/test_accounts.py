@@ -245,3 +245,16 @@ def test_reconnecting_or_disconnecting_under_a_removed_key_is_never_a_500(site: 
     assert again.status_code < 500
     if again.status_code == 303 and again.headers["Location"] == "/pagerduty/problem":
         assert browser.get("/pagerduty/problem").status_code < 500
+
+
+def test_reconnecting_replaces_a_credential_under_a_removed_key(site: Site, tmp_path: Path) -> None:
+    alex = site.user("acme", "Alex")
+    site.connect(site.browser("owner-1"), alex)
+    (hook,) = _hooks(site, "acme")
+    config = oauth_config(site.sandbox, site.registered)
+    rekeyed = Site(make_flask(tmp_path, site.sandbox, config), site.sandbox, site.registered)
+    browser = rekeyed.browser("owner-1")
+    again = rekeyed.connect(browser, alex)
+    assert again.status_code == 303 and again.headers["Location"] == "/"
+    assert [c.account.subdomain for c in rekeyed.connections().accounts("owner-1")] == ["acme"]
+    assert _hooks(site, "acme") == [hook]  # the subscription, whose secret is known, is kept
