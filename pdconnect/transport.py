@@ -11,13 +11,14 @@ bytes, and a proxy or a hostile server that streams gigabytes (or a compression 
 not fill the worker's memory. What is cut is dropped, with the connection.
 
 A ``timeout`` of ``(connect, read)`` bounds the whole attempt, not only each read: from the
-moment :meth:`Transport.post` is called, the answer (status line, headers and body) must be
-in within ``connect + read`` seconds, or the attempt ends with :class:`TransportTimeout`.
-``requests`` alone applies ``read`` to each read from the socket, so a server that dribbles
-one byte a second would keep an attempt alive forever, past a worker's lease. The total
-deadline applies to :class:`HttpClientTransport` and to the session a
-:class:`RequestsTransport` makes itself; a session passed in keeps ``requests``' per-read
-timeouts while headers arrive, and its body is read under the deadline chunk by chunk.
+moment :meth:`Transport.post` is called, the answer (status line, headers and body, and an
+HTTPS proxy's answer to ``CONNECT`` before them) must be in within ``connect + read``
+seconds, or the attempt ends with :class:`TransportTimeout`. ``requests`` alone applies
+``read`` to each read from the socket, so a server that dribbles one byte a second would
+keep an attempt alive forever, past a worker's lease. The total deadline applies to
+:class:`HttpClientTransport` and to the session a :class:`RequestsTransport` makes itself;
+a session passed in keeps ``requests``' per-read timeouts while headers arrive, and its body
+is read under the deadline chunk by chunk.
 """
 
 from __future__ import annotations
@@ -152,6 +153,12 @@ class _DeadlineHTTPConnection(urllib3.connection.HTTPConnection):
 
 
 class _DeadlineHTTPSConnection(urllib3.connection.HTTPSConnection):
+    def connect(self) -> None:
+        # Through a proxy, http.client reads the answer to CONNECT with response_class in
+        # _tunnel(), called from here: a proxy dribbling it must not outlast the deadline.
+        self.response_class = _response_class()
+        super().connect()
+
     def getresponse(self) -> urllib3.response.HTTPResponse:  # type: ignore[override]  # as urllib3 does
         self.response_class = _response_class()
         return super().getresponse()
