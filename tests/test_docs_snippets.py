@@ -31,7 +31,9 @@ sandbox first, then the names):
   PagerDuty fails: no test may reach anything but loopback (``_loopback_only`` in conftest).
 - Every page: a Python subprocess it starts (``python``, ``pdconnect``) inherits a
   ``PYTHONPATH`` led by ``tests/docs_guard``, whose ``sitecustomize`` holds it to loopback
-  too (:class:`NetworkRefused` from ``socket``).
+  too (:class:`NetworkRefused` from ``socket``). A page that starts a process the guard
+  cannot reach (``python -I``, ``-E`` or ``-S``, ``env -i``, an ``env=`` or ``PYTHONPATH=``
+  without the guard's folder) fails, whether or not the snippet caught the refusal.
 - ``sandbox-explicit``: the same sandbox and names, but PagerDuty's defaults stay as they are,
   for a page that teaches pointing pdconnect at the sandbox (a test snippet): if its
   configuration does not take effect, the snippet tries PagerDuty and fails.
@@ -66,6 +68,7 @@ import logging
 import os
 import re
 import shlex
+import subprocess
 import sys
 import traceback
 import types
@@ -179,6 +182,7 @@ def run_page(page: Page, *, request: pytest.FixtureRequest, workdir: Path) -> di
         # Python processes the page starts load the loopback guard too (its sitecustomize).
         paths = [str(GUARD_DIR), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
         monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))
+        bypasses = _refuse_unguarded_processes(monkeypatch)
         try:
             if page.setups & {"sandbox", "sandbox-explicit"}:
                 sandbox = request.getfixturevalue("pagerduty_sandbox")
@@ -194,9 +198,101 @@ def run_page(page: Page, *, request: pytest.FixtureRequest, workdir: Path) -> di
             with _reported(f"{_page_id(page.path)}, after its snippets"):
                 _call_tests(namespace, page.path)
                 _drive_app(namespace.get("app"), page.path)
+            if bypasses:
+                pytest.fail(f"{_page_id(page.path)}: " + "; ".join(bypasses), pytrace=False)
         finally:
             _close_resources(namespace)
     return namespace
+
+
+class GuardBypass(OSError):
+    """A page started a process the loopback guard would not be loaded in."""
+
+
+def _refuse_unguarded_processes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Refuse, while the page runs, to start a process that would skip ``tests/docs_guard``.
+
+    Returns the list the refusals are recorded in: a snippet that catches the error still
+    fails its page.
+    """
+    refusals: list[str] = []
+    popen_init = subprocess.Popen.__init__
+    system = os.system
+
+    def check(args: Any, env: Any, shell: bool) -> None:
+        if isinstance(args, str | bytes | os.PathLike):
+            argv = shlex.split(os.fsdecode(args)) if shell or isinstance(args, str | bytes) else [os.fspath(args)]
+        else:
+            argv = [os.fsdecode(a) for a in args]
+        if (reason := guard_bypass(argv, os.environ if env is None else env)) is not None:
+            refusals.append(reason)
+            raise GuardBypass(reason)
+
+    def guarded_init(self: subprocess.Popen[Any], args: Any, *rest: Any, **kwargs: Any) -> None:
+        check(args, kwargs.get("env"), bool(kwargs.get("shell")))
+        popen_init(self, args, *rest, **kwargs)
+
+    def guarded_system(command: str) -> int:
+        check(command, None, True)
+        return system(command)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", guarded_init)
+    monkeypatch.setattr(os, "system", guarded_system)
+    for name in ("posix_spawn", "posix_spawnp", "execv", "execve", "execvp", "execvpe", "spawnv", "spawnve"):
+        if hasattr(os, name):
+            monkeypatch.setattr(os, name, _forbidden(name, refusals))
+    return refusals
+
+
+def _forbidden(name: str, refusals: list[str]) -> Any:
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        reason = f"os.{name} starts a process the loopback guard cannot check; use subprocess"
+        refusals.append(reason)
+        raise GuardBypass(reason)
+
+    return refuse
+
+
+def guard_bypass(argv: list[str], env: Any) -> str | None:
+    """Why a process started with ``argv`` and ``env`` would not load the guard, or ``None``."""
+    if str(GUARD_DIR) not in str(env.get("PYTHONPATH", "")).split(os.pathsep):
+        return f"{shlex.join(argv)!r} would start without {GUARD_DIR.name} on PYTHONPATH (an env= without it?)"
+    for index, word in enumerate(argv):
+        name = Path(word).name
+        if word.startswith("PYTHONPATH=") and str(GUARD_DIR) not in word:
+            return f"{shlex.join(argv)!r} sets PYTHONPATH without {GUARD_DIR.name}"
+        if name == "env" and any(_drops_environment(a) for a in argv[index + 1 :]):
+            return f"{shlex.join(argv)!r} empties the environment, and the guard with it"
+        python = re.fullmatch(r"python[0-9.]*", name) or word == sys.executable
+        if python and (flag := _unguarded_flag(argv[index + 1 :])) is not None:
+            return f"{shlex.join(argv)!r} starts Python with {flag}, which skips the loopback guard"
+    return None
+
+
+def _drops_environment(arg: str) -> bool:
+    return (
+        arg in ("-", "-i", "--ignore-environment")
+        or arg.startswith(("-u", "--unset"))
+        or (arg.startswith("-") and not arg.startswith("--") and "i" in arg)
+    )
+
+
+def _unguarded_flag(args: list[str]) -> str | None:
+    """The first of Python's options ``-I``, ``-E`` or ``-S`` (alone or in a cluster) in ``args``."""
+    words = iter(args)
+    for word in words:
+        if not word.startswith("-") or word == "-" or word.startswith("--"):
+            return None  # the script, stdin, or a long option (none of them skips site)
+        for position, letter in enumerate(word[1:], start=1):
+            if letter in "IES":
+                return word
+            if letter in "cm":
+                return None  # the rest is the command or module
+            if letter in "XW":
+                if position == len(word) - 1:
+                    next(words, None)  # their argument is the next word
+                break
+    return None
 
 
 @contextmanager

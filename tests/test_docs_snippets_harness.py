@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -549,3 +551,93 @@ def test_a_subprocess_of_a_page_loads_the_guard(request: pytest.FixtureRequest, 
         "```\n"
     )
     assert _run(page, request, tmp_path)["child"].stdout.split() == ["_connect", "_getaddrinfo"]
+
+
+# --- what the guard wraps, and processes it could not reach ------------------------------------
+
+GUARDED_CALLS = [
+    "socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x', ('192.0.2.1', 9))",
+    "socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x', 0, ('192.0.2.1', 9))",
+    "socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendmsg([b'x'], [], 0, ('192.0.2.1', 9))",
+    "socket.socket(socket.AF_INET6, socket.SOCK_DGRAM).sendto(b'x', ('2001:db8::1', 9))",
+    # Numeric TEST-NET names: even without the guard they would reach no resolver.
+    "socket.gethostbyname('192.0.2.1')",
+    "socket.gethostbyname_ex('192.0.2.1')",
+    "socket.gethostbyaddr('192.0.2.1')",
+    "socket.getnameinfo(('192.0.2.1', 80), socket.NI_NUMERICHOST | socket.NI_NUMERICSERV)",
+]
+
+
+@pytest.mark.parametrize("code", GUARDED_CALLS)
+def test_the_guard_refuses_datagrams_and_lookups_off_loopback(code: str) -> None:
+    """Each is refused before a packet leaves: TEST-NET and documentation addresses only."""
+    env = {**os.environ, "PYTHONPATH": str(harness.GUARD_DIR)}
+    child = subprocess.run([sys.executable, "-c", f"import socket; {code}"], env=env, capture_output=True, text=True)
+    assert child.returncode != 0
+    assert "NetworkRefused" in child.stderr and "only loopback is allowed" in child.stderr, child.stderr
+
+
+def test_the_guard_lets_datagrams_and_lookups_on_loopback_through() -> None:
+    code = (
+        "import socket; u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(('127.0.0.1', 0));"
+        "assert u.sendto(b'x', u.getsockname()) == 1; assert socket.gethostbyname('localhost').startswith('127.')"
+    )
+    env = {**os.environ, "PYTHONPATH": str(harness.GUARD_DIR)}
+    child = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert child.returncode == 0, child.stderr
+
+
+BYPASSES = [
+    "subprocess.run([sys.executable, '-I', '-c', 'pass'])",
+    "subprocess.run([sys.executable, '-E', '-c', 'pass'])",
+    "subprocess.run([sys.executable, '-S', '-c', 'pass'])",
+    "subprocess.run([sys.executable, '-sI', '-c', 'pass'])",
+    "subprocess.run([sys.executable, '-X', 'dev', '-ES', '-c', 'pass'])",
+    "subprocess.run(['python3', '-I', '-c', 'pass'])",
+    "subprocess.run([sys.executable, '-c', 'pass'], env={})",
+    "subprocess.run([sys.executable, '-c', 'pass'], env={'PATH': os.environ['PATH']})",
+    "subprocess.run(['true'], env={'PYTHONPATH': '/elsewhere'})",
+    "subprocess.run('python3 -I -c pass', shell=True)",
+    "subprocess.run('PYTHONPATH= python3 -c pass', shell=True)",
+    "subprocess.run(['env', '-i', sys.executable, '-c', 'pass'])",
+    "subprocess.run(['env', '-u', 'PYTHONPATH', sys.executable, '-c', 'pass'])",
+    "os.system('python3 -S -c pass')",
+    "os.posix_spawn(sys.executable, [sys.executable, '-c', 'pass'], os.environ)",
+    "os.environ.pop('PYTHONPATH'); subprocess.run([sys.executable, '-c', 'pass'])",
+]
+
+
+@pytest.mark.parametrize("code", BYPASSES)
+@pytest.mark.parametrize("caught", [False, True])
+def test_a_page_that_starts_a_process_without_the_guard_fails(
+    code: str, caught: bool, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    body = f"try:\n    {code}\nexcept OSError:\n    pass\n" if caught else f"{code}\n"
+    page = f"```python\nimport os, subprocess, sys\n{body}```\n"
+    with pytest.raises(pytest.fail.Exception, match=r"loopback guard|docs_guard|environment|os\.posix_spawn"):
+        _run(page, request, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [sys.executable, "-c", "print(1)"],
+        [sys.executable, "-c", "import sys; sys.argv == ['-I']", "-I"],
+        [sys.executable, "-m", "pdconnect", "-E"],
+        [sys.executable, "-X", "importtime", "-c", "pass"],
+        [sys.executable, "-W", "ignore::DeprecationWarning:ES", "-c", "pass"],
+        [sys.executable, "script.py", "-I"],
+        ["pdconnect", "sandbox", "-S"],
+        ["git", "status"],
+    ],
+)
+def test_a_process_that_keeps_the_guard_is_allowed(argv: list[str]) -> None:
+    env = {"PYTHONPATH": str(harness.GUARD_DIR)}
+    assert harness.guard_bypass(argv, env) is None
+
+
+@given(flags=st.lists(st.sampled_from("bBdEhiIOPqsSuvVx"), min_size=1, max_size=6))
+def test_property_a_flag_cluster_is_refused_exactly_when_it_skips_site(flags: list[str]) -> None:
+    cluster = "-" + "".join(flags)
+    reason = harness.guard_bypass([sys.executable, cluster, "-c", "pass"], {"PYTHONPATH": str(harness.GUARD_DIR)})
+    assert (reason is not None) == bool(set(flags) & set("IES"))
