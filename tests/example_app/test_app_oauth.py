@@ -203,3 +203,33 @@ def test_the_credential_rows_hold_no_token_in_clear(acme: RunningDemo, pagerduty
         rows = conn.execute(sa.text("SELECT * FROM pdconnect_oauth_credentials")).all()
     raw = " ".join(str(value) for row in rows for value in row)
     assert rows and credential.access_token not in raw and str(credential.refresh_token) not in raw
+
+
+def test_disconnecting_deletes_the_subscription_with_the_accounts_token(
+    acme: RunningDemo, pagerduty_sandbox: PagerDutySandbox
+) -> None:
+    alice = signed_in(acme, "alice")
+    connect(alice, pagerduty_sandbox, services=["Checkout API"])
+    assert len(pagerduty_sandbox.state()["webhook_subscriptions"]) == 1
+    form = {"pdconnect_csrf": token(alice, "/settings/pagerduty"), "account_id": account_id(alice)}
+    response = alice.post("/pagerduty/oauth/disconnect", data=form)
+    page = alice.get(response.headers["Location"]).get_data(as_text=True)
+    assert "Disconnected the PagerDuty account acme." in page and "data-account=" not in page
+    assert pagerduty_sandbox.state()["webhook_subscriptions"] == []
+
+
+def test_disconnecting_a_revoked_account_says_what_is_left_at_pagerduty(
+    acme: RunningDemo, pagerduty_sandbox: PagerDutySandbox
+) -> None:
+    alice = signed_in(acme, "alice")
+    connect(alice, pagerduty_sandbox, services=["Checkout API"])
+    requests.post(
+        f"{pagerduty_sandbox.url}/_sandbox/api/oauth/apps/{acme.oauth_client_id}/revoke", timeout=10
+    ).raise_for_status()
+    form = {"pdconnect_csrf": token(alice, "/settings/pagerduty"), "account_id": account_id(alice)}
+    response = alice.post("/pagerduty/oauth/disconnect", data=form)
+    assert response.status_code in (302, 303)
+    page = alice.get(response.headers["Location"]).get_data(as_text=True)
+    assert "could not be deleted in PagerDuty" in page and "data-account=" not in page
+    assert "data-pdconnect-reconnect" not in page  # nothing left to reconnect
+    assert len(pagerduty_sandbox.state()["webhook_subscriptions"]) == 1
