@@ -14,6 +14,7 @@ import ipaddress
 import json
 import math
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -109,6 +110,15 @@ class _Handler(WSGIRequestHandler):
         self._reader = _RequestDeadline(self.connection, self.timeout, type(self).clock)
         self.rfile = io.BufferedReader(self._reader)
         plain.close()  # the socket stays open: only the makefile's hold on it is given back
+
+    def handle(self) -> None:
+        if isinstance(self.connection, ssl.SSLSocket):
+            try:
+                self.connection.do_handshake()  # bounded by the socket's timeout, set in setup()
+            except (OSError, ValueError):
+                self.close_connection = True
+                return
+        super().handle()
 
     def handle_one_request(self) -> None:
         """One request under one deadline; 408 and closed if it passes before the request is in."""
@@ -343,10 +353,16 @@ class SandboxServer:
         self.app = SandboxApp(self.sandbox, allowed_hosts=names)
         bounds = {"timeout": float(read_timeout), "max_body": max_body, "clock": staticmethod(clock)}
         handler = type("_Handler", (_Handler,), bounds)
-        context = server_context(tls) if tls is not None else None
-        self._server: BaseWSGIServer = make_server(
-            host, port, self.app, threaded=True, request_handler=handler, ssl_context=context
-        )
+        self._server: BaseWSGIServer = make_server(host, port, self.app, threaded=True, request_handler=handler)
+        if tls is not None:
+            # Werkzeug's wrapping would shake hands inside accept(), on the one thread that
+            # accepts: a client that connects and says nothing would stop the whole server.
+            # Each connection's handshake happens on its own thread instead, under the timeout.
+            context = server_context(tls)
+            self._server.socket = context.wrap_socket(
+                self._server.socket, server_side=True, do_handshake_on_connect=False
+            )
+            self._server.ssl_context = context
         self._server.daemon_threads = True  # type: ignore[attr-defined]
         scheme = "https" if tls is not None else "http"
         bound_port = self._server.socket.getsockname()[1]
