@@ -591,7 +591,13 @@ class SandboxApp:
             )
         store = self.sandbox.store
         with store.lock:
-            text = pages.webhooks_page(store.all(Subscription), self.sandbox.deliveries(), store.all(Service), created)
+            text = pages.webhooks_page(
+                store.all(Subscription),
+                self.sandbox.deliveries(),
+                store.all(Service),
+                created,
+                accounts=[a.id for a in store.all(Account)],
+            )
         return _html(text, 201 if created else 200)
 
     def on_delete_webhook(self, request: Request, subscription_id: str) -> Response:

@@ -40,8 +40,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "--faults",
         type=fault_plan,
         default="",
-        help='inject faults on the events endpoints, e.g. "429=0.05,429-retry-after=0.05,retry-after=1,503=0.05,'
-        'latency=50,drop=0.01,down=30,seed=7"',
+        help="inject faults on the events endpoints (target=rest+identity or target=all for more), e.g. "
+        '"429=0.05,429-retry-after=0.05,retry-after=1,503=0.05,latency=50,drop=0.01,down=30,seed=7"',
     )
     parser.add_argument(
         "--rate-limit",

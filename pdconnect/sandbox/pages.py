@@ -374,6 +374,7 @@ def webhooks_page(
     deliveries: Sequence[Delivery],
     services: Sequence[Service],
     created: Subscription | None = None,
+    accounts: Sequence[str] = (),
 ) -> str:
     notice = Markup("")
     if created is not None:
@@ -383,11 +384,13 @@ def webhooks_page(
         ).format(id=created.id, secret=created.secret)
     rows = join(
         Markup(
-            "<tr><td><code>{id}</code></td><td>{url}</td><td>{version}</td><td>{filter}</td><td>{state}</td>"
+            "<tr><td><code>{id}</code></td><td>{account}</td><td>{url}</td><td>{version}</td><td>{filter}</td>"
+            "<td>{state}</td>"
             '<td><form method="post" action="/webhooks/{id}/delete"><button class="danger" type="submit">Delete'
             "</button></form></td></tr>"
         ).format(
             id=s.id,
+            account=s.account,
             url=s.url,
             version=s.version.upper(),
             filter=f"{s.filter_type} {s.filter_id or ''}",
@@ -413,13 +416,18 @@ def webhooks_page(
         ).format(e)
         for e in V3_EVENT_TYPES
     )
-    service_options = join(Markup('<option value="{}">{} (service)</option>').format(s.id, s.name) for s in services)
+    account_options = join(
+        Markup('<option value="account:{0}">Whole account {0}</option>').format(a) for a in accounts
+    ) or Markup('<option value="account">Whole account</option>')
+    service_options = account_options + join(
+        Markup('<option value="{}">{} (service of {})</option>').format(s.id, s.name, s.account) for s in services
+    )
     body = Markup(
-        "{notice}<section><h2>Subscriptions</h2><table><tr><th>Id</th><th>URL</th><th>Version</th><th>Filter</th>"
+        "{notice}<section><h2>Subscriptions</h2><table><tr><th>Id</th><th>Account</th><th>URL</th><th>Version</th><th>Filter</th>"
         "<th>State</th><th></th></tr>{rows}</table></section>"
         '<section><h2>New subscription</h2><form method="post" action="/webhooks">'
         '<label for="url">Delivery URL (this machine only)</label><input type="url" id="url" name="url" required>'
-        '<label for="scope">Scope</label><select id="scope" name="scope"><option value="account">Whole account</option>'
+        '<label for="scope">Scope</label><select id="scope" name="scope">'
         "{services}</select>"
         '<label for="version">Format</label><select id="version" name="version"><option value="v3">V3 (signed)</option>'
         '<option value="v2">V2 messages (legacy)</option></select><label>Events</label>{events}'
