@@ -17,7 +17,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 from flask.testing import FlaskClient
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from example_app.demo import RunningDemo, start_acme
@@ -68,6 +68,8 @@ def check(client: FlaskClient, account: str) -> tuple[int, str]:
     """Press "Check access" for ``account`` (an id, sent as typed); the status and the next page's text."""
     form = {"pdconnect_csrf": token(client, "/settings/pagerduty")}
     response = client.post(f"/settings/pagerduty/accounts/{quote(account, safe='')}/check", data=form)
+    if response.status_code == 308:  # Werkzeug merges the slashes of "a/" (%2F is decoded): the POST goes on
+        response = client.post(response.headers["Location"], data=form)
     if response.status_code == 303:
         return 303, client.get(response.headers["Location"]).get_data(as_text=True)
     return response.status_code, response.get_data(as_text=True)
@@ -188,10 +190,16 @@ def test_check_needs_the_form_token_and_a_signed_in_user(two_users: tuple[FlaskC
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.text(min_size=1, max_size=300))
+@example("0/")
+@example("/")
 def test_any_account_id_but_ones_own_is_a_404(two_users: tuple[FlaskClient, FlaskClient, str], typed: str) -> None:
     alice, _, alices = two_users
     status, _ = check(alice, typed)
-    assert status == (303 if typed == alices else 404)
+    # Only her own account is found (typed with a trailing slash, say, once Werkzeug merged the slashes).
+    if status == 303:
+        assert typed.replace("/", "") == alices
+    else:
+        assert status == 404
 
 
 def test_the_credential_rows_hold_no_token_in_clear(acme: RunningDemo, pagerduty_sandbox: PagerDutySandbox) -> None:
