@@ -24,6 +24,7 @@ from pdconnect.flask.signals import account_connected, account_disconnected, can
 from pdconnect.flask.views import _done, _failed, _page, _redirect_target, _require_owner, _take_over, _wants_json
 from pdconnect.oauth.connection import AccountConnections, WebhookSetupFailed
 from pdconnect.oauth.errors import JwksUnavailable, OAuthCancelled, TokenEndpointError
+from pdconnect.text import text_problem
 
 logger = logging.getLogger("pdconnect")
 
@@ -146,7 +147,9 @@ def oauth_disconnect() -> ResponseReturnValue:
         return _failed(exc)
     data: Any = request.get_json(silent=True) if request.is_json else request.form
     account_id = data.get("account_id") if isinstance(data, dict) or hasattr(data, "get") else None
-    if not isinstance(account_id, str) or not account_id or len(account_id) > 255:
+    # PagerDuty account ids are short printable ids; anything else names no connection (and a NUL
+    # would be a database error on PostgreSQL rather than a 400).
+    if text_problem(account_id, max_length=255) is not None:
         return _page("Which account?", "The form did not say which PagerDuty account to disconnect.", 400)
     result = connections.disconnect(owner, account_id)
     if not (result.forgotten or result.removed or result.left_at_pagerduty):

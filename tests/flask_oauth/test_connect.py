@@ -13,10 +13,12 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 import sqlalchemy as sa
 from flask import Flask
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pdconnect.flask import account_connected, cancelled
 from pdconnect.oauth.credentials import Credential
-from tests.flask_oauth.conftest import HOOK_URL, Site, flashes, problem_page
+from tests.flask_oauth.conftest import HOOK_URL, Site, csrf, flashes, problem_page
 
 
 def test_a_full_connect_stores_the_credential_encrypted_and_subscribes_in_that_account(site: Site) -> None:
@@ -207,3 +209,46 @@ def test_an_observer_connects_but_is_told_incident_updates_need_a_manager(site: 
     assert any("needs a Manager, Admin or Owner role" in m for m in flashes(browser))
     assert [c.account.subdomain for c in site.connections().accounts("owner-1")] == ["acme"]
     assert site.subscriptions("acme") == []
+
+
+_QUERY_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=60)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.dictionaries(st.sampled_from(["code", "state", "error", "error_description", "then", "x"]), _QUERY_TEXT),
+    st.binary(max_size=40),
+)
+def test_any_callback_query_is_an_answer_below_500(site: Site, params: dict[str, str], raw: bytes) -> None:
+    browser = site.browser("owner-1")
+    for query in (urlencode(params), raw.decode("latin-1")):
+        for path in ("/pagerduty/oauth/callback", "/pagerduty/oauth/start"):
+            response = browser.get(f"{path}?{query}")
+            if response.status_code == 303 and response.headers["Location"] == "/pagerduty/problem":
+                response = browser.get("/pagerduty/problem")
+            assert response.status_code < 500, (path, query)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.one_of(_QUERY_TEXT, st.none()), st.booleans())
+def test_any_disconnect_form_is_an_answer_below_500(site: Site, account_id: str | None, as_json: bool) -> None:
+    browser = site.browser("owner-1")
+    token = csrf(browser)
+    body: dict[str, Any] = {} if account_id is None else {"account_id": account_id}
+    if as_json:
+        response = browser.post("/pagerduty/oauth/disconnect", json=body, headers={"X-PDConnect-CSRF": token})
+    else:
+        response = browser.post("/pagerduty/oauth/disconnect", data={**body, "pdconnect_csrf": token})
+    assert response.status_code < 500
+
+
+@pytest.mark.parametrize("account_id", ["", "   ", "P\x00X", "P\nX", "A" * 256, "\ud800", 5, ["PACME"], None])
+def test_a_disconnect_naming_no_possible_account_is_a_400(site: Site, account_id: Any) -> None:
+    browser = site.browser("owner-1")
+    response = browser.post(
+        "/pagerduty/oauth/disconnect",
+        json={"account_id": account_id} if not isinstance(account_id, str) or account_id == "\ud800" else None,
+        data=None if not isinstance(account_id, str) or account_id == "\ud800" else {"account_id": account_id},
+        headers={"X-PDConnect-CSRF": csrf(browser)},
+    )
+    assert response.status_code == 400
