@@ -243,7 +243,7 @@ class Subscription:
     disabled_until: float | None = None
     created_at: str = field(default_factory=now_iso)
     account: str = ""  # the owner; "" only in a database file older than tenancy
-    custom_headers: list[dict[str, str]] = field(default_factory=list)
+    custom_headers: list[dict[str, str]] = field(default_factory=list, repr=False)  # values may be credentials
     previous_secret: str | None = field(default=None, repr=False)
 
 
