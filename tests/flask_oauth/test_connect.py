@@ -252,3 +252,27 @@ def test_a_disconnect_naming_no_possible_account_is_a_400(site: Site, account_id
         headers={"X-PDConnect-CSRF": csrf(browser)},
     )
     assert response.status_code == 400
+
+
+def test_two_tabs_can_connect_at_once(site: Site) -> None:
+    alex = site.user("acme", "Alex")
+    site.sandbox.create_account("globex", region="eu")
+    gina = site.user("globex", "Gina", role="admin")
+    browser = site.browser("owner-1")
+    first, second = site.start(browser), site.start(browser)
+    assert browser.get(site.consent(second, gina)).status_code == 303
+    assert browser.get(site.consent(first, alex)).status_code == 303
+    assert sorted(c.account.subdomain for c in site.connections().accounts("owner-1")) == ["acme", "globex"]
+
+
+def test_a_callback_without_an_echoed_state_is_checked_against_the_session_s(site: Site) -> None:
+    alex = site.user("acme", "Alex")
+    browser = site.browser("owner-1")
+    callback = site.consent(site.start(browser), alex)
+    path, _, query = callback.partition("?")
+    without_state = urlencode([(k, v) for k, values in parse_qs(query).items() for v in values if k != "state"])
+    assert browser.get(f"{path}?{without_state}").status_code == 303
+    assert len(site.connections().accounts("owner-1")) == 1
+    # Now the session holds no state: the same again is refused, not taken on trust.
+    page = problem_page(browser, browser.get(f"{path}?{without_state}"))
+    assert page.status_code == 400
