@@ -122,8 +122,8 @@ class AccountConnections:
     ``refresher`` the :class:`~pdconnect.oauth.refresh.TokenRefresher` over that store;
     ``secrets_store`` where subscription secrets are registered for the receiver;
     ``integrations_store`` where installed integrations are saved. ``webhook_url`` is where
-    PagerDuty delivers webhooks (https, or http on loopback); with ``subscribe=False`` no
-    subscription is made or deleted. ``rest_transport`` and ``rest_retry`` go to each
+    PagerDuty delivers webhooks (https, or http on loopback); with ``subscribe=False`` none
+    is made (one made before is still deleted on disconnect). ``rest_transport`` and ``rest_retry`` go to each
     :class:`~pdconnect.rest.client.AccountRestClient`.
 
     Functions given to :meth:`on_needs_reauthorization` are called, once per mark, when a
