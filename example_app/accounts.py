@@ -18,6 +18,7 @@ from example_app.views import bp, current_owner, signed_in
 from pdconnect.errors import PdConnectError
 from pdconnect.flask import current_pagerduty, needs_reauthorization
 from pdconnect.oauth import Credential, NeedsReauthorization
+from pdconnect.oauth.cipher import TokenDecryptionError
 
 logger = logging.getLogger("example_app")
 
@@ -33,7 +34,13 @@ def check_account(account_id: str) -> ResponseReturnValue:
     owner = cast(str, current_owner())
     if connections is None or len(account_id) > _MAX_ACCOUNT_ID:
         abort(404)
-    credential = connections.credentials.get(owner, account_id)
+    try:
+        credential = connections.credentials.get(owner, account_id)
+    except TokenDecryptionError:
+        # The key that encrypted the tokens left PDCONNECT_TOKEN_KEYS before the rows were
+        # rotated (pdconnect logs it): nothing can be called with them, but the user can reconnect.
+        flash("Acme cannot read its stored access to this PagerDuty account: connect it again.", "error")
+        return redirect(url_for("acme.pagerduty_settings"), 303)
     if credential is None:  # not connected, or another user's: the same answer
         abort(404)
     subdomain = credential.account.subdomain

@@ -241,3 +241,21 @@ def test_disconnecting_a_revoked_account_says_what_is_left_at_pagerduty(
     assert "could not be deleted in PagerDuty" in page and "data-account=" not in page
     assert "data-pdconnect-reconnect" not in page  # nothing left to reconnect
     assert len(pagerduty_sandbox.state()["webhook_subscriptions"]) == 1
+
+
+def test_check_access_under_a_removed_token_key_is_a_message_not_a_500(
+    acme: RunningDemo, pagerduty_sandbox: PagerDutySandbox, tmp_path: Path
+) -> None:
+    alice = signed_in(acme, "alice")
+    connect(alice, pagerduty_sandbox, services=["Checkout API"])
+    account = account_id(alice)
+    # The same database, started again with a new PDCONNECT_TOKEN_KEYS (the old key dropped).
+    rekeyed = start_acme(
+        pagerduty_sandbox.server, database_url=f"sqlite:///{tmp_path / 'acme.db'}", scheduler=False, worker=False
+    )
+    try:
+        again = signed_in(rekeyed, "alice")
+        status, shown = check(again, account)
+        assert status == 303 and "Acme cannot read its stored access to this PagerDuty account" in shown
+    finally:
+        rekeyed.stop()
