@@ -149,7 +149,7 @@ def oauth_disconnect() -> ResponseReturnValue:
     account_id = data.get("account_id") if isinstance(data, dict) or hasattr(data, "get") else None
     # PagerDuty account ids are short printable ids; anything else names no connection (and a NUL
     # would be a database error on PostgreSQL rather than a 400).
-    if text_problem(account_id, max_length=255) is not None:
+    if not isinstance(account_id, str) or text_problem(account_id, max_length=255) is not None:
         return _page("Which account?", "The form did not say which PagerDuty account to disconnect.", 400)
     result = connections.disconnect(owner, account_id)
     if not (result.forgotten or result.removed or result.left_at_pagerduty):
