@@ -17,8 +17,7 @@ from flask.typing import ResponseReturnValue
 from example_app.views import bp, current_owner, signed_in
 from pdconnect.errors import PdConnectError
 from pdconnect.flask import current_pagerduty, needs_reauthorization
-from pdconnect.oauth import Credential, NeedsReauthorization
-from pdconnect.oauth.cipher import TokenDecryptionError
+from pdconnect.oauth import Credential, NeedsReauthorization, TokenDecryptionError
 
 logger = logging.getLogger("example_app")
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from pdconnect.oauth.app import OAuthApp, RegionName
 from pdconnect.oauth.authorize import AuthorizeRequest
-from pdconnect.oauth.cipher import TokenCipher
+from pdconnect.oauth.cipher import TokenCipher, TokenDecryptionError
 from pdconnect.oauth.client import Authorized, PagerDutyOAuth
 from pdconnect.oauth.credentials import Credential, CredentialStore, MemoryCredentialStore, SqlCredentialStore
 from pdconnect.oauth.errors import (
@@ -58,6 +58,7 @@ __all__ = [
     "RegionName",
     "SqlCredentialStore",
     "TokenCipher",
+    "TokenDecryptionError",
     "TokenEndpointError",
     "TokenRefresher",
     "TokenSet",
