@@ -17,6 +17,7 @@ from flask.testing import FlaskClient
 from pdconnect.flask import PagerDutyConnect, current_pagerduty
 from pdconnect.oauth.cipher import TokenCipher
 from pdconnect.sandbox.identity import walk
+from pdconnect.sandbox.identity.core import DEFAULT_ISSUER
 from pdconnect.sandbox.pytest_plugin import PagerDutySandbox
 from pdconnect.transport import RequestsTransport
 
@@ -160,6 +161,9 @@ def problem_page(client: FlaskClient, response: Any) -> Any:
 
 @pytest.fixture
 def site(tmp_path: Path, pagerduty_sandbox: PagerDutySandbox) -> Iterator[Site]:
+    # A reset keeps the identity server's issuer, and another suite's test may have left a
+    # foreign one set: start from the default so this suite does not depend on test order.
+    pagerduty_sandbox._api("PUT", f"{OAUTH_API}/settings", json={"issuer": DEFAULT_ISSUER})
     registered = register_oauth_app(pagerduty_sandbox)
     app = make_flask(tmp_path, pagerduty_sandbox, oauth_config(pagerduty_sandbox, registered))
     yield Site(app, pagerduty_sandbox, registered)

@@ -10,6 +10,7 @@ from flask import Flask
 
 from pdconnect.flask import account_disconnected, current_pagerduty, needs_reauthorization
 from pdconnect.rest.errors import NeedsReauthorization
+from pdconnect.sandbox.identity.core import DEFAULT_ISSUER
 from pdconnect.sandbox.pytest_plugin import PagerDutySandbox
 from tests.flask_oauth.conftest import (
     APP_ID,
@@ -30,6 +31,7 @@ from tests.flask_oauth.conftest import (
 @pytest.fixture
 def both(tmp_path: Path, pagerduty_sandbox: PagerDutySandbox) -> Site:
     """A site with the install flow and OAuth: one button for both."""
+    pagerduty_sandbox._api("PUT", f"{OAUTH_API}/settings", json={"issuer": DEFAULT_ISSUER})  # see conftest's site
     registered = register_oauth_app(pagerduty_sandbox)
     pagerduty_sandbox.register_app(APP_ID, [INSTALL_CALLBACK])
     config = oauth_config(pagerduty_sandbox, registered, PDCONNECT_APP_ID=APP_ID)
