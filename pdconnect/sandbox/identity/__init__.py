@@ -22,7 +22,7 @@ from werkzeug.wrappers import Request, Response
 
 from pdconnect.sandbox.identity import registration, routes
 from pdconnect.sandbox.identity.authorize import Sessions
-from pdconnect.sandbox.identity.core import AccountInfo, Core, Grant, UserInfo
+from pdconnect.sandbox.identity.core import DEFAULT_ISSUER, AccountInfo, Core, Grant, UserInfo
 from pdconnect.sandbox.identity.model import LIFETIME_FIELDS, OAuthApp
 
 __all__ = ["AccountInfo", "Grant", "Identity", "OAuthApp", "UserInfo"]
@@ -145,5 +145,9 @@ class Identity:
         return registration.register_app(self._core, body)
 
     def reset(self) -> None:
-        """Forget every app, user, code and token (the signing keys and issuer stay)."""
+        """Forget every app, user, code and token, and go back to the default issuer.
+
+        The signing keys stay, so a JWKS a client cached before the reset still verifies.
+        """
         self._core.registry.clear()
+        self._core.issuer = DEFAULT_ISSUER

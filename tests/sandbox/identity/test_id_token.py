@@ -140,3 +140,11 @@ def test_the_id_token_fails_for_a_forger(harness: Harness) -> None:
     forged = jwt.encode(claims, rsa.generate_private_key(65537, 2048), algorithm="RS256", headers={"kid": kid})
     with pytest.raises(jwt.InvalidSignatureError):
         _verify(harness, forged, app.client_id)
+
+
+@pytest.mark.parametrize("issuer", [SAMPLE_ISSUER, "https://issuer.example/x"])
+def test_a_reset_restores_the_default_issuer(harness: Harness, issuer: str) -> None:
+    # A test that set another issuer once left it for every later test of a shared sandbox.
+    harness.client().put("/_sandbox/api/oauth/settings", json={"issuer": issuer})
+    harness.identity.reset()
+    assert harness.client().get("/_sandbox/api/oauth/settings").get_json() == {"issuer": DEFAULT_ISSUER}
