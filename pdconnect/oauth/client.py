@@ -54,7 +54,9 @@ class PagerDutyOAuth:
     used states so each callback works once (a :class:`~pdconnect.nonces.SqlNonceStore` when
     several processes serve callbacks). ``transport`` and ``retry`` are the package's: 429
     with ``Retry-After``, 5xx and network failures are retried within the policy's attempts
-    and deadline. ``jwks_ttl`` is how long PagerDuty's keys are trusted before they are
+    and deadline, except that a code exchange or a refresh is retried only when it cannot have
+    arrived (no connection) or was not processed (429, 503): its code or refresh token is
+    single-use. ``jwks_ttl`` is how long PagerDuty's keys are trusted before they are
     fetched again. One instance is safe to share across threads.
     """
 
@@ -207,7 +209,13 @@ class PagerDutyOAuth:
     def _token(self, request: TokenRequest) -> TokenSet:
         started = self._clock()
         response = self._requester.request(
-            "POST", self.app.token_url, what="the token endpoint", body=request.body(), headers=FORM_HEADERS
+            "POST",
+            self.app.token_url,
+            what="the token endpoint",
+            body=request.body(),
+            headers=FORM_HEADERS,
+            # A code or a refresh token is spent on first sight; client credentials can be asked again.
+            replayable=request.grant_type == "client_credentials",
         )
         try:
             tokens = read_token_answer(

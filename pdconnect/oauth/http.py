@@ -9,17 +9,26 @@ its deadline and no redirects kept), anything else is refused when the client is
 429, 408 and 5xx answers and network failures are retried with the policy's backoff (a 429
 waits at least its ``rate_limit_delay``, a ``Retry-After`` only lengthens a wait) until its
 attempts or deadline run out; every other answer is returned to the caller to read.
+
+A request that must not arrive twice (``replayable=False``: a code exchange or a refresh, whose
+code or refresh token PagerDuty spends on first sight) is retried only when it certainly did
+not arrive (no connection was made) or the answer says it was not processed (429, 503). After a
+read timeout, a connection dropped once the request was sent, or another 5xx, it raises a
+retryable :class:`TokenEndpointError` at once: a second try would send a spent token, be
+refused with ``invalid_grant``, and lose the connection for good.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import socket
 import time
 from collections.abc import Callable, Mapping
 from typing import Protocol, runtime_checkable
 
 import requests
+import urllib3.exceptions
 
 from pdconnect import transport as _transport
 from pdconnect.integration import EventsApi
@@ -77,6 +86,35 @@ def _get(transport: Transport, url: str, headers: Mapping[str, str], timeout: tu
     )
 
 
+#: Failures that happen before a byte of the request is sent: refused, unresolvable, no connection in time.
+_NOT_SENT: tuple[type[BaseException], ...] = (
+    ConnectionRefusedError,
+    socket.gaierror,
+    urllib3.exceptions.NewConnectionError,
+    urllib3.exceptions.ConnectTimeoutError,
+    requests.exceptions.ConnectTimeout,
+)
+#: Answers that say the request was not processed (RFC 9110 15.6.4, RFC 6585 4).
+_NOT_PROCESSED = frozenset({429, 503})
+
+
+def _certainly_not_sent(exc: BaseException) -> bool:
+    """Whether ``exc`` (a :class:`TransportError`) was caused by a failure to connect, however wrapped."""
+    pending: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, _NOT_SENT):
+            return True
+        reason = getattr(current, "reason", None)
+        linked = [current.__cause__, current.__context__, reason, *(current.args[:1] if current.args else ())]
+        pending.extend(item for item in linked if isinstance(item, BaseException))
+    return False
+
+
 class Requester:
     """Makes one logical request, retrying temporary failures; never logs a body."""
 
@@ -97,11 +135,20 @@ class Requester:
         self._rng = random.Random()  # noqa: S311 -- jitter, not a secret
 
     def request(
-        self, method: str, url: str, *, what: str, body: bytes = b"", headers: Mapping[str, str]
+        self,
+        method: str,
+        url: str,
+        *,
+        what: str,
+        body: bytes = b"",
+        headers: Mapping[str, str],
+        replayable: bool = True,
     ) -> HttpResponse:
         """Send until an answer that is not temporary arrives; raise :class:`TokenEndpointError` otherwise.
 
-        ``what`` names the request in messages and logs ("the token endpoint").
+        ``what`` names the request in messages and logs ("the token endpoint"). With
+        ``replayable=False`` a failure after which the request may have arrived is not retried
+        (see the module docstring): it raises a retryable :class:`TokenEndpointError`.
         """
         policy = self.retry
         started = self._monotonic()
@@ -118,10 +165,20 @@ class Requester:
                 status, reason = None, exc.reason
                 if not exc.retryable:
                     raise TokenEndpointError(f"cannot reach {what}: {reason}", retryable=False) from exc
+                if not replayable and not _certainly_not_sent(exc):
+                    logger.error("%s: %s; not retried, the request may have arrived", what, reason)
+                    raise TokenEndpointError(
+                        f"{what} gave no answer ({reason}); try again later", retryable=True
+                    ) from exc
             else:
                 if classify_status(response.status, EventsApi.V2) is not Verdict.RETRY:
                     return response
                 status, reason = response.status, f"HTTP {response.status}"
+                if not replayable and status not in _NOT_PROCESSED:
+                    logger.error("%s: %s; not retried, the request may have been processed", what, reason)
+                    raise TokenEndpointError(
+                        f"{what} answered {reason}; try again later", status=status, retryable=True
+                    )
                 retry_after = parse_retry_after(response.headers.get("retry-after"))
             if attempt == policy.max_attempts:
                 break

@@ -137,6 +137,8 @@ def verify_id_token(token: object, *, app: OAuthApp, keys: JwksCache, now: float
         raise IdTokenInvalid("it has expired")
     if issued > now + LEEWAY:
         raise IdTokenInvalid("it was issued in the future")
+    if "nbf" in claims and _time_claim(claims, "nbf") > now + LEEWAY:
+        raise IdTokenInvalid("it is not valid yet")
     audience = claims["aud"]
     rest_base, region = _rest_base([audience] if isinstance(audience, str) else list(audience), app)
     return AccountIdentity(
