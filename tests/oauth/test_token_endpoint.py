@@ -137,7 +137,8 @@ def test_a_long_description_is_cut_to_a_line(oauth: PagerDutyOAuth, identity: Fa
     assert len(caught.value.description) <= 300
 
 
-@pytest.mark.parametrize("status", [429, 500, 502, 503, 504, 408])
+# Only answers that say the refresh was not processed: after a 500 its token may be spent (test_attack_round3).
+@pytest.mark.parametrize("status", [429, 503])
 def test_temporary_answers_are_retried_then_succeed(
     oauth: PagerDutyOAuth, identity: FakeIdentity, sleeps: list[float], status: int
 ) -> None:
@@ -147,7 +148,7 @@ def test_temporary_answers_are_retried_then_succeed(
     assert sleeps == [7.0]  # Retry-After lengthens the (zero) backoff
 
 
-@pytest.mark.parametrize("status", [429, 500, 503])
+@pytest.mark.parametrize("status", [429, 503])
 def test_temporary_answers_to_the_end_are_a_retryable_error(
     oauth: PagerDutyOAuth, identity: FakeIdentity, status: int
 ) -> None:
@@ -158,10 +159,11 @@ def test_temporary_answers_to_the_end_are_a_retryable_error(
     assert len(identity.token_calls) == oauth._requester.retry.max_attempts
 
 
-def test_a_dropped_connection_is_retried(oauth: PagerDutyOAuth, identity: FakeIdentity) -> None:
+def test_a_refused_connection_is_retried(oauth: PagerDutyOAuth, identity: FakeIdentity) -> None:
     import requests
 
-    answers: list[Any] = [requests.ConnectionError("reset"), (200, {}, json.dumps(GOOD).encode())]
+    refused = requests.ConnectionError(ConnectionRefusedError(111, "refused"))
+    answers: list[Any] = [refused, (200, {}, json.dumps(GOOD).encode())]
 
     def answer(form: dict[str, str]) -> Any:
         item = answers.pop(0)
