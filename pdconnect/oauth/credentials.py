@@ -21,6 +21,7 @@ token is therefore never overwritten by an older one.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import threading
@@ -401,7 +402,11 @@ class MemoryCredentialStore:
 
 
 # Stored tokens say how they were stored, so a store never sends ciphertext as a token.
-_ENCRYPTED, _PLAIN = "fernet:", "plain:"
+# "fernet:" (the first format) is the bare token; "fernet2:" seals it with the row it belongs to.
+_ENCRYPTED, _BOUND, _PLAIN = "fernet:", "fernet2:", "plain:"
+# What a bound token is sealed with: the row's key and where the token may be sent. Fernet has
+# no associated data, so these travel inside the ciphertext and are compared on reading.
+_BOUND_FIELDS = ("owner_id", "account_id", "region", "rest_base_url", "events_base_url")
 
 
 class SqlCredentialStore:
@@ -469,24 +474,53 @@ class SqlCredentialStore:
 
     # -- rows <-> credentials ----------------------------------------------------------------
 
-    def _seal(self, token: str | None) -> str | None:
+    def _seal(self, token: str | None, binding: dict[str, str]) -> str | None:
+        """``token`` as stored: encrypted together with ``binding`` (the row's ids and bases)."""
         if token is None:
             return None
-        return _ENCRYPTED + self.cipher.encrypt(token) if self.cipher is not None else _PLAIN + token
+        if self.cipher is None:
+            return _PLAIN + token
+        return _BOUND + self.cipher.encrypt(json.dumps({**binding, "token": token}, sort_keys=True))
 
-    def _open(self, stored: str | None) -> str | None:
+    def _open(self, stored: str | None, binding: dict[str, str]) -> str | None:
+        """The token ``stored`` holds; raises :class:`TokenDecryptionError` if it is not this row's.
+
+        With a cipher configured, a token in clear is refused, and a bound token must name this
+        row's owner, account, region and bases: someone who can write the table but has no key
+        can neither plant a token, nor copy one from another row, nor steer one to another host.
+        """
         if stored is None:
             return None
-        if stored.startswith(_ENCRYPTED):
-            if self.cipher is None:
-                raise TokenDecryptionError(f"the stored tokens are encrypted: configure {TOKEN_KEYS_SETTING}")
-            return self.cipher.decrypt(stored[len(_ENCRYPTED) :])
         if stored.startswith(_PLAIN):
+            if self.cipher is not None:
+                raise TokenDecryptionError(
+                    f"a stored token is in clear although {TOKEN_KEYS_SETTING} is set (reconnect the account)"
+                )
             return stored[len(_PLAIN) :]
-        raise TokenDecryptionError("a stored token is in no known form")
+        if not stored.startswith((_ENCRYPTED, _BOUND)):
+            raise TokenDecryptionError("a stored token is in no known form")
+        if self.cipher is None:
+            raise TokenDecryptionError(f"the stored tokens are encrypted: configure {TOKEN_KEYS_SETTING}")
+        if stored.startswith(_ENCRYPTED):
+            return self.cipher.decrypt(stored[len(_ENCRYPTED) :])
+        try:
+            sealed = json.loads(self.cipher.decrypt(stored[len(_BOUND) :]))
+        except (ValueError, RecursionError):
+            sealed = None
+        token = sealed.get("token") if isinstance(sealed, dict) else None
+        if not isinstance(token, str) or any(sealed.get(name) != binding[name] for name in _BOUND_FIELDS):
+            raise TokenDecryptionError("a stored token does not belong to its row (was the table edited?)")
+        return token
+
+    @staticmethod
+    def _binding(owner_id: str, account_id: str, region: str, rest: str, events: str) -> dict[str, str]:
+        return dict(zip(_BOUND_FIELDS, (owner_id, account_id, region, rest, events), strict=True))
 
     def _row(self, credential: Credential) -> dict[str, Any]:
         account = credential.account
+        binding = self._binding(
+            credential.owner_id, account.account_id, account.region, account.rest_base_url, account.events_base_url
+        )
         return {
             "owner_id": credential.owner_id,
             "account_id": account.account_id,
@@ -496,8 +530,8 @@ class SqlCredentialStore:
             "region": account.region,
             "rest_base_url": account.rest_base_url,
             "events_base_url": account.events_base_url,
-            "access_token": self._seal(credential.access_token),
-            "refresh_token": self._seal(credential.refresh_token),
+            "access_token": self._seal(credential.access_token, binding),
+            "refresh_token": self._seal(credential.refresh_token, binding),
             "expires_at": credential.expires_at,
             "scopes": " ".join(sorted(credential.scopes)),
             "version": credential.version,
@@ -518,13 +552,16 @@ class SqlCredentialStore:
             rest_base_url=data["rest_base_url"],
             events_base_url=data["events_base_url"],
         )
-        access = self._open(data["access_token"])
+        binding = self._binding(
+            data["owner_id"], data["account_id"], data["region"], data["rest_base_url"], data["events_base_url"]
+        )
+        access = self._open(data["access_token"], binding)
         assert access is not None  # the column is NOT NULL
         return Credential(
             owner_id=data["owner_id"],
             account=account,
             access_token=access,
-            refresh_token=self._open(data["refresh_token"]),
+            refresh_token=self._open(data["refresh_token"], binding),
             expires_at=float(data["expires_at"]),
             scopes=parse_scopes(data["scopes"]),
             version=int(data["version"]),
@@ -689,6 +726,7 @@ class SqlCredentialStore:
         """Re-encrypt every stored token under the cipher's first key; returns how many rows changed.
 
         Run after putting a new key first in ``PDCONNECT_TOKEN_KEYS``; then the old key can go.
+        It also seals tokens of the first format (``fernet:``, the bare token) with their row.
         A row whose tokens changed meanwhile is left as it is (it is under the new key already).
         """
         if self.cipher is None:
@@ -701,8 +739,8 @@ class SqlCredentialStore:
                 credential = self._read(conn, owner_id, account_id)
                 if credential is None or credential.version != version:
                     continue
-                sealed = {"access_token": self._seal(credential.access_token)}
-                sealed["refresh_token"] = self._seal(credential.refresh_token)
+                row = self._row(credential)
+                sealed = {name: row[name] for name in ("access_token", "refresh_token")}
                 result = conn.execute(
                     sa.update(table).where(self._key(owner_id, account_id), table.c.version == version).values(sealed)
                 )

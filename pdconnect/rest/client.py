@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pdconnect.errors import InvalidData
+from pdconnect.oauth.app import REST_BASES
 from pdconnect.oauth.refresh import NeedsReauthorization, TokenRefresher
 from pdconnect.rest.answers import error_for, read_object
 from pdconnect.rest.errors import NotFound, RestError, RestUnavailable
@@ -61,6 +62,12 @@ DEFAULT_RETRY = RetryPolicy(max_attempts=4, base_delay=0.5, max_delay=8.0, deadl
 DEFAULT_TIMEOUT = (5.0, 15.0)
 
 
+def _configured_bases(credentials: TokenRefresher) -> Mapping[str, str]:
+    """The REST bases of the refresher's OAuth app (a PagerDutyOAuth's ``app``), else PagerDuty's."""
+    bases = getattr(getattr(credentials.oauth, "app", None), "rest_bases", None)
+    return bases if isinstance(bases, Mapping) else REST_BASES
+
+
 def _default_transport() -> RequestsTransport:
     # Reads run under the attempt's total deadline, so a slow PagerDuty cannot hold a request.
     return RequestsTransport()
@@ -72,7 +79,9 @@ class AccountRestClient:
     ``credentials`` hands out fresh tokens (a :class:`~pdconnect.oauth.refresh.TokenRefresher`).
     ``transport`` is a :class:`~pdconnect.transport.RequestsTransport` (the default) or
     anything with a ``request`` method (:class:`~pdconnect.rest.http.RestTransport`);
-    ``retry`` how hard to try. ``sleep`` and ``clock`` are for tests.
+    ``retry`` how hard to try. ``allowed_bases`` (REST base -> region) are where the token may
+    go; by default the ``rest_bases`` of the refresher's :class:`~pdconnect.oauth.app.OAuthApp`,
+    else PagerDuty's two. ``sleep`` and ``clock`` are for tests.
     """
 
     def __init__(
@@ -84,6 +93,7 @@ class AccountRestClient:
         transport: object | None = None,
         retry: RetryPolicy | None = None,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+        allowed_bases: Mapping[str, str] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -95,6 +105,7 @@ class AccountRestClient:
         self._owns_transport = transport is None
         self.transport = transport if transport is not None else _default_transport()
         self.retry = retry if retry is not None else DEFAULT_RETRY
+        self.allowed_bases = allowed_bases if allowed_bases is not None else _configured_bases(credentials)
         self.timeout = timeout
         self._sleep = sleep
         self._clock = clock
@@ -274,7 +285,7 @@ class AccountRestClient:
         credential = self.credentials.credential(self.owner_id, self.account_id)
         if credential.needs_reauthorization:
             raise NeedsReauthorization(credential)
-        url = rest_url(credential, path, query)
+        url = rest_url(credential, path, query, allowed_bases=self.allowed_bases)
         payload = json.dumps(body).encode("utf-8") if body is not None else b""
         token = self.credentials.fresh_token(self.owner_id, self.account_id)
         response = self._attempts(method, url, path, payload, token, retry_errors=retry_errors)

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from urllib.parse import urlencode, urlsplit
 
 from pdconnect.errors import InvalidData, UnsafeURLError
+from pdconnect.oauth.app import REST_BASES, normalize_base
 from pdconnect.oauth.credentials import Credential
 from pdconnect.rest.errors import UnsafeRestURL
 from pdconnect.text import text_problem
@@ -22,17 +23,36 @@ from pdconnect.urls import check_base_url
 _ID = re.compile(r"[A-Za-z0-9_\-.:~]{1,255}", re.ASCII)
 
 
-def rest_url(credential: Credential, path: str, query: Mapping[str, object] | None = None) -> str:
+def rest_url(
+    credential: Credential,
+    path: str,
+    query: Mapping[str, object] | None = None,
+    *,
+    allowed_bases: Mapping[str, str] = REST_BASES,
+) -> str:
     """The URL of ``path`` on the credential's REST base; raises :class:`~pdconnect.rest.errors.UnsafeRestURL`.
 
-    ``path`` must be a path (``/services``), never a URL: a link from an answer that names
-    another host, scheme or port, or climbs out of the base's path, is refused, so the token
-    never leaves the account's REST base.
+    The base must be one of ``allowed_bases`` (REST base -> region, an
+    :class:`~pdconnect.oauth.app.OAuthApp`'s ``rest_bases``; PagerDuty's two by default) and
+    map to the credential's region: a stored base is data, and a row edited to name another
+    host must not receive the token. ``path`` must be a path (``/services``), never a URL: a
+    link from an answer that names another host, scheme or port, or climbs out of the base's
+    path, is refused, so the token never leaves the account's REST base.
     """
     try:
         base = check_base_url(credential.account.rest_base_url, name="rest_base_url")
+        known = normalize_base(base)
     except UnsafeURLError as exc:
         raise UnsafeRestURL(str(exc), status=None, method="-", path="-") from None
+    allowed = {normalize_base(url): region for url, region in allowed_bases.items()}
+    if allowed.get(known) != credential.account.region:
+        raise UnsafeRestURL(
+            f"the credential's REST base is not a configured PagerDuty REST base for region "
+            f"{credential.account.region!r}",
+            status=None,
+            method="-",
+            path="-",
+        )
     parts = urlsplit(path) if isinstance(path, str) else None
     if (
         parts is None
