@@ -50,13 +50,17 @@ class SteppingClock:
         return self.now
 
 
-def _read_request(handler: socketserver.StreamRequestHandler) -> None:
+def _read_request(handler: socketserver.StreamRequestHandler) -> bool:
+    """Read one request; ``False`` when the client closed the connection instead."""
     length = 0
+    started = False
     while (line := handler.rfile.readline(65537)) not in (b"\r\n", b"\n", b""):
+        started = True
         name, _, value = line.partition(b":")
         if name.strip().lower() == b"content-length":
             length = int(value)
     handler.rfile.read(length)
+    return started
 
 
 @contextmanager
@@ -66,17 +70,18 @@ def dribbling_server(answer: bytes, *, head: int = 0) -> Iterator[str]:
 
     class Dribble(socketserver.StreamRequestHandler):
         def handle(self) -> None:
-            _read_request(self)
-            try:
-                self.wfile.write(answer[:head])
-                self.wfile.flush()
-                for position in range(head, len(answer)):
-                    if stop.wait(PAUSE):  # the server is shutting down
-                        return
-                    self.wfile.write(answer[position : position + 1])
+            # Keep-alive, as PagerDuty's servers: answer each request of the connection in turn.
+            while _read_request(self):
+                try:
+                    self.wfile.write(answer[:head])
                     self.wfile.flush()
-            except OSError:  # the client gave up and closed the connection: what it should do
-                return
+                    for position in range(head, len(answer)):
+                        if stop.wait(PAUSE):  # the server is shutting down
+                            return
+                        self.wfile.write(answer[position : position + 1])
+                        self.wfile.flush()
+                except OSError:  # the client gave up and closed the connection: what it should do
+                    return
 
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Dribble)
     server.daemon_threads = True
