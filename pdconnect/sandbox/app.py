@@ -43,7 +43,7 @@ from pdconnect.sandbox.model import (
     Team,
     User,
 )
-from pdconnect.sandbox.rest import EU_PREFIX, RestApi, split_region, wants_rest
+from pdconnect.sandbox.rest import EU_PREFIX, RestApi, _text, split_region, wants_rest
 from pdconnect.urls import add_query_params, safe_link_href, safe_local_redirect
 
 #: The environ key where the HTTP layer leaves its fault decision for an events request.
@@ -133,25 +133,6 @@ def _redirect(location: str, status: int = 302) -> Response:
     if not location or any(not 0x21 <= ord(ch) < 0x7F or ch == "\\" for ch in location):
         raise SandboxError("Refusing to redirect to that URL.")
     return Response("", status=status, headers={"Location": location})
-
-
-def _text(body: dict[str, Any], name: str, default: str | None = "") -> str | None:
-    """``body[name]`` if it is a string (or missing, then ``default``); else a 400."""
-    value = body.get(name, default)
-    if value is None and default is None:
-        return None
-    if not isinstance(value, str):
-        raise SandboxError(f"{name} must be a string.")
-    return value
-
-
-def _object(body: dict[str, Any], name: str) -> dict[str, Any]:
-    value = body.get(name)
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise SandboxError(f"{name} must be an object.")
-    return value
 
 
 def _record(obj: Any) -> dict[str, Any]:

@@ -345,6 +345,7 @@ def _whole(raw: str | None, name: str, default: int, low: int, high: int) -> int
 
 
 def _text(body: dict[str, Any], name: str, default: str | None = "") -> str | None:
+    """``body[name]`` if it is a string (or missing, then ``default``); else a 400."""
     value = body.get(name, default)
     if value is None and default is None:
         return None
